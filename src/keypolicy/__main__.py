@@ -1,0 +1,5 @@
+"""``python -m keypolicy`` runs the command line."""
+
+from keypolicy.cli import main
+
+main()

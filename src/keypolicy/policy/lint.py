@@ -1,0 +1,183 @@
+"""Lint: a valid policy that is probably not what its author meant.
+
+Warnings, not errors (``keypolicy check --strict`` makes them errors). Each finding names the
+field to look at and what to do about it. The scan for literal secrets works on the file text and
+lives in the loader, which has the text.
+"""
+
+from __future__ import annotations
+
+from keypolicy.catalog import CATALOG
+from keypolicy.policy.model import Domain, Limits, Policy
+from keypolicy.policy.references import Finding
+from keypolicy.policy.units import format_duration
+
+__all__ = ["lint_policy", "max_request_cost"]
+
+
+def lint_policy(policy: Policy) -> list[Finding]:
+    """Every lint finding for a validated policy."""
+    return [
+        *_reserves(policy),
+        *_limits_above_tiers(policy),
+        *_small_budgets(policy),
+        *_unmeetable_waits(policy),
+        *_unlimited_models(policy),
+    ]
+
+
+def _reserves(policy: Policy) -> list[Finding]:
+    found = []
+    for i, prio in enumerate(policy.priorities):
+        floor = policy.floor(prio.name)
+        if floor >= 1.0:
+            found.append(
+                Finding(
+                    ("priorities", i, "reserve"),
+                    f"the classes above '{prio.name}' reserve {floor:.0%} of every limit, "
+                    "which leaves this class nothing",
+                    "lower the reserves above it",
+                )
+            )
+    last = policy.priorities[-1]
+    if last.reserve > 0 and len(policy.priorities) > 1:
+        found.append(
+            Finding(
+                ("priorities", len(policy.priorities) - 1, "reserve"),
+                f"'{last.name}' is the lowest class: its reserve protects nothing",
+                "set it to 0, or move it to a higher class",
+            )
+        )
+    return found
+
+
+def _limits_above_tiers(policy: Policy) -> list[Finding]:
+    places: list[tuple[tuple[str, ...], dict[str, Limits]]] = [
+        (("projects", name, "models"), project.models) for name, project in policy.projects.items()
+    ]
+    if policy.organization is not None:
+        places.append((("organization", "models"), policy.organization.models))
+    found = []
+    for base, models in places:
+        for model, limits in models.items():
+            info = CATALOG.get(model)
+            if info is None:
+                continue
+            for dim, ceiling in (("rpm", info.max_rpm), ("tpm", info.max_tpm)):
+                value = getattr(limits, dim)
+                if value is not None and value > ceiling:
+                    found.append(
+                        Finding(
+                            (*base, model, dim),
+                            f"{dim} {value:,} is above the highest published tier for "
+                            f"{model} ({ceiling:,})",
+                            "check the number against your account's limits page",
+                        )
+                    )
+    return found
+
+
+def max_request_cost(policy: Policy, model: str) -> float | None:
+    """USD of the largest request a model accepts (full context in, full output out)."""
+    info = CATALOG.get(model)
+    override = policy.pricing.overrides.get(model)
+    if info is None:
+        return None
+    price_in = override.input if override else info.input
+    price_out = override.output if override else info.output
+    return (info.context_window * price_in + info.max_output * price_out) / 1e6
+
+
+def _covered_domains(policy: Policy, scope: str, name: str | None) -> list[str]:
+    def keys_of(domain: Domain) -> list[str]:
+        return policy.pools[domain.pool].keys
+
+    out = []
+    for dname, domain in policy.domains.items():
+        projects = {policy.keys[k].project for k in keys_of(domain)}
+        if (
+            scope == "all"
+            or (scope == "domain" and name == dname)
+            or (scope == "pool" and name == domain.pool)
+            or (scope == "key" and name in keys_of(domain))
+            or (scope == "project" and name in projects)
+        ):
+            out.append(dname)
+    return out
+
+
+def _small_budgets(policy: Policy) -> list[Finding]:
+    found = []
+    for bname, budget in policy.budgets.items():
+        for dname in _covered_domains(policy, budget.applies_to.scope, budget.applies_to.name):
+            cost = max_request_cost(policy, policy.domains[dname].model)
+            if cost is not None and budget.usd < cost:
+                found.append(
+                    Finding(
+                        ("budgets", bname, "usd"),
+                        f"${budget.usd:g} is less than one request of domain '{dname}' "
+                        f"can cost (${cost:.2f} at full context and output)",
+                        "raise the budget or cap the domain's requests",
+                    )
+                )
+                break
+    return found
+
+
+def _unmeetable_waits(policy: Policy) -> list[Finding]:
+    found = []
+    for dname, domain in policy.domains.items():
+        prio = policy.priorities[policy.priority_index(domain.priority)]
+        waits = [w for w in (domain.max_wait, prio.max_wait) if w is not None]
+        if not waits:
+            continue
+        max_wait = min(waits)
+        share = 1.0 - policy.floor(domain.priority)
+        if share <= 0:
+            found.append(
+                Finding(
+                    ("domains", dname, "max_wait"),
+                    f"max_wait {format_duration(max_wait)} can never be met: class "
+                    f"'{prio.name}' may use no capacity at all",
+                    "lower the reserves of the classes above it",
+                )
+            )
+            continue
+        for alias in policy.pools[domain.pool].keys:
+            project = policy.keys[alias].project
+            limits = policy.projects[project].models.get(domain.model)
+            if limits is None or limits.rpm is None:
+                continue
+            refill = 60.0 / (limits.rpm * share)
+            if max_wait < refill:
+                found.append(
+                    Finding(
+                        ("domains", dname, "max_wait"),
+                        f"max_wait {format_duration(max_wait)} is shorter than the "
+                        f"{format_duration(round(refill, 3))} one request needs to "
+                        f"refill in project '{project}' at this class's share",
+                        "any queueing at all will break it: raise max_wait or the limit",
+                    )
+                )
+                break
+    return found
+
+
+def _unlimited_models(policy: Policy) -> list[Finding]:
+    found = []
+    org_models = policy.organization.models if policy.organization else {}
+    for dname, domain in policy.domains.items():
+        for model in domain.allowed_models():
+            for alias in policy.pools[domain.pool].keys:
+                project = policy.keys[alias].project
+                if model not in policy.projects[project].models and model not in org_models:
+                    found.append(
+                        Finding(
+                            ("domains", dname, "model" if model == domain.model else "models"),
+                            f"project '{project}' (key '{alias}') declares no limits for "
+                            f"{model}: keypolicy cannot pace it there",
+                            f"add projects.{project}.models.{model}",
+                        )
+                    )
+                    break
+    return found

@@ -1,0 +1,122 @@
+"""Budgets as buckets of US dollars, kept in the shared store.
+
+A calendar budget (day, week, month in its time zone) is a bucket of ``usd`` that never refills,
+named by its period (``budget:chat-daily:2026-11-27``): a new period starts a new, full bucket. A
+rolling budget ("$20 per 24h") is a bucket of ``usd`` refilled continuously at ``usd / window``,
+the usual stand-in for a sliding window (it never allows more than ``usd`` in any window of that
+length, and forgets spend smoothly rather than all at once).
+
+The estimated cost of a request is held at admission and settled to its actual cost, so spend
+(settled plus held) never passes a budget unless a request costs more than its estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from keypolicy.core.calendar import period_of
+from keypolicy.core.config import BudgetDef
+from keypolicy.core.store import Store
+
+__all__ = ["BudgetBook", "BudgetBucket", "Hold"]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetBucket:
+    """One budget's bucket for one period (a :class:`~keypolicy.core.store.BucketRef`)."""
+
+    name: str
+    capacity: float
+    rate: float
+    budget: int
+    end: float  # when the period ends (inf for a rolling budget)
+
+
+Hold = tuple[BudgetBucket, float]
+"""A budget bucket and the USD held in it for one request."""
+
+
+class BudgetBook:
+    """The engine's view of its budgets: current period buckets, holds, alerts."""
+
+    def __init__(self, budgets: Sequence[BudgetDef], store: Store) -> None:
+        self._defs = tuple(budgets)
+        self._store = store
+        self._current: dict[int, BudgetBucket] = {}
+        self._alerted: dict[str, int] = {}  # bucket name -> thresholds already announced
+
+    def bucket(self, index: int, now: float) -> BudgetBucket:
+        """The bucket of budget ``index`` for the period holding ``now``."""
+        current = self._current.get(index)
+        if current is not None and now < current.end:
+            return current
+        b = self._defs[index]
+        if b.period == "rolling":
+            bucket = BudgetBucket(f"budget:{b.name}", b.usd, b.usd / b.window_s, index, math.inf)
+        else:
+            ident, _, end = period_of(b.period, b.timezone, now)
+            bucket = BudgetBucket(f"budget:{b.name}:{ident}", b.usd, 0.0, index, end)
+        self._current[index] = bucket
+        return bucket
+
+    def holds(self, indices: Sequence[int], usd: float, now: float) -> list[Hold]:
+        """What holding ``usd`` in each budget of ``indices`` would take."""
+        return [(self.bucket(i, now), usd) for i in indices]
+
+    def first_short(self, indices: Sequence[int], usd: float, now: float) -> int | None:
+        """The first budget of ``indices`` that cannot hold ``usd`` now, or ``None``."""
+        if not indices:
+            return None
+        buckets = [self.bucket(i, now) for i in indices]
+        for bucket, level in zip(buckets, self._store.levels(buckets, now), strict=True):
+            if level + 1e-12 < usd:
+                return bucket.budget
+        return None
+
+    def spent(self, index: int, now: float) -> float:
+        """USD settled or held in budget ``index``'s current period (or rolling window)."""
+        bucket = self.bucket(index, now)
+        return bucket.capacity - self._store.levels([bucket], now)[0]
+
+    def refill_time(self, index: int, usd: float, now: float) -> float:
+        """When budget ``index`` can next hold ``usd``: its next period, or when the rolling
+        window has forgotten enough (epoch seconds; inf if never)."""
+        bucket = self.bucket(index, now)
+        if bucket.rate == 0.0:
+            return bucket.end if usd <= bucket.capacity else math.inf
+        if usd > bucket.capacity:
+            return math.inf
+        level = self._store.levels([bucket], now)[0]
+        return now + max(usd - level, 0.0) / bucket.rate
+
+    def take(self, holds: Sequence[Hold], now: float) -> None:
+        """Hold USD without a check (the caller checked): for requests that skip the limits."""
+        for bucket, usd in holds:
+            self._store.adjust(bucket, -usd, now)
+
+    def settle(self, holds: Sequence[Hold], cost: float, now: float) -> None:
+        """Replace each hold with the actual ``cost``."""
+        for bucket, usd in holds:
+            self._store.adjust(bucket, usd - cost, now)
+
+    def release(self, holds: Sequence[Hold], now: float) -> None:
+        """Give holds back (the request cost nothing)."""
+        for bucket, usd in holds:
+            self._store.adjust(bucket, usd, now)
+
+    def crossed(self, holds: Sequence[Hold], now: float) -> list[tuple[int, float, float]]:
+        """Alert thresholds newly crossed by the budgets of ``holds``:
+        ``(budget index, threshold share, USD spent)``, each threshold once per period."""
+        found = []
+        for bucket, _ in holds:
+            b = self._defs[bucket.budget]
+            spent = bucket.capacity - self._store.levels([bucket], now)[0]
+            done = self._alerted.get(bucket.name, 0)
+            reached = sum(1 for t in b.alert_at if spent + 1e-12 >= t * b.usd)
+            for threshold in b.alert_at[done:reached]:
+                found.append((bucket.budget, threshold, spent))
+            if reached > done:
+                self._alerted[bucket.name] = reached
+        return found

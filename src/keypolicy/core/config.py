@@ -1,0 +1,144 @@
+"""The compiled form of a policy: plain, frozen data the engine works from.
+
+:func:`keypolicy.policy.compile.compile_policy` builds it from a validated policy. Everything is
+resolved ahead of time (which buckets a key draws on for a model, which budgets cover a domain,
+each class's floor on each bucket), so a decision is arithmetic on indices, not a walk through the
+policy. Units: seconds, tokens, US dollars; prices are USD per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "BucketDef",
+    "BudgetDef",
+    "DomainDef",
+    "EngineConfig",
+    "KeyDef",
+    "Price",
+    "RetryDef",
+    "Route",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketDef:
+    """A continuously refilled bucket: ``capacity`` units, refilled at ``rate`` units a second.
+
+    ``tokens`` tells a token bucket (charged with a request's tokens) from a request bucket
+    (charged 1 per request). ``name`` is stable across processes (it keys shared state).
+    """
+
+    name: str
+    capacity: float
+    rate: float
+    tokens: bool
+    scope: str  # "project" or "organization"
+    owner: str  # the project's name, or the organization's id
+    model: str
+    dimension: str  # rpm, rpd, tpm, tpd
+
+
+@dataclass(frozen=True, slots=True)
+class KeyDef:
+    """An API key, by alias. The secret is never here: only the environment variable's name."""
+
+    alias: str
+    project: str
+    env: str
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What a request on one key for one model draws on: bucket indices and class floors.
+
+    ``floors[rank][i]`` is the share of bucket ``buckets[i]``'s capacity that a request of class
+    ``rank`` must leave for the classes above it that also draw on that bucket.
+    """
+
+    key: int
+    model: str
+    buckets: tuple[int, ...]
+    floors: tuple[tuple[float, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per token: input, cached input, output."""
+
+    input: float
+    cached_input: float
+    output: float
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetDef:
+    """A spending limit. ``period`` is ``day``/``week``/``month`` or ``rolling`` over ``window_s``.
+
+    ``action`` on exhaustion is ``reject``, ``defer`` or ``downgrade`` (to ``fallback``).
+    """
+
+    name: str
+    usd: float
+    period: str
+    window_s: float
+    timezone: str
+    alert_at: tuple[float, ...]
+    action: str
+    fallback: str | None
+    scope: str
+    target: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DomainDef:
+    """An application function: its pool, class, models and deferral."""
+
+    name: str
+    pool: str
+    rank: int
+    model: str
+    models: tuple[str, ...]
+    max_wait: float | None
+    defer: str  # never, queue, batch
+    windows: tuple[tuple[int, int], ...]  # minutes after midnight, policy time zone
+    defer_deadline: float
+    budgets: tuple[int, ...]  # budgets that cover the domain whatever the key
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDef:
+    """When and how failed attempts are retried (seconds)."""
+
+    max_attempts: int = 3
+    initial: float = 0.5
+    max_delay: float = 20.0
+    multiplier: float = 2.0
+    jitter: str = "full"
+    honor_retry_after: bool = True
+    honor_reset_headers: bool = True
+    other_key: bool = True
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything the engine needs, resolved; see the module docstring."""
+
+    name: str
+    timezone: str
+    buckets: tuple[BucketDef, ...]
+    keys: tuple[KeyDef, ...]
+    pools: dict[str, tuple[int, ...]]
+    strategies: dict[str, str]
+    classes: tuple[str, ...]
+    class_max_wait: tuple[float | None, ...]
+    domains: dict[str, DomainDef]
+    routes: dict[tuple[int, str], Route]  # (key index, model) -> route
+    budgets: tuple[BudgetDef, ...]
+    key_budgets: dict[int, tuple[int, ...]]  # key index -> budgets by key or project
+    prices: dict[str, Price]
+    max_output: dict[str, int] = field(default_factory=dict)
+    retry: RetryDef = field(default_factory=RetryDef)
+    batch_discount: float = 0.5

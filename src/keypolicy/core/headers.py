@@ -1,0 +1,183 @@
+"""Reading what the provider says about its limits: headers, 429 bodies, Go durations.
+
+Formats, as OpenAI sends them: ``x-ratelimit-limit-requests: 5000``,
+``x-ratelimit-remaining-tokens: 795000``, ``x-ratelimit-reset-tokens: 6m0s`` (a Go duration:
+``2ms``, ``8.64s``, ``6m0s``, ``24h6m34s``), ``retry-after: 2`` (seconds, or an HTTP date),
+``retry-after-ms: 84`` (Azure). A 429 body's message ends "Please try again in 84ms."; its
+``type`` is ``tokens`` or ``requests`` and its ``code`` tells rate limits from quota errors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+__all__ = [
+    "ErrorBody",
+    "RateLimitHeaders",
+    "parse_error_body",
+    "parse_go_duration",
+    "parse_rate_limit_headers",
+    "retry_after_seconds",
+]
+
+_GO_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_TRY_AGAIN = re.compile(r"try again in ((?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+)")
+
+QUOTA_CODES = frozenset(
+    {
+        "insufficient_quota",
+        "billing_hard_limit_reached",
+        "billing_not_active",
+        "quota_exceeded",
+        "access_terminated",
+        "account_deactivated",
+    }
+)
+"""429 codes that mean money or access, not pace: retrying cannot help."""
+
+
+def parse_go_duration(text: str) -> float | None:
+    """Seconds in a Go duration string (``6m0s``, ``8.64s``, ``2ms``); ``None`` if it is not one."""
+    text = text.strip()
+    if text in ("0", ""):
+        return 0.0 if text == "0" else None
+    pos, total = 0, 0.0
+    for match in _GO_PART.finditer(text):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * _GO_UNITS[match.group(2)]
+        pos = match.end()
+    return total if pos == len(text) else None
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitHeaders:
+    """The ``x-ratelimit-*`` headers of one response; ``None`` for each that was absent.
+
+    Limits and remaining are counts (requests, tokens); resets are seconds until the bucket is
+    full again.
+    """
+
+    limit_requests: float | None = None
+    limit_tokens: float | None = None
+    remaining_requests: float | None = None
+    remaining_tokens: float | None = None
+    reset_requests: float | None = None
+    reset_tokens: float | None = None
+
+    def any(self) -> bool:
+        """Whether the response carried any of the headers."""
+        return any(
+            v is not None
+            for v in (
+                self.limit_requests,
+                self.limit_tokens,
+                self.remaining_requests,
+                self.remaining_tokens,
+            )
+        )
+
+
+def parse_rate_limit_headers(headers: Mapping[str, str]) -> RateLimitHeaders:
+    """Read the ``x-ratelimit-*`` headers; malformed values count as absent."""
+    h = _lower(headers)
+
+    def reset(name: str) -> float | None:
+        value = h.get(name)
+        return None if value is None else parse_go_duration(value)
+
+    return RateLimitHeaders(
+        limit_requests=_number(h.get("x-ratelimit-limit-requests")),
+        limit_tokens=_number(h.get("x-ratelimit-limit-tokens")),
+        remaining_requests=_number(h.get("x-ratelimit-remaining-requests")),
+        remaining_tokens=_number(h.get("x-ratelimit-remaining-tokens")),
+        reset_requests=reset("x-ratelimit-reset-requests"),
+        reset_tokens=reset("x-ratelimit-reset-tokens"),
+    )
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds to wait per ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date).
+
+    ``now`` (epoch seconds) is only used to turn an HTTP date into a delay.
+    """
+    h = _lower(headers)
+    ms = _number(h.get("retry-after-ms"))
+    if ms is not None and ms >= 0:
+        return ms / 1000.0
+    value = h.get("retry-after")
+    if value is None:
+        return None
+    seconds = _number(value)
+    if seconds is not None:
+        return max(seconds, 0.0)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - now, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorBody:
+    """What an OpenAI error body says: ``code``, ``type``, and the "try again in" delay."""
+
+    code: str | None = None
+    type: str | None = None
+    message: str = ""
+    try_again_s: float | None = None
+
+    @property
+    def is_quota(self) -> bool:
+        """A billing or access problem: never worth a retry."""
+        return self.code in QUOTA_CODES or self.type in QUOTA_CODES
+
+
+def parse_error_body(body: bytes | str | None) -> ErrorBody:
+    """Parse an error response body; anything unreadable gives an empty :class:`ErrorBody`."""
+    if not body:
+        return ErrorBody()
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return ErrorBody()
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return ErrorBody()
+    message = error.get("message")
+    message = message if isinstance(message, str) else ""
+    match = _TRY_AGAIN.search(message)
+    delay = parse_go_duration(match.group(1)) if match else None
+
+    def text(key: str) -> str | None:
+        value = error.get(key)
+        return value if isinstance(value, str) else None
+
+    return ErrorBody(text("code"), text("type"), message, delay)

@@ -1,0 +1,84 @@
+"""The state that service replicas must share, behind a few atomic primitives.
+
+Bucket levels (rate limits and budgets alike), and cooldowns. A budget is a bucket too: a
+calendar budget is a bucket of ``usd`` that never refills, named by its period (a new period is
+a new, full bucket); a rolling budget refills at ``usd / window``. Time is always passed in by the
+caller, never read from the store's server, so one implementation serves wall time and virtual
+time alike. Implementations: :class:`keypolicy.state.memory.MemoryStore` (passive, lazy, the
+simulator's) and, later, a Redis store (one round trip per call, atomic via a script).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+__all__ = ["BucketRef", "Store", "level_at", "shortfall_wait"]
+
+
+class BucketRef(Protocol):
+    """A bucket as the store sees it: a stable ``name``, ``capacity`` units, ``rate`` units/s."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def capacity(self) -> float: ...
+
+    @property
+    def rate(self) -> float: ...
+
+
+class Store(Protocol):
+    """Shared counters. All amounts are in the bucket's units; all times in epoch seconds."""
+
+    def acquire(
+        self,
+        buckets: Sequence[BucketRef],
+        amounts: Sequence[float],
+        floors: Sequence[float],
+        now: float,
+    ) -> float:
+        """Take ``amounts[i]`` from every ``buckets[i]`` if each stays at or above ``floors[i]``.
+
+        All or nothing. Returns 0.0 when taken, else the seconds until all could be taken if
+        nothing else drew on them (``inf`` when a bucket that never refills is short).
+        """
+        ...
+
+    def adjust(self, bucket: BucketRef, delta: float, now: float) -> None:
+        """Add ``delta`` units (give back if positive, take more if negative), up to capacity."""
+        ...
+
+    def clamp(self, bucket: BucketRef, level: float, now: float) -> None:
+        """Lower the bucket's level to at most ``level`` (what the provider says is left)."""
+        ...
+
+    def levels(self, buckets: Sequence[BucketRef], now: float) -> list[float]:
+        """Current levels (units available), refilled up to ``now``."""
+        ...
+
+    def set_cooldown(self, name: str, until: float) -> None:
+        """Mark ``name`` (a project/model, or a key) unusable until ``until``; keeps the later."""
+        ...
+
+    def cooldown(self, name: str) -> float:
+        """When ``name``'s cooldown ends (0.0 if it has none)."""
+        ...
+
+
+def level_at(level: float, last: float, capacity: float, rate: float, now: float) -> float:
+    """A bucket's level at ``now`` given its ``level`` at ``last``: refilled, capped at capacity."""
+    if now <= last:
+        return min(level, capacity)
+    return min(capacity, level + (now - last) * rate)
+
+
+def shortfall_wait(level: float, amount: float, floor: float, rate: float) -> float:
+    """Seconds until ``level`` covers ``amount`` above ``floor`` at ``rate`` (0 if it does now)."""
+    missing = amount + floor - level
+    if missing <= 1e-9:
+        return 0.0
+    if rate <= 0:
+        return float("inf")
+    return missing / rate

@@ -33,6 +33,9 @@ INF = math.inf
 KEY_COOLDOWN_S = 600.0  # a key the provider refused (401/403) rests this long
 QUOTA_COOLDOWN_S = 300.0  # a project out of quota rests this long before it is tried again
 DEFAULT_MAX_OUTPUT = 4096  # output cap assumed for a model the catalog does not know
+# Wake no sooner than this after finding a request short: float time at epoch magnitude moves
+# in steps of ~0.2µs, so a shortfall of a hair would otherwise ask to be woken "now" forever.
+MIN_WAKE_S = 1e-3
 
 
 @dataclass(slots=True)
@@ -318,6 +321,8 @@ class Engine:
                 expired = True
         if expired:  # an expired elder no longer holds back the requests behind it
             self._dispatch(now, out)
+        while self._deadlines and not self._live_deadline(self._deadlines[0]):
+            heapq.heappop(self._deadlines)
         wakes = [self._wake_blocked]
         if self._delayed:
             wakes.append(self._delayed[0][0])
@@ -325,6 +330,10 @@ class Engine:
             wakes.append(self._deadlines[0][0])
         wake = min(wakes)
         self.next_wake = None if wake == INF else max(wake, now)
+
+    def _live_deadline(self, entry: tuple[float, int, str]) -> bool:
+        req = self._requests.get(entry[2])
+        return req is not None and req.state in ("queued", "delayed") and req.deadline <= entry[0]
 
     def _expire(self, req: _Request, now: float, out: list[Action]) -> None:
         waited = now - req.submitted
@@ -372,7 +381,7 @@ class Engine:
             result = self._admit(req, blocked, now, out)
             if isinstance(result, _Blocked):
                 blocked |= result.buckets
-                self._wake_blocked = min(self._wake_blocked, now + result.wait)
+                self._wake_blocked = min(self._wake_blocked, now + max(result.wait, MIN_WAKE_S))
                 continue
             heapq.heappop(queue)
             if self._clean_head(queue):

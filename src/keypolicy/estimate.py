@@ -1,0 +1,172 @@
+"""Sizing a request before it goes out, from the JSON body the openai client sends.
+
+Two prompt counts, for two uses:
+
+- ``prompt_tokens``: counted exactly with OpenAI's own BPE vocabularies (``o200k_base`` for
+  gpt-4o, gpt-4.1, gpt-5 and the o-series; ``cl100k_base`` for older models and embeddings),
+  from the ``bpe-openai`` package, which ships the vocabularies: nothing is downloaded, ever
+  (tiktoken fetches its files at first use, which fails offline). Budgets hold cost estimates
+  made from this count.
+- ``rate_prompt_tokens``: what the provider's rate limiter charges before it has tokenized
+  anything. OpenAI estimates from the characters of the request; keypolicy uses one token per
+  ``CHARS_PER_TOKEN`` characters, rounded up. The engine charges the TPM buckets with this count
+  (plus ``max_tokens`` × ``n``), as the provider does.
+
+Chat messages add ``TOKENS_PER_MESSAGE`` each and ``REPLY_PRIMING`` once, as OpenAI's cookbook
+counts them. An image part counts ``IMAGE_TOKENS`` (a 1024×1024 image at high detail: 85 + 4 × 170;
+85 at ``detail: low``): the body carries no image size, so this is an estimate.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Protocol
+
+# bpe-openai 0.1.x reads its vocabularies with importlib.resources.open_binary, deprecated since
+# Python 3.11; the warning is theirs to fix and says nothing about our use.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import bpe_openai
+
+__all__ = ["RequestEstimate", "count_tokens", "encoding_name", "estimate_request"]
+
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 3
+REPLY_PRIMING = 3
+IMAGE_TOKENS = 765
+IMAGE_TOKENS_LOW = 85
+_O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt-4o", "gpt-oss")
+
+
+class _Encoding(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEstimate:
+    """What a request will draw on: tokens, output cap per choice (``None``: the model's
+    maximum), choices, and whether it streams."""
+
+    endpoint: str
+    model: str
+    prompt_tokens: int
+    rate_prompt_tokens: int
+    max_output_tokens: int | None
+    n: int
+    stream: bool
+
+
+def encoding_name(model: str) -> str:
+    """The BPE vocabulary a model uses."""
+    return "o200k_base" if model.startswith(_O200K_PREFIXES) else "cl100k_base"
+
+
+@lru_cache(maxsize=4)
+def _encoding(name: str) -> _Encoding:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        encoding: _Encoding = bpe_openai.get_encoding(name)
+    return encoding
+
+
+def count_tokens(text: str, model: str) -> int:
+    """Exact tokens of ``text`` for ``model``."""
+    if not text:
+        return 0
+    return len(_encoding(encoding_name(model)).encode(text))
+
+
+class _Tally:
+    """Walks the content of a request body, counting exact tokens and characters."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.tokens = 0
+        self.chars = 0
+
+    def text(self, value: str) -> None:
+        self.tokens += count_tokens(value, self.model)
+        self.chars += len(value)
+
+    def content(self, value: Any) -> None:
+        if isinstance(value, str):
+            self.text(value)
+        elif isinstance(value, list):
+            for part in value:
+                self.part(part)
+        elif isinstance(value, dict):
+            self.part(value)
+
+    def part(self, part: Any) -> None:
+        if isinstance(part, str):
+            self.text(part)
+            return
+        if not isinstance(part, dict):
+            return
+        kind = str(part.get("type", ""))
+        if "image" in kind:
+            detail = part.get("detail") or (part.get("image_url") or {}).get("detail")
+            size = IMAGE_TOKENS_LOW if detail == "low" else IMAGE_TOKENS
+            self.tokens += size
+            self.chars += size * CHARS_PER_TOKEN
+        elif isinstance(part.get("text"), str):
+            self.text(part["text"])
+        elif "content" in part:
+            self.message(part)
+
+    def message(self, message: Any) -> None:
+        if not isinstance(message, dict):
+            return
+        self.tokens += TOKENS_PER_MESSAGE
+        self.content(message.get("content"))
+        if isinstance(message.get("name"), str):
+            self.text(message["name"])
+            self.tokens += 1
+        for call in message.get("tool_calls") or []:
+            if isinstance(call, dict):
+                self.text(str(call.get("function", "")))
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def estimate_request(endpoint: str, body: dict[str, Any]) -> RequestEstimate:
+    """Size a request to ``endpoint`` (``chat.completions``, ``responses``, ``embeddings``, or
+    anything else, counted by its text) from its JSON ``body``."""
+    model = str(body.get("model", ""))
+    tally = _Tally(model)
+    max_output: int | None = None
+    if endpoint == "chat.completions":
+        for message in body.get("messages") or []:
+            tally.message(message)
+        tally.tokens += REPLY_PRIMING
+        max_output = _int(body.get("max_completion_tokens")) or _int(body.get("max_tokens"))
+    elif endpoint == "responses":
+        if isinstance(body.get("instructions"), str):
+            tally.text(body["instructions"])
+        raw = body.get("input")
+        if isinstance(raw, list):
+            for item in raw:
+                tally.part(item)
+        else:
+            tally.content(raw)
+        max_output = _int(body.get("max_output_tokens"))
+    elif endpoint == "embeddings":
+        tally.content(body.get("input"))
+        max_output = 0
+    else:
+        tally.content(body.get("prompt") or body.get("input"))
+    n = _int(body.get("n")) or 1
+    return RequestEstimate(
+        endpoint=endpoint,
+        model=model,
+        prompt_tokens=tally.tokens,
+        rate_prompt_tokens=math.ceil(tally.chars / CHARS_PER_TOKEN),
+        max_output_tokens=max_output,
+        n=n,
+        stream=bool(body.get("stream")),
+    )

@@ -114,12 +114,15 @@ def test_batch_domain_goes_through_the_batch_api_at_half_price() -> None:
     d = Driver(engine_for(text))
     rid, got = d.submit("billing", prompt=1000, out=100)
     assert got == [
-        Defer(rid, "batch", T0 + 86400, "the domain runs through the Batch API", "gpt-4o-mini")
+        Defer(
+            rid, "batch", T0 + 86400, "the domain runs through the Batch API", "gpt-4o-mini", "k1"
+        )
     ]
     d.now += 3600
     (done,) = d.settle(rid, prompt=1000, completion=100)
     assert isinstance(done, Complete)
     assert done.batch
+    assert (done.key, done.project) == ("k1", "p")
     assert done.cost_usd == pytest.approx((1000 * 0.15 + 100 * 0.60) / 1e6 / 2)
 
 

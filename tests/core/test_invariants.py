@@ -5,8 +5,8 @@
   refunds: unused tokens at settlement, everything on a 429).
 - Budget spend (settled plus held) never passes the budget when requests cost no more than their
   estimates.
-- A request is never admitted on a bucket while a higher-class request that draws on that bucket
-  is left waiting.
+- While a request waits, nothing less urgent is admitted on any limit of the keys it waits for
+  (not resting after an error, able to hold it at all).
 - The same events always give the same actions; nothing waits forever.
 """
 
@@ -127,24 +127,52 @@ class EngineMachine(RuleBasedStateMachine):
     # ---------------------------------------------------------------- driving
 
     def _feed(self, event: Event) -> None:
-        before = {rid: self._waiting_info(rid) for rid in self.engine.waiting()}
+        waiting = self._heads()
         got = self.engine.handle(event)
         self.events.append(event)
         self.actions += got
-        after = set(self.engine.waiting())
+        # What each waiting head may claim is judged after the event: keys that started to rest
+        # during it are no longer waited for.
+        claims = {rid: self._claims(rid) for rid in waiting}
         for action in got:
             self._account(action)
             if isinstance(action, Send):
-                self._check_priority(action, before, after)
+                self._check_priority(action, claims)
 
-    def _waiting_info(self, rid: str) -> tuple[int, set[int]]:
+    def _heads(self) -> list[str]:
+        """The next in line of each queue (class, pool): within a class requests go in order, so
+        those behind the head wait on the same keys as the head."""
+        heads: dict[tuple[int, str], str] = {}
+        for rid in self.engine.waiting():
+            domain = self.engine.config.domains[self.requests[rid][0]]
+            line = (domain.rank, domain.pool)
+            if line not in heads or int(rid[1:]) < int(heads[line][1:]):
+                heads[line] = rid
+        return list(heads.values())
+
+    def _claims(self, rid: str) -> tuple[int, set[int]]:
+        """A waiting request's class and the buckets of the keys it waits for: not resting after
+        an error, able to hold it at all; none if the budget, not capacity, stops it."""
         domain = self.engine.config.domains[self.requests[rid][0]]
-        buckets = {
-            b
-            for k in self.engine.config.pools[domain.pool]
-            for b in self.engine.config.routes[(k, "gpt-4o-mini")].buckets
-        }
-        return domain.rank, buckets
+        _, prompt, out = self.requests[rid]
+        claims: set[int] = set()
+        estimate = prompt * PRICE_IN + out * PRICE_OUT
+        if self.settled_usd + sum(self.held.values()) + estimate > self.usd:
+            return domain.rank, claims
+        for k in self.engine.config.pools[domain.pool]:
+            key = self.engine.config.keys[k]
+            names = (f"key:{key.alias}", f"project:{key.project}/gpt-4o-mini")
+            if max(self.engine.store.cooldown(n) for n in names) > self.now:
+                continue
+            route = self.engine.config.routes[(k, "gpt-4o-mini")]
+            refs = [self.engine.bucket(b) for b in route.buckets]
+            need = [
+                (prompt + out if ref.tokens else 1) + share * ref.capacity
+                for ref, share in zip(refs, route.floors[domain.rank], strict=True)
+            ]
+            if all(n <= ref.capacity + 1e-9 for n, ref in zip(need, refs, strict=True)):
+                claims |= set(route.buckets)
+        return domain.rank, claims
 
     def _route(self, send: Send) -> tuple[int, ...]:
         return self.engine.config.routes[(self.keys[send.key], send.model)].buckets
@@ -163,16 +191,17 @@ class EngineMachine(RuleBasedStateMachine):
             if isinstance(action, Complete):
                 self.settled_usd += action.cost_usd
 
-    def _check_priority(
-        self, send: Send, before: dict[str, tuple[int, set[int]]], after: set[str]
-    ) -> None:
+    def _check_priority(self, send: Send, claims: dict[str, tuple[int, set[int]]]) -> None:
         rank = self.engine.config.domains[self.requests[send.request_id][0]].rank
         used = set(self._route(send))
-        for rid, (other_rank, buckets) in before.items():
-            if rid in after and other_rank < rank:
-                assert not (buckets & used), (
-                    f"{send.request_id} (class {rank}) admitted on {used & buckets} while "
-                    f"{rid} (class {other_rank}) waits for them"
+        still = set(self.engine.waiting())
+        for rid, (other_rank, buckets) in claims.items():
+            if rid in still and other_rank < rank:
+                taken = buckets & used
+                assert not taken, (
+                    f"{send.request_id} (class {rank}) admitted on {taken} while "
+                    f"{rid} (class {other_rank}) waits for them; events: "
+                    + "\n".join(map(repr, self.events))
                 )
 
     @rule(domain=st.sampled_from("abcd"), prompt=st.integers(10, 1500), out=st.integers(1, 1500))
@@ -211,7 +240,7 @@ class EngineMachine(RuleBasedStateMachine):
         rid = data.draw(st.sampled_from(sorted(self.inflight)))
         send = self.inflight.pop(rid)
         self.held.pop(rid, None)
-        if status == 429:  # a 429 did not consume: everything comes back
+        if status in (429, 400):  # refused or invalid: nothing was consumed, all comes back
             for b in self._route(send):
                 amount = send.charge_tokens if self.engine.bucket(b).tokens else 1
                 self.ledger[b].append((self.now, -amount))
@@ -268,8 +297,8 @@ class EngineMachine(RuleBasedStateMachine):
 
 TestEngineInvariants = EngineMachine.TestCase
 TestEngineInvariants.settings = settings(
-    max_examples=200,
+    settings.default,
+    max_examples=max(200, settings.default.max_examples),
     stateful_step_count=50,
-    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

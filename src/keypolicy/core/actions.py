@@ -47,6 +47,7 @@ class Defer:
     until: float | None
     reason: str
     model: str
+    key: str | None = None  # for batch: the key the batch goes out on
 
 
 @dataclass(frozen=True, slots=True)

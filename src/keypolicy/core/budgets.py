@@ -96,27 +96,34 @@ class BudgetBook:
         for bucket, usd in holds:
             self._store.adjust(bucket, -usd, now)
 
-    def settle(self, holds: Sequence[Hold], cost: float, now: float) -> None:
-        """Replace each hold with the actual ``cost``."""
-        for bucket, usd in holds:
-            self._store.adjust(bucket, usd - cost, now)
+    def settle(self, holds: Sequence[Hold], cost: float, now: float) -> list[float]:
+        """Replace each hold with the actual ``cost``; return each budget's level after."""
+        return [self._store.adjust(bucket, usd - cost, now) for bucket, usd in holds]
 
     def release(self, holds: Sequence[Hold], now: float) -> None:
         """Give holds back (the request cost nothing)."""
         for bucket, usd in holds:
             self._store.adjust(bucket, usd, now)
 
-    def crossed(self, holds: Sequence[Hold], now: float) -> list[tuple[int, float, float]]:
-        """Alert thresholds newly crossed by the budgets of ``holds``:
-        ``(budget index, threshold share, USD spent)``, each threshold once per period."""
+    def crossed(
+        self, holds: Sequence[Hold], levels: Sequence[float], cost: float
+    ) -> list[tuple[int, float, float]]:
+        """Alert thresholds that a settlement of ``cost`` USD crossed, the budgets of ``holds``
+        now being at ``levels`` (USD left): ``(budget index, threshold share, USD spent)``.
+
+        A threshold alerts the first time spend reaches it in a period, and again whenever a
+        settlement carries spend across it (a rolling window that forgot old spend re-arms).
+        """
         found = []
-        for bucket, _ in holds:
+        for (bucket, _), level in zip(holds, levels, strict=True):
             b = self._defs[bucket.budget]
-            spent = bucket.capacity - self._store.levels([bucket], now)[0]
+            spent = bucket.capacity - level
             done = self._alerted.get(bucket.name, 0)
-            reached = sum(1 for t in b.alert_at if spent + 1e-12 >= t * b.usd)
-            for threshold in b.alert_at[done:reached]:
-                found.append((bucket.budget, threshold, spent))
-            if reached > done:
-                self._alerted[bucket.name] = reached
+            for i, share in enumerate(b.alert_at):
+                line = share * b.usd
+                if spent + 1e-12 >= line and (i >= done or spent - cost < line):
+                    found.append((bucket.budget, share, spent))
+            self._alerted[bucket.name] = max(
+                done, sum(1 for t in b.alert_at if spent + 1e-12 >= t * b.usd)
+            )
         return found

@@ -66,9 +66,18 @@ def within_windows(windows: tuple[tuple[int, int], ...], minute: float) -> bool:
 
 
 def next_window_start(windows: tuple[tuple[int, int], ...], zone: str, now: float) -> float:
-    """Epoch seconds when the next window opens (``now`` if one is open already)."""
-    minute = minute_of_day(zone, now)
-    if within_windows(windows, minute):
+    """Epoch seconds when the next window opens (``now`` if one is open already), as local wall
+    time in ``zone``: a window at 03:00 opens at 03:00 local even across a DST change."""
+    if within_windows(windows, minute_of_day(zone, now)):
         return now
-    ahead = min((start - minute) % 1440 for start, _ in windows)
-    return now + ahead * 60
+    tz = _zone(zone)
+    local = datetime.fromtimestamp(now, tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    starts = []
+    for days in (0, 1):
+        for start, _ in windows:
+            wall = midnight + timedelta(days=days, minutes=start)
+            opening = wall.replace(tzinfo=tz).timestamp()
+            if opening > now:
+                starts.append(opening)
+    return min(starts)

@@ -2,8 +2,8 @@
 
 Events go in (:mod:`keypolicy.core.events`), each with its time; actions come out
 (:mod:`keypolicy.core.actions`). After every event the engine releases what has waited long
-enough, expires what has waited too long, and admits whatever now fits, in priority order:
-by class, then submission time, then a sequence number. ``next_wake`` says when it next needs an
+enough, admits whatever now fits, in priority order (class, then submission time, then a
+sequence number), and expires what has waited too long. ``next_wake`` says when it next needs an
 :class:`~keypolicy.core.events.Advance` if nothing else happens. Nothing here reads a clock,
 sleeps, or does I/O; shared counters go through the :class:`~keypolicy.core.store.Store`.
 """
@@ -13,19 +13,17 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 
 from keypolicy.core.actions import Action, Alert, Complete, Defer, Reject, Retry, Send
-from keypolicy.core.budgets import BudgetBook, Hold
+from keypolicy.core.admission import Admission, Admitted, Blocked
+from keypolicy.core.budgets import BudgetBook
 from keypolicy.core.calendar import minute_of_day, next_window_start, within_windows
-from keypolicy.core.config import BucketDef, DomainDef, EngineConfig, Route
+from keypolicy.core.config import BucketDef, EngineConfig
 from keypolicy.core.events import Advance, Cancel, Event, Failed, Settled, Submit
-from keypolicy.core.headers import parse_rate_limit_headers
-from keypolicy.core.pricing import actual_cost, estimated_cost, format_usd
-from keypolicy.core.retry import judge_failure
-from keypolicy.core.selection import Selector
-from keypolicy.core.store import BucketRef, Store
+from keypolicy.core.pricing import actual_cost, format_usd
+from keypolicy.core.request import Pending
+from keypolicy.core.retry import Verdict, judge_failure
+from keypolicy.core.store import Store
 
 __all__ = ["Engine"]
 
@@ -37,41 +35,7 @@ DEFAULT_MAX_OUTPUT = 4096  # output cap assumed for a model the catalog does not
 # in steps of ~0.2µs, so a shortfall of a hair would otherwise ask to be woken "now" forever.
 MIN_WAKE_S = 1e-3
 
-
-@dataclass(slots=True)
-class _Request:
-    id: str
-    domain: DomainDef
-    model: str
-    prompt: int
-    rate_prompt: int
-    max_out: int
-    n: int
-    submitted: float
-    seq: int
-    deadline: float = INF
-    attempts: int = 0
-    state: str = "new"  # queued, delayed, inflight, batch
-    key: int = -1
-    pinned: int = -1
-    deferred: bool = False
-    estimate_usd: float = 0.0
-    charges: list[tuple[int, float]] = field(default_factory=list)
-    holds: list[Hold] = field(default_factory=list)
-
-    @property
-    def rank(self) -> int:
-        return self.domain.rank
-
-    @property
-    def charge_tokens(self) -> int:
-        return self.rate_prompt + self.max_out * self.n
-
-
-@dataclass(slots=True)
-class _Blocked:
-    buckets: set[int]
-    wait: float
+QueueKey = tuple[int, str, str]  # (class rank, pool, model)
 
 
 class Engine:
@@ -85,15 +49,11 @@ class Engine:
         self.config = config
         self.store = store
         self._rng = random.Random(seed)
-        self._buckets: list[BucketDef] = list(config.buckets)
-        self._declared = [b.rate for b in config.buckets]
-        self._selectors = {
-            pool: Selector(config.strategies[pool], keys, [config.keys[k].weight for k in keys])
-            for pool, keys in config.pools.items()
-        }
         self._budgets = BudgetBook(config.budgets, store)
-        self._requests: dict[str, _Request] = {}
-        self._queues: dict[tuple[int, str, str], list[tuple[float, int, str]]] = {}
+        self._admission = Admission(config, store, self._budgets)
+        self._requests: dict[str, Pending] = {}
+        self._queues: dict[QueueKey, list[tuple[float, int, str]]] = {}
+        self._busy: set[QueueKey] = set()  # queues that may hold someone
         self._delayed: list[tuple[float, int, str]] = []
         self._deadlines: list[tuple[float, int, str]] = []
         self._seq = 0
@@ -133,7 +93,7 @@ class Engine:
 
     def bucket(self, index: int) -> BucketDef:
         """The bucket at ``index`` as the engine currently sees it (limits learnt included)."""
-        return self._buckets[index]
+        return self._admission.buckets[index]
 
     # ------------------------------------------------------------------ submission
 
@@ -157,44 +117,55 @@ class Engine:
                 Reject(
                     ev.request_id,
                     "model_not_allowed",
-                    f"domain {domain.name!r} may not call {model!r}; it may call "
-                    f"{', '.join(domain.models)}",
+                    f"domain {domain.name!r} may not call {model!r}; "
+                    f"it may call {', '.join(domain.models)}",
                 )
             )
             return
         self._seq += 1
-        req = _Request(
+        rate_prompt = ev.prompt_tokens if ev.rate_prompt_tokens is None else ev.rate_prompt_tokens
+        max_out = ev.max_output_tokens or self.config.max_output.get(model, DEFAULT_MAX_OUTPUT)
+        req = Pending(
             ev.request_id,
             domain,
             model,
             max(ev.prompt_tokens, 0),
-            max(
-                ev.rate_prompt_tokens if ev.rate_prompt_tokens is not None else ev.prompt_tokens, 0
-            ),
-            ev.max_output_tokens or self.config.max_output.get(model, DEFAULT_MAX_OUTPUT),
+            max(rate_prompt, 0),
+            max_out,
             max(ev.n, 1),
             now,
             self._seq,
         )
         self._requests[req.id] = req
-        if not self._check_domain_budgets(req, now, out):
-            return
         if domain.defer == "batch":
             self._to_batch(req, now, out)
+        elif (
+            domain.defer == "queue"
+            and domain.windows
+            and not within_windows(domain.windows, minute_of_day(self.config.timezone, now))
+        ):
+            until = next_window_start(domain.windows, self.config.timezone, now)
+            self._park(req, until, "outside its deferral windows", out)
+        elif not self._busy and self._fast_admit(req, now, out):
             return
-        if domain.defer == "queue" and domain.windows:
-            minute = minute_of_day(self.config.timezone, now)
-            if not within_windows(domain.windows, minute):
-                until = next_window_start(domain.windows, self.config.timezone, now)
-                self._park(req, until, "outside its deferral windows", out)
-                return
-        self._enqueue(req, now, out)
+        else:
+            self._enqueue(req, now)
 
-    def _enqueue(self, req: _Request, now: float, out: list[Action]) -> None:
-        too_large = self._too_large(req)
-        if too_large:
-            self._finish(req, Reject(req.id, "too_large", too_large, req.attempts), out)
-            return
+    def _fast_admit(self, req: Pending, now: float, out: list[Action]) -> bool:
+        """Nobody waits: admit at once if it fits, skipping the queues (the common case)."""
+        result = self._admission.try_admit(req, set(), now)
+        if isinstance(result, Admitted):
+            self._send(req, result, now, out)
+            return True
+        if isinstance(result, Blocked):
+            return False
+        # A budget stands in the way: parked or rejected (done), or downgraded (queue it).
+        return not self._exhausted(req, result.budget, now, out)
+
+    def _enqueue(self, req: Pending, now: float) -> None:
+        if req.attempts and not req.deferred:  # a retry: max_wait counts its own wait again
+            req.deadline = INF
+            req.submitted_wait = now
         if req.deadline == INF and not req.deferred:
             waits = [
                 w
@@ -202,141 +173,144 @@ class Engine:
                 if w is not None
             ]
             if waits:
-                req.deadline = req.submitted + min(waits)
+                req.deadline = req.submitted_wait + min(waits)
         if req.deadline < INF:
             heapq.heappush(self._deadlines, (max(req.deadline, now), req.seq, req.id))
         req.state = "queued"
-        queue = self._queues.setdefault((req.rank, req.domain.pool, req.model), [])
-        heapq.heappush(queue, (req.submitted, req.seq, req.id))
+        qkey = (req.rank, req.domain.pool, req.model)
+        heapq.heappush(self._queues.setdefault(qkey, []), (req.submitted, req.seq, req.id))
+        self._busy.add(qkey)
 
-    def _too_large(self, req: _Request) -> str:
-        """Why the request can never fit any key of its pool, or '' if it can."""
-        why = f"no key of pool {req.domain.pool!r} can serve {req.model!r}"
-        for route in self._routes(req):
-            for b, share in zip(route.buckets, route.floors[req.rank], strict=True):
-                ref = self._buckets[b]
-                room = ref.capacity * (1.0 - share)
-                if self._amount(req, b) > room + 1e-9:
-                    unit = "tokens" if ref.tokens else "requests"
-                    why = (
-                        f"request needs {self._amount(req, b):,.0f} {unit} but the "
-                        f"{ref.dimension} limit of {ref.owner} for {ref.model} leaves class "
-                        f"{self.config.classes[req.rank]!r} at most {room:,.0f}"
-                    )
-                    break
-            else:
-                return ""
-        return why
-
-    def _routes(self, req: _Request) -> list[Route]:
-        keys = self.config.pools[req.domain.pool]
-        if req.pinned >= 0:
-            keys = (req.pinned,)
-        return [r for k in keys if (r := self.config.routes.get((k, req.model))) is not None]
-
-    def _amount(self, req: _Request, bucket: int) -> float:
-        return float(req.charge_tokens) if self._buckets[bucket].tokens else 1.0
-
-    # ------------------------------------------------------------------ budgets
-
-    def _estimate(self, req: _Request, batch: bool) -> float:
-        price = self.config.prices[req.model]
-        return estimated_cost(
-            price, req.prompt, req.max_out, req.n, batch, self.config.batch_discount
+    def _to_batch(self, req: Pending, now: float, out: list[Action]) -> None:
+        """Hand the request to the Batch API: no per-minute limits (batches have their own
+        queue), budgets held at batch prices, on the key the pool's strategy picks."""
+        req.key = self._admission.batch_key(req)
+        while True:
+            budgets = req.domain.budgets + self.config.key_budgets.get(req.key, ())
+            req.estimate_usd = self._admission.estimate(req, batch=True)
+            short = self._budgets.first_short(budgets, req.estimate_usd, now)
+            if short is None:
+                break
+            if not self._exhausted(req, short, now, out):
+                return
+        req.holds = self._budgets.holds(budgets, req.estimate_usd, now)
+        self._budgets.take(req.holds, now)
+        req.state = "batch"
+        until = now + min(req.domain.defer_deadline, 86400.0)
+        out.append(
+            Defer(
+                req.id,
+                "batch",
+                until,
+                "the domain runs through the Batch API",
+                req.model,
+                self.config.keys[req.key].alias,
+            )
         )
 
-    def _check_domain_budgets(self, req: _Request, now: float, out: list[Action]) -> bool:
-        """Apply the domain's budgets before queueing; False if the request went elsewhere."""
-        batch = req.domain.defer == "batch"
-        while True:
-            req.estimate_usd = self._estimate(req, batch)
-            short = self._budgets.first_short(req.domain.budgets, req.estimate_usd, now)
-            if short is None:
-                return True
-            if not self._exhausted(req, short, now, out):
-                return False
-
-    def _exhausted(self, req: _Request, budget: int, now: float, out: list[Action]) -> bool:
+    def _exhausted(self, req: Pending, budget: int, now: float, out: list[Action]) -> bool:
         """Apply ``budget``'s on_exhausted; True if the request goes on (downgraded)."""
         b = self.config.budgets[budget]
-        spent = self._budgets.spent(budget, now)
-        what = f"budget {b.name!r} ({format_usd(spent)} of {format_usd(b.usd)} spent or held)"
-        if b.action == "downgrade" and b.fallback and req.model != b.fallback:
+        if b.action == "downgrade" and b.fallback and b.fallback not in req.tried:
+            req.tried.add(req.model)
             req.model = b.fallback
             req.max_out = min(req.max_out, self.config.max_output.get(b.fallback, req.max_out))
             return True
-        if b.action == "defer":
-            until = self._budgets.refill_time(budget, req.estimate_usd, now)
+        estimate = self._admission.estimate(req, req.domain.defer == "batch")
+        spent = self._budgets.spent(budget, now)
+        what = f"budget {b.name!r} ({format_usd(spent)} of {format_usd(b.usd)} spent or held)"
+        if b.action == "defer" and req.domain.defer != "never":
+            until = self._budgets.refill_time(budget, estimate, now)
             if until < INF:
                 self._park(req, until, f"{what} is exhausted", out)
                 return False
         self._finish(
             req,
-            Reject(
-                req.id,
-                "budget",
-                f"{what} cannot cover {format_usd(req.estimate_usd)}",
-                req.attempts,
-            ),
+            Reject(req.id, "budget", f"{what} cannot cover {format_usd(estimate)}", req.attempts),
             out,
         )
         return False
 
-    def _to_batch(self, req: _Request, now: float, out: list[Action]) -> None:
-        req.holds = self._budgets.holds(req.domain.budgets, req.estimate_usd, now)
-        self._budgets.take(req.holds, now)
-        req.state = "batch"
-        until = now + min(req.domain.defer_deadline, 86400.0)
-        out.append(
-            Defer(req.id, "batch", until, "the domain runs through the Batch API", req.model)
-        )
+    # ------------------------------------------------------------------ time
 
-    # ------------------------------------------------------------------ parking and time
-
-    def _park(self, req: _Request, until: float, why: str, out: list[Action]) -> None:
+    def _park(self, req: Pending, until: float, why: str, out: list[Action]) -> None:
+        deadline = req.submitted + req.domain.defer_deadline
+        if until > deadline:
+            self._finish(
+                req,
+                Reject(
+                    req.id,
+                    "deadline",
+                    f"{why}, and it could not run before its deferral deadline",
+                    req.attempts,
+                ),
+                out,
+            )
+            return
         req.state = "delayed"
         req.deferred = True
-        if req.deadline == INF:
-            req.deadline = req.submitted + req.domain.defer_deadline
+        if req.deadline != deadline:
+            req.deadline = deadline
             heapq.heappush(self._deadlines, (req.deadline, req.seq, req.id))
         heapq.heappush(self._delayed, (until, req.seq, req.id))
         out.append(Defer(req.id, "queue", until, why, req.model))
 
     def _tick(self, now: float, out: list[Action]) -> None:
         while self._delayed and self._delayed[0][0] <= now:
-            _, _, rid = heapq.heappop(self._delayed)
-            req = self._requests.get(rid)
-            if req is not None and req.state == "delayed":
-                if req.domain.budgets and not self._check_domain_budgets(req, now, out):
-                    continue
-                self._enqueue(req, now, out)
-        # Admit first: a request that fits now is not rejected for having waited until now.
+            entry = heapq.heappop(self._delayed)
+            req = self._requests.get(entry[2])
+            if req is not None and self._live_delayed(entry):
+                if req.domain.defer == "batch":
+                    self._to_batch(req, now, out)
+                else:
+                    self._enqueue(req, now)
+        # Deadlines already past expire first (the event came late); a request whose deadline
+        # is exactly now is admitted if it fits: it is not rejected for waiting until now.
+        self._expire_due(now, out, strictly=True)
         self._dispatch(now, out)
-        expired = False
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _, _, rid = heapq.heappop(self._deadlines)
-            req = self._requests.get(rid)
-            if req is not None and req.state in ("queued", "delayed") and req.deadline <= now:
-                self._expire(req, now, out)
-                expired = True
-        if expired:  # an expired elder no longer holds back the requests behind it
-            self._dispatch(now, out)
+        if self._expire_due(now, out, strictly=False):
+            self._dispatch(now, out)  # an expired elder no longer holds back those behind it
         while self._deadlines and not self._live_deadline(self._deadlines[0]):
             heapq.heappop(self._deadlines)
-        wakes = [self._wake_blocked]
-        if self._delayed:
-            wakes.append(self._delayed[0][0])
-        if self._deadlines:
-            wakes.append(self._deadlines[0][0])
-        wake = min(wakes)
+        while self._delayed and not self._live_delayed(self._delayed[0]):
+            heapq.heappop(self._delayed)
+        wake = min(
+            self._wake_blocked,
+            self._delayed[0][0] if self._delayed else INF,
+            self._deadlines[0][0] if self._deadlines else INF,
+        )
         self.next_wake = None if wake == INF else max(wake, now)
+
+    def _expire_due(self, now: float, out: list[Action], strictly: bool) -> bool:
+        expired = False
+        while self._deadlines and (
+            self._deadlines[0][0] < now or (not strictly and self._deadlines[0][0] <= now)
+        ):
+            entry = heapq.heappop(self._deadlines)
+            req = self._requests.get(entry[2])
+            if req is not None and self._live_deadline(entry):
+                self._expire(req, now, out)
+                expired = True
+        return expired
+
+    # Heap entries are (time, seq, id) and are dropped lazily: one stands only while its request
+    # is still the same request (ids may be reused) in a state the entry is about.
 
     def _live_deadline(self, entry: tuple[float, int, str]) -> bool:
         req = self._requests.get(entry[2])
-        return req is not None and req.state in ("queued", "delayed") and req.deadline <= entry[0]
+        return (
+            req is not None
+            and req.seq == entry[1]
+            and req.state in ("queued", "delayed")
+            and req.deadline <= entry[0]
+        )
 
-    def _expire(self, req: _Request, now: float, out: list[Action]) -> None:
-        waited = now - req.submitted
+    def _live_delayed(self, entry: tuple[float, int, str]) -> bool:
+        req = self._requests.get(entry[2])
+        return req is not None and req.seq == entry[1] and req.state == "delayed"
+
+    def _expire(self, req: Pending, now: float, out: list[Action]) -> None:
+        waited = now - req.submitted_wait
         if req.domain.defer == "queue" and not req.deferred:
             req.deferred = True
             req.deadline = req.submitted + req.domain.defer_deadline
@@ -367,25 +341,53 @@ class Engine:
 
     def _dispatch(self, now: float, out: list[Action]) -> None:
         """Admit what fits, by (class, submission time, sequence), never past a waiting elder."""
-        heads: list[tuple[int, float, int, tuple[int, str, str]]] = []
-        for qkey, queue in self._queues.items():
+        if not self._busy:
+            self._wake_blocked = INF
+            return
+        heads: list[tuple[int, float, int, QueueKey]] = []
+        for qkey in list(self._busy):
+            queue = self._queues[qkey]
             if self._clean_head(queue):
                 heads.append((qkey[0], queue[0][0], queue[0][1], qkey))
+            else:
+                self._busy.discard(qkey)
         heapq.heapify(heads)
         blocked: set[int] = set()
         self._wake_blocked = INF
         while heads:
             _, _, _, qkey = heapq.heappop(heads)
             queue = self._queues[qkey]
-            req = self._requests[queue[0][2]]
-            result = self._admit(req, blocked, now, out)
-            if isinstance(result, _Blocked):
-                blocked |= result.buckets
-                self._wake_blocked = min(self._wake_blocked, now + max(result.wait, MIN_WAKE_S))
-                continue
-            heapq.heappop(queue)
-            if self._clean_head(queue):
-                heapq.heappush(heads, (qkey[0], queue[0][0], queue[0][1], qkey))
+            if self._try(self._requests[queue[0][2]], blocked, now, out):
+                heapq.heappop(queue)
+                if self._clean_head(queue):
+                    heapq.heappush(heads, (qkey[0], queue[0][0], queue[0][1], qkey))
+
+    def _try(self, req: Pending, blocked: set[int], now: float, out: list[Action]) -> bool:
+        """Try the head of a queue; True if it left the queue (sent, parked or rejected)."""
+        if req.domain.windows and not within_windows(
+            req.domain.windows, minute_of_day(self.config.timezone, now)
+        ):
+            until = next_window_start(req.domain.windows, self.config.timezone, now)
+            self._park(req, until, "its deferral window closed", out)
+            return True
+        result = self._admission.try_admit(req, blocked, now)
+        if isinstance(result, Admitted):
+            self._send(req, result, now, out)
+            return True
+        if isinstance(result, Blocked):
+            # Whether it can ever fit changes only when a limit is learnt: check once per epoch.
+            if req.fit_epoch != self._admission.epoch:
+                too_large = self._admission.too_large(req)
+                if too_large:
+                    self._finish(req, Reject(req.id, "too_large", too_large, req.attempts), out)
+                    return True
+                req.fit_epoch = self._admission.epoch
+            blocked |= result.buckets
+            self._wake_blocked = min(self._wake_blocked, now + max(result.wait, MIN_WAKE_S))
+            return False
+        if self._exhausted(req, result.budget, now, out):  # downgraded: try the new model
+            return self._try(req, blocked, now, out)
+        return True
 
     def _clean_head(self, queue: list[tuple[float, int, str]]) -> bool:
         while queue:
@@ -395,99 +397,14 @@ class Engine:
             heapq.heappop(queue)
         return False
 
-    def _admit(
-        self, req: _Request, blocked: set[int], now: float, out: list[Action]
-    ) -> _Blocked | None:
-        """Send ``req`` on the best key that has room, or say what it waits for."""
-        routes = self._routes(req)
-        all_buckets = {b for r in routes for b in r.buckets}
-        open_routes = []
-        wait = INF
-        for route in routes:
-            cool = self._cooldown_end(route)
-            if cool > now:
-                wait = min(wait, cool - now)
-            elif not blocked.intersection(route.buckets):
-                open_routes.append(route)
-        if not open_routes:
-            return _Blocked(all_buckets, wait)
-        by_key = {r.key: r for r in open_routes}
-        selector = self._selectors[req.domain.pool]
-        order = selector.order(list(by_key), lambda k: self._headroom(req, by_key[k], now))
-        estimate = self._estimate(req, False)
-        for key in order:
-            route = by_key[key]
-            budgets = req.domain.budgets + self.config.key_budgets.get(key, ())
-            holds = self._budgets.holds(budgets, estimate, now)
-            got = self._acquire(req, route, holds, now)
-            if got == 0.0:
-                selector.chosen(key)
-                self._send(req, route, holds, estimate, now, out)
-                return None
-            if got < 0:  # a budget, not a limit, is short
-                short = self._budgets.first_short(budgets, estimate, now)
-                if short is not None and not self._exhausted(req, short, now, out):
-                    return None
-                return self._admit(req, blocked, now, out) if req.state == "queued" else None
-            wait = min(wait, got)
-        return _Blocked(all_buckets, wait)
-
-    def _acquire(self, req: _Request, route: Route, holds: list[Hold], now: float) -> float:
-        """Take the route's limits and the budget holds, all at once: 0.0 if taken, seconds to
-        wait if a limit is short, -1.0 if a budget is."""
-        refs: list[BucketRef] = [self._buckets[b] for b in route.buckets]
-        amounts = [self._amount(req, b) for b in route.buckets]
-        floors = [
-            share * ref.capacity for share, ref in zip(route.floors[req.rank], refs, strict=True)
-        ]
-        for bucket, usd in holds:
-            refs.append(bucket)
-            amounts.append(usd)
-            floors.append(0.0)
-        wait = self.store.acquire(refs, amounts, floors, now)
-        if wait == 0.0 or not holds:
-            return wait
-        levels = self.store.levels([bucket for bucket, _ in holds], now)
-        if any(level + 1e-12 < usd for level, (_, usd) in zip(levels, holds, strict=True)):
-            return -1.0
-        return wait
-
-    def _headroom(self, req: _Request, route: Route, now: float) -> float:
-        refs = [self._buckets[b] for b in route.buckets]
-        levels = self.store.levels(refs, now)
-        return (
-            min(
-                (level - share * ref.capacity - self._amount(req, b)) / max(ref.capacity, 1e-9)
-                for level, share, b, ref in zip(
-                    levels, route.floors[req.rank], route.buckets, refs, strict=True
-                )
-            )
-            if refs
-            else 1.0
-        )
-
-    def _cooldown_end(self, route: Route) -> float:
-        key = self.config.keys[route.key]
-        return max(
-            self.store.cooldown(f"key:{key.alias}"),
-            self.store.cooldown(f"project:{key.project}/{route.model}"),
-        )
-
-    def _send(
-        self,
-        req: _Request,
-        route: Route,
-        holds: list[Hold],
-        estimate: float,
-        now: float,
-        out: list[Action],
-    ) -> None:
+    def _send(self, req: Pending, admitted: Admitted, now: float, out: list[Action]) -> None:
+        route = admitted.route
         req.attempts += 1
         req.state = "inflight"
         req.key = route.key
-        req.charges = [(b, self._amount(req, b)) for b in route.buckets]
-        req.holds = holds
-        req.estimate_usd = estimate
+        req.charges = list(zip(route.buckets, self._admission.amounts(req, route), strict=True))
+        req.holds = admitted.holds
+        req.estimate_usd = admitted.estimate
         key = self.config.keys[route.key]
         out.append(
             Send(
@@ -505,25 +422,29 @@ class Engine:
 
     def _settle(self, ev: Settled, now: float, out: list[Action]) -> None:
         req = self._requests.get(ev.request_id)
-        if req is None or req.state not in ("inflight", "batch"):
-            return
+        if (
+            req is None
+            or req.state not in ("inflight", "batch")
+            or (ev.attempt is not None and ev.attempt != req.attempts)
+        ):
+            return  # unknown, finished, or a late answer to an attempt given up on
         batch = req.state == "batch"
-        used = max(ev.prompt_tokens, 0) + max(ev.completion_tokens, 0)
-        for b, amount in req.charges:
-            if self._buckets[b].tokens:
-                self.store.adjust(self._buckets[b], amount - used, now)
+        prompt, completion = max(ev.prompt_tokens, 0), max(ev.completion_tokens, 0)
+        self._admission.settle(req, prompt + completion, now)
         cost = actual_cost(
             self.config.prices[req.model],
-            ev.prompt_tokens,
+            prompt,
             ev.cached_tokens,
-            ev.completion_tokens,
+            completion,
             batch,
             self.config.batch_discount,
         )
-        self._budgets.settle(req.holds, cost, now)
-        self._alerts(req.holds, now, out)
-        if req.key >= 0 and not batch:
-            self._learn(req, ev.headers, now)
+        levels = self._budgets.settle(req.holds, cost, now)
+        for budget, threshold, spent in self._budgets.crossed(req.holds, levels, cost):
+            b = self.config.budgets[budget]
+            out.append(Alert(b.name, threshold, spent, b.usd, now))
+        if req.key >= 0 and ev.headers:
+            self._admission.learn(req, ev.headers, now)
         key = self.config.keys[req.key] if req.key >= 0 else None
         self._finish(
             req,
@@ -539,98 +460,56 @@ class Engine:
             out,
         )
 
-    def _alerts(self, holds: list[Hold], now: float, out: list[Action]) -> None:
-        for budget, threshold, spent in self._budgets.crossed(holds, now):
-            b = self.config.budgets[budget]
-            out.append(Alert(b.name, threshold, spent, b.usd, now))
-
-    def _learn(self, req: _Request, headers: Mapping[str, str], now: float) -> None:
-        """Correct the project's per-minute buckets from the response's rate-limit headers."""
-        if not headers:
-            return
-        info = parse_rate_limit_headers(headers)
-        if not info.any():
-            return
-        project = self.config.keys[req.key].project
-        for b, _ in req.charges:
-            ref = self._buckets[b]
-            if (
-                ref.scope != "project"
-                or ref.owner != project
-                or ref.dimension not in ("rpm", "tpm")
-            ):
-                continue
-            limit = info.limit_tokens if ref.tokens else info.limit_requests
-            remaining = info.remaining_tokens if ref.tokens else info.remaining_requests
-            if limit is not None and 0 < limit < ref.rate * 60 - 1e-6:
-                scale = limit / (ref.rate * 60)
-                ref = replace(ref, capacity=ref.capacity * scale, rate=limit / 60)
-                self._buckets[b] = ref
-            if remaining is not None:
-                self.store.clamp(ref, remaining, now)
-
     def _fail(self, ev: Failed, now: float, out: list[Action]) -> None:
         req = self._requests.get(ev.request_id)
-        if req is None or req.state not in ("inflight", "batch"):
+        if (
+            req is None
+            or req.state not in ("inflight", "batch")
+            or (ev.attempt is not None and ev.attempt != req.attempts)
+        ):
             return
         self._budgets.release(req.holds, now)
         req.holds = []
         if req.state == "batch":
-            self._finish(
-                req,
-                Reject(req.id, "gave_up", f"the batch failed (HTTP {ev.status})", req.attempts),
-                out,
-            )
+            why = f"the batch failed (HTTP {ev.status})"
+            self._finish(req, Reject(req.id, "gave_up", why, req.attempts), out)
             return
         verdict = judge_failure(
             self.config.retry, ev.status, ev.headers, ev.body, req.attempts, now, self._rng
         )
-        key = self.config.keys[req.key]
-        if ev.status == 429:
-            self._refund(req, now)
-        if verdict.kind == "retry" and verdict.rate_limit is not None:
-            self._cool_project(req, verdict.rate_limit, verdict.delay, now)
-        if verdict.kind == "quota":
-            self.store.set_cooldown(f"project:{key.project}/{req.model}", now + QUOTA_COOLDOWN_S)
-            self._finish(req, Reject(req.id, "quota", verdict.reason, req.attempts), out)
+        if ev.status is not None and ev.status < 500 and ev.status not in (408, 409):
+            # Refused (429) or rejected as invalid (4xx): the provider counted nothing.
+            self._admission.refund(req, now)
+        if ev.headers:
+            self._admission.learn(req, ev.headers, now)
+        if verdict.rate_limit is not None:  # a pace 429, even on the last attempt
+            self._admission.after_rate_limit(req, verdict.rate_limit, verdict.delay, now)
+        self._act_on(req, verdict, now, out)
+
+    def _act_on(self, req: Pending, verdict: Verdict, now: float, out: list[Action]) -> None:
+        """Carry out a failure's verdict: retry (here or elsewhere), or give up."""
+        if verdict.kind == "retry":
+            if verdict.rate_limit is None:
+                self._retry(req, now + verdict.delay, verdict.reason, out)
+                return
+            if not self.config.retry.other_key:
+                req.pinned = req.key
+            self._retry(req, now, verdict.reason, out)  # the project rests; another key may not
         elif verdict.kind == "other_key":
-            self.store.set_cooldown(f"key:{key.alias}", now + KEY_COOLDOWN_S)
+            self._admission.rest((req.key, req.model), "key", now + KEY_COOLDOWN_S)
             others = [k for k in self.config.pools[req.domain.pool] if k != req.key]
             if others and req.attempts < self.config.retry.max_attempts:
                 self._retry(req, now, verdict.reason, out)
             else:
                 self._finish(req, Reject(req.id, "client_error", verdict.reason, req.attempts), out)
-        elif verdict.kind == "retry":
-            if not self.config.retry.other_key and verdict.rate_limit is not None:
-                req.pinned = req.key
-            self._retry(
-                req, now + (0.0 if verdict.rate_limit else verdict.delay), verdict.reason, out
-            )
         else:
-            code = "client_error" if verdict.kind == "client_error" else "gave_up"
+            if verdict.kind == "quota":
+                self._admission.rest((req.key, req.model), "project", now + QUOTA_COOLDOWN_S)
+            code = {"quota": "quota", "client_error": "client_error"}.get(verdict.kind, "gave_up")
             self._finish(req, Reject(req.id, code, verdict.reason, req.attempts), out)
 
-    def _refund(self, req: _Request, now: float) -> None:
-        for b, amount in req.charges:
-            self.store.adjust(self._buckets[b], amount, now)
-        req.charges = []
-
-    def _cool_project(self, req: _Request, limit: str, delay: float, now: float) -> None:
-        """After a pace 429: rest the project/model, and lower our view of the bucket that was
-        hit to what the provider's "try again in" implies (the request fits after ``delay``)."""
-        key = self.config.keys[req.key]
-        self.store.set_cooldown(f"project:{key.project}/{req.model}", now + delay)
-        route = self.config.routes[(req.key, req.model)]
-        for b in route.buckets:
-            ref = self._buckets[b]
-            if (
-                ref.scope == "project"
-                and ref.tokens == (limit == "tokens")
-                and ref.dimension in ("rpm", "tpm")
-            ):
-                self.store.clamp(ref, self._amount(req, b) - ref.rate * delay, now)
-
-    def _retry(self, req: _Request, at: float, why: str, out: list[Action]) -> None:
+    def _retry(self, req: Pending, at: float, why: str, out: list[Action]) -> None:
+        # A non-429 failure keeps its charges: the provider may well have counted the attempt.
         req.charges = []
         req.key = -1
         req.state = "delayed"
@@ -643,10 +522,10 @@ class Engine:
             return
         if req.state in ("queued", "delayed"):
             self._budgets.release(req.holds, now)
-        # In flight, the provider has it: keep its charges and its budget hold as spent.
+        # In flight, the provider has it: its charges and its budget hold stay, as spent.
         self._finish(req, Reject(req.id, "cancelled", "cancelled by the caller", req.attempts), out)
 
-    def _finish(self, req: _Request, action: Action, out: list[Action]) -> None:
+    def _finish(self, req: Pending, action: Action, out: list[Action]) -> None:
         self._requests.pop(req.id, None)
         req.state = "done"
         out.append(action)

@@ -35,7 +35,11 @@ class Submit:
 
 @dataclass(frozen=True, slots=True)
 class Settled:
-    """An attempt succeeded; its actual usage (tokens) and the response's headers."""
+    """An attempt succeeded; its actual usage (tokens) and the response's headers.
+
+    ``attempt`` (from the Send action) guards against a late answer to an attempt that was
+    already given up on; ``None`` skips the check.
+    """
 
     request_id: str
     now: float
@@ -43,6 +47,7 @@ class Settled:
     completion_tokens: int
     cached_tokens: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
+    attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,7 @@ class Failed:
     status: int | None
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes | str | None = None
+    attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,16 +73,16 @@ def judge_failure(
         return Verdict("other_key", 0.0, f"{label}: the key was refused", body=error)
     if status is not None and status < 500 and status not in RETRYABLE:
         return Verdict("client_error", 0.0, f"{label}: not retried", body=error)
-    if attempt >= retry.max_attempts:
-        return Verdict(
-            "gave_up", 0.0, f"{label} on attempt {attempt} of {retry.max_attempts}", body=error
-        )
     limit = None
     if status == 429:
         limit = error.type if error.type in ("tokens", "requests") else "requests"
     delay = _hinted_delay(retry, headers, error, limit, now)
     if delay is None:
         delay = backoff_delay(retry, attempt, rng)
+    if attempt >= retry.max_attempts:
+        # Still say how long the limit needs: the engine rests the project for that long.
+        reason = f"{label} on attempt {attempt} of {retry.max_attempts}"
+        return Verdict("gave_up", delay, reason, limit, error)
     return Verdict("retry", delay, label, limit, error)
 
 

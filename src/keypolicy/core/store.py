@@ -46,8 +46,9 @@ class Store(Protocol):
         """
         ...
 
-    def adjust(self, bucket: BucketRef, delta: float, now: float) -> None:
-        """Add ``delta`` units (give back if positive, take more if negative), up to capacity."""
+    def adjust(self, bucket: BucketRef, delta: float, now: float) -> float:
+        """Add ``delta`` units (give back if positive, take more if negative), up to capacity;
+        return the new level."""
         ...
 
     def clamp(self, bucket: BucketRef, level: float, now: float) -> None:
@@ -74,11 +75,14 @@ def level_at(level: float, last: float, capacity: float, rate: float, now: float
     return min(capacity, level + (now - last) * rate)
 
 
-def shortfall_wait(level: float, amount: float, floor: float, rate: float) -> float:
-    """Seconds until ``level`` covers ``amount`` above ``floor`` at ``rate`` (0 if it does now)."""
+def shortfall_wait(
+    level: float, amount: float, floor: float, rate: float, capacity: float
+) -> float:
+    """Seconds until ``level`` covers ``amount`` above ``floor`` at ``rate`` (0 if it does now;
+    ``inf`` if it never can: no refill, or more than the bucket can ever hold)."""
     missing = amount + floor - level
     if missing <= 1e-9:
         return 0.0
-    if rate <= 0:
+    if rate <= 0 or amount + floor > capacity + 1e-9:
         return float("inf")
     return missing / rate

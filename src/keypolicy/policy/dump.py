@@ -18,4 +18,6 @@ def dump_policy(policy: Policy) -> str:
     """The policy as YAML text that loads back to an equal policy (``extends`` resolved)."""
     data = policy.model_dump(mode="json", exclude_none=True)
     data.pop("extends", None)
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    # allow_unicode=False: PyYAML writes some code points (U+0085 and the like) raw, which its
+    # own reader then takes for line breaks; escaped, every string comes back as it went.
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=False, width=100)

@@ -92,7 +92,7 @@ def _check_env(value: str) -> str:
 def _check_zone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder: OSError
         raise ValueError(
             f"unknown time zone '{value}': use an IANA name such as UTC or Europe/Berlin"
         ) from None

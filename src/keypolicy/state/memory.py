@@ -2,14 +2,15 @@
 
 It starts no timer and no thread: a bucket's level is brought up to date against the ``now`` it
 is given, when it is touched. That is what lets the simulator use it unchanged on a virtual clock.
-Not shared between processes; use the Redis store for that.
+Not shared between processes (use the Redis store for that), and not locked: one engine drives
+it from one thread at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from keypolicy.core.store import BucketRef, level_at, shortfall_wait
+from keypolicy.core.store import BucketRef, shortfall_wait
 
 __all__ = ["MemoryStore"]
 
@@ -18,18 +19,21 @@ class MemoryStore:
     """A :class:`keypolicy.core.store.Store` in a dict. New buckets start full."""
 
     def __init__(self) -> None:
-        # name -> [level, time of level]; a list so that updates need no new tuple.
+        # name -> [level, time of level]; a list so that an update allocates nothing.
         self._buckets: dict[str, list[float]] = {}
         self._cooldowns: dict[str, float] = {}
 
     def _state(self, bucket: BucketRef, now: float) -> list[float]:
         state = self._buckets.get(bucket.name)
         if state is None:
-            state = [bucket.capacity, now]
-            self._buckets[bucket.name] = state
-        else:
-            state[0] = level_at(state[0], state[1], bucket.capacity, bucket.rate, now)
-            state[1] = max(state[1], now)
+            state = self._buckets[bucket.name] = [bucket.capacity, now]
+            return state
+        level, last = state
+        if now > last:
+            level += (now - last) * bucket.rate
+            state[1] = now
+        capacity = bucket.capacity
+        state[0] = capacity if level > capacity else level
         return state
 
     def acquire(
@@ -43,18 +47,22 @@ class MemoryStore:
         states = [self._state(b, now) for b in buckets]
         wait = 0.0
         for bucket, state, amount, floor in zip(buckets, states, amounts, floors, strict=True):
-            if amount > 0:
-                wait = max(wait, shortfall_wait(state[0], amount, floor, bucket.rate))
+            if amount > 0 and state[0] - amount - floor < -1e-9:
+                wait = max(
+                    wait, shortfall_wait(state[0], amount, floor, bucket.rate, bucket.capacity)
+                )
         if wait > 0:
             return wait
         for state, amount in zip(states, amounts, strict=True):
             state[0] -= amount
         return 0.0
 
-    def adjust(self, bucket: BucketRef, delta: float, now: float) -> None:
+    def adjust(self, bucket: BucketRef, delta: float, now: float) -> float:
         """See :meth:`keypolicy.core.store.Store.adjust`."""
         state = self._state(bucket, now)
-        state[0] = min(bucket.capacity, state[0] + delta)
+        level = state[0] + delta
+        state[0] = level if level < bucket.capacity else bucket.capacity
+        return state[0]
 
     def clamp(self, bucket: BucketRef, level: float, now: float) -> None:
         """See :meth:`keypolicy.core.store.Store.clamp`."""
@@ -62,8 +70,17 @@ class MemoryStore:
         state[0] = min(state[0], level)
 
     def levels(self, buckets: Sequence[BucketRef], now: float) -> list[float]:
-        """See :meth:`keypolicy.core.store.Store.levels`."""
-        return [self._state(b, now)[0] for b in buckets]
+        """See :meth:`keypolicy.core.store.Store.levels`. Reading changes nothing: the same
+        decisions follow whether or not somebody looked."""
+        out = []
+        for bucket in buckets:
+            state = self._buckets.get(bucket.name)
+            if state is None:
+                out.append(bucket.capacity)
+                continue
+            level = state[0] + max(now - state[1], 0.0) * bucket.rate
+            out.append(min(level, bucket.capacity))
+        return out
 
     def set_cooldown(self, name: str, until: float) -> None:
         """See :meth:`keypolicy.core.store.Store.set_cooldown`."""
@@ -72,4 +89,4 @@ class MemoryStore:
 
     def cooldown(self, name: str) -> float:
         """See :meth:`keypolicy.core.store.Store.cooldown`."""
-        return self._cooldowns.get(name, 0.0)
+        return self._cooldowns.get(name, 0.0) if self._cooldowns else 0.0

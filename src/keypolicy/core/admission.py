@@ -1,0 +1,310 @@
+"""Admission: which key a request goes out on, and taking what it needs, all at once.
+
+A request may go on a key of its pool whose project/model and key are not resting after an
+error, and whose buckets no earlier or more urgent waiting request is holding back (``blocked``).
+Among those, the pool's strategy orders the keys; the first whose limits (down to the class's
+floor) and budgets all have room is taken, atomically, through the store. This module also owns
+the engine's view of the limits: refunds, corrections at settlement, and what response headers
+and 429s teach about the provider's real limits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from keypolicy.core.budgets import BudgetBook, Hold
+from keypolicy.core.config import BucketDef, EngineConfig, Route
+from keypolicy.core.headers import parse_rate_limit_headers
+from keypolicy.core.pricing import estimated_cost
+from keypolicy.core.request import Pending
+from keypolicy.core.selection import Selector
+from keypolicy.core.store import BucketRef, Store
+
+__all__ = ["Admission", "Admitted", "Blocked", "BudgetShort"]
+
+INF = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """Taken: the request goes out on ``route``, holding ``holds`` of its budgets."""
+
+    route: Route
+    holds: list[Hold]
+    estimate: float
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """Not now: the buckets the request holds back while it waits, and the soonest it could
+    fit (seconds; ``inf`` if only another event can tell)."""
+
+    buckets: frozenset[int]
+    wait: float
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetShort:
+    """A budget, not a limit, stands in the way."""
+
+    budget: int
+
+
+class Admission:
+    """Chooses keys and takes capacity for the engine."""
+
+    def __init__(self, config: EngineConfig, store: Store, budgets: BudgetBook) -> None:
+        self.config = config
+        self.store = store
+        self.budgets = budgets
+        self.buckets: list[BucketDef] = list(config.buckets)
+        self._selectors = {
+            pool: Selector(config.strategies[pool], keys, [config.keys[k].weight for k in keys])
+            for pool, keys in config.pools.items()
+        }
+        self._cool_names = {
+            (k, model): (f"key:{config.keys[k].alias}", f"project:{config.keys[k].project}/{model}")
+            for (k, model) in config.routes
+        }
+        self.epoch = 0
+        """Counts the limits learnt from the provider: what fits may have changed."""
+        self._routes: dict[tuple[str, str, int], list[Route]] = {}
+        # (key, model, rank) -> the route's bucket refs, absolute floors, token flags; rebuilt
+        # when a limit is learnt. Decisions are arithmetic on these, not walks of the config.
+        self._plans: dict[
+            tuple[int, str, int], tuple[list[BucketRef], list[float], tuple[bool, ...]]
+        ] = {}
+
+    def routes(self, req: Pending) -> list[Route]:
+        """The routes (key, model) the request may take, in pool order."""
+        cache_key = (req.domain.pool, req.model, req.pinned)
+        routes = self._routes.get(cache_key)
+        if routes is None:
+            keys = (req.pinned,) if req.pinned >= 0 else self.config.pools[req.domain.pool]
+            get = self.config.routes.get
+            routes = [r for k in keys if (r := get((k, req.model))) is not None]
+            self._routes[cache_key] = routes
+        return routes
+
+    def _plan(
+        self, route: Route, rank: int
+    ) -> tuple[list[BucketRef], list[float], tuple[bool, ...]]:
+        plan = self._plans.get((route.key, route.model, rank))
+        if plan is None:
+            refs: list[BucketRef] = [self.buckets[b] for b in route.buckets]
+            floors = [
+                share * self.buckets[b].capacity
+                for share, b in zip(route.floors[rank], route.buckets, strict=True)
+            ]
+            plan = (refs, floors, tuple(self.buckets[b].tokens for b in route.buckets))
+            self._plans[(route.key, route.model, rank)] = plan
+        return plan
+
+    def amounts(self, req: Pending, route: Route) -> list[float]:
+        """What the request takes from each of the route's buckets (tokens or 1 request)."""
+        tokens = float(req.charge_tokens)
+        return [tokens if flag else 1.0 for flag in self._plan(route, req.rank)[2]]
+
+    def estimate(self, req: Pending, batch: bool) -> float:
+        """The most the request can cost (USD)."""
+        return estimated_cost(
+            self.config.prices[req.model],
+            req.prompt,
+            req.max_out,
+            req.n,
+            batch,
+            self.config.batch_discount,
+        )
+
+    def try_admit(
+        self, req: Pending, blocked: set[int], now: float
+    ) -> Admitted | Blocked | BudgetShort:
+        """Take capacity for ``req`` on the best open key, or say why not.
+
+        A key is open unless it or its project/model rests after an error, or a more urgent
+        (or older) waiting request holds back one of its buckets. A request that cannot go holds
+        back every bucket of the keys it is waiting for (``Blocked.buckets``): while it waits,
+        nothing less urgent draws on them. Keys it waits on only for a rest after an error, keys
+        whose limits could never hold it, and keys whose budgets are spent, it does not claim.
+        """
+        wait = INF
+        open_routes = []
+        claims: set[int] = set()
+        for route in self.routes(req):
+            cool = self.cooldown_end(route)
+            if cool > now:
+                wait = min(wait, cool - now)
+            elif blocked.isdisjoint(route.buckets):
+                open_routes.append(route)
+            elif self._fits(req, route):
+                claims.update(route.buckets)  # behind its elders, it still waits for this key
+        estimate = self.estimate(req, False)
+        budget_short: int | None = None
+        for route in self._ordered(req, open_routes, now):
+            budgets = req.domain.budgets + self.config.key_budgets.get(route.key, ())
+            holds = self.budgets.holds(budgets, estimate, now)
+            got = self._take(req, route, holds, now)
+            if got == 0.0:
+                self._selectors[req.domain.pool].chosen(route.key)
+                return Admitted(route, holds, estimate)
+            if got < 0:  # this key's budgets are spent: another key may have its own room
+                if budget_short is None:
+                    budget_short = self.budgets.first_short(budgets, estimate, now)
+                continue
+            wait = min(wait, got)
+            if got < INF:
+                claims.update(route.buckets)
+        if budget_short is not None and not claims and wait == INF:
+            return BudgetShort(budget_short)
+        return Blocked(frozenset(claims), wait)
+
+    def _fits(self, req: Pending, route: Route) -> bool:
+        """Whether the route's limits could ever hold the request (down to its class floor)."""
+        refs, floors, _ = self._plan(route, req.rank)
+        return all(
+            amount + floor <= ref.capacity + 1e-9
+            for amount, floor, ref in zip(self.amounts(req, route), floors, refs, strict=True)
+        )
+
+    def batch_key(self, req: Pending) -> int:
+        """The key a Batch API request goes out on: the pool's next turn (no limits apply)."""
+        keys = list(self.config.pools[req.domain.pool])
+        selector = self._selectors[req.domain.pool]
+        key = selector.order(keys, lambda _: 0.0)[0]
+        selector.chosen(key)
+        return key
+
+    def _ordered(self, req: Pending, routes: list[Route], now: float) -> list[Route]:
+        if len(routes) <= 1:
+            return routes
+        by_key = {r.key: r for r in routes}
+        selector = self._selectors[req.domain.pool]
+        if all(r.buckets == routes[0].buckets for r in routes):
+            # Keys of one project: equal headroom by construction, so only the turn matters.
+            return [by_key[k] for k in selector.order(list(by_key), lambda _: 0.0)]
+        cache: dict[tuple[int, ...], float] = {}
+
+        def headroom(key: int) -> float:
+            route = by_key[key]
+            if route.buckets not in cache:
+                cache[route.buckets] = self._headroom(req, route, now)
+            return cache[route.buckets]
+
+        return [by_key[k] for k in selector.order(list(by_key), headroom)]
+
+    def _headroom(self, req: Pending, route: Route, now: float) -> float:
+        """The smallest share of capacity left on the route's buckets after admitting ``req``."""
+        refs, floors, _ = self._plan(route, req.rank)
+        if not refs:
+            return 1.0
+        levels = self.store.levels(refs, now)
+        return min(
+            (level - floor - amount) / max(ref.capacity, 1e-9)
+            for level, floor, amount, ref in zip(
+                levels, floors, self.amounts(req, route), refs, strict=True
+            )
+        )
+
+    def _take(self, req: Pending, route: Route, holds: list[Hold], now: float) -> float:
+        """0.0 if taken; seconds to wait if a limit is short; -1.0 if a budget is."""
+        refs, floors, flags = self._plan(route, req.rank)
+        tokens = float(req.charge_tokens)
+        amounts = [tokens if flag else 1.0 for flag in flags]
+        if holds:
+            refs = [*refs, *(bucket for bucket, _ in holds)]
+            amounts += [usd for _, usd in holds]
+            floors = [*floors, *([0.0] * len(holds))]
+        wait = self.store.acquire(refs, amounts, floors, now)
+        if wait == 0.0 or not holds:
+            return wait
+        levels = self.store.levels([bucket for bucket, _ in holds], now)
+        if any(level + 1e-12 < usd for level, (_, usd) in zip(levels, holds, strict=True)):
+            return -1.0
+        return wait
+
+    def too_large(self, req: Pending) -> str:
+        """Why the request can never fit any key of its pool, or '' if it can."""
+        why = f"no key of pool {req.domain.pool!r} can serve {req.model!r}"
+        for route in self.routes(req):
+            for b, share, amount in zip(
+                route.buckets, route.floors[req.rank], self.amounts(req, route), strict=True
+            ):
+                ref = self.buckets[b]
+                room = ref.capacity * (1.0 - share)
+                if amount > room + 1e-9:
+                    unit = "tokens" if ref.tokens else "requests"
+                    why = (
+                        f"request needs {amount:,.0f} {unit} but the {ref.dimension} limit of "
+                        f"{ref.owner} for {ref.model} leaves class "
+                        f"{self.config.classes[req.rank]!r} at most {room:,.0f}"
+                    )
+                    break
+            else:
+                return ""
+        return why
+
+    def cooldown_end(self, route: Route) -> float:
+        """When the route's key and project/model may be used again (epoch seconds)."""
+        key_name, project_name = self._cool_names[(route.key, route.model)]
+        return max(self.store.cooldown(key_name), self.store.cooldown(project_name))
+
+    def rest(self, route_key: tuple[int, str], what: str, until: float) -> None:
+        """Rest the route's ``key`` or ``project`` until ``until``."""
+        key_name, project_name = self._cool_names[route_key]
+        self.store.set_cooldown(key_name if what == "key" else project_name, until)
+
+    # ------------------------------------------------------------ after the attempt
+
+    def settle(self, req: Pending, used: int, now: float) -> None:
+        """Correct the token charges to the ``used`` tokens (giving back what was not used)."""
+        for b, amount in req.charges:
+            if self.buckets[b].tokens and amount != used:
+                self.store.adjust(self.buckets[b], amount - used, now)
+
+    def refund(self, req: Pending, now: float) -> None:
+        """Give back everything the attempt took (the provider did not count it)."""
+        for b, amount in req.charges:
+            self.store.adjust(self.buckets[b], amount, now)
+        req.charges = []
+
+    def learn(self, req: Pending, headers: Mapping[str, str], now: float) -> None:
+        """Correct the project's per-minute buckets from a response's rate-limit headers:
+        adopt a lower real limit, and lower our level to what the provider says remains."""
+        info = parse_rate_limit_headers(headers)
+        if not info.any():
+            return
+        project = self.config.keys[req.key].project
+        for b, _ in req.charges:
+            ref = self.buckets[b]
+            if (
+                ref.scope != "project"
+                or ref.owner != project
+                or ref.dimension not in ("rpm", "tpm")
+            ):
+                continue
+            limit = info.limit_tokens if ref.tokens else info.limit_requests
+            remaining = info.remaining_tokens if ref.tokens else info.remaining_requests
+            if limit is not None and 0 < limit < ref.rate * 60 - 1e-6:
+                scale = limit / (ref.rate * 60)
+                ref = replace(ref, capacity=ref.capacity * scale, rate=limit / 60)
+                self.buckets[b] = ref
+                self._plans.clear()
+                self.epoch += 1
+            if remaining is not None:
+                self.store.clamp(ref, remaining, now)
+
+    def after_rate_limit(self, req: Pending, limit: str, delay: float, now: float) -> None:
+        """After a pace 429: rest the project/model for ``delay`` seconds, and lower our view of
+        the bucket that was hit to what "try again in" implies (the request fits after it)."""
+        self.rest((req.key, req.model), "project", now + delay)
+        route = self.config.routes[(req.key, req.model)]
+        for b, amount in zip(route.buckets, self.amounts(req, route), strict=True):
+            ref = self.buckets[b]
+            if (
+                ref.scope == "project"
+                and ref.tokens == (limit == "tokens")
+                and ref.dimension in ("rpm", "tpm")
+            ):
+                self.store.clamp(ref, amount - ref.rate * delay, now)

@@ -1,0 +1,56 @@
+"""A request as the engine tracks it between submission and its last action."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from keypolicy.core.budgets import Hold
+from keypolicy.core.config import DomainDef
+
+__all__ = ["Pending"]
+
+
+@dataclass(slots=True)
+class Pending:
+    """One request in the engine. Tokens are counts; times are epoch seconds.
+
+    ``state``: ``queued`` (waiting for capacity), ``delayed`` (parked or backing off until a
+    time), ``inflight`` (sent, not settled), ``batch`` (handed to the Batch API).
+    ``charges`` are the (bucket index, units) the current attempt took; ``holds`` the budget USD.
+    """
+
+    id: str
+    domain: DomainDef
+    model: str
+    prompt: int
+    rate_prompt: int
+    max_out: int
+    n: int
+    submitted: float
+    seq: int
+    deadline: float = math.inf
+    attempts: int = 0
+    state: str = "new"
+    key: int = -1
+    pinned: int = -1
+    deferred: bool = False
+    estimate_usd: float = 0.0
+    charges: list[tuple[int, float]] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)
+    submitted_wait: float = 0.0  # when its current wait for capacity began
+    tried: set[str] = field(default_factory=set)  # models it was downgraded from
+    fit_epoch: int = -1  # the limits epoch in which it was last found to fit some key
+
+    def __post_init__(self) -> None:
+        self.submitted_wait = self.submitted
+
+    @property
+    def rank(self) -> int:
+        """The priority class: 0 is the most urgent."""
+        return self.domain.rank
+
+    @property
+    def charge_tokens(self) -> int:
+        """What the provider charges its token limits at admission."""
+        return self.rate_prompt + self.max_out * self.n

@@ -13,10 +13,13 @@ from typing import Annotated
 import typer
 
 from keypolicy import __version__
+from keypolicy.mock.server import run_mock_server
 from keypolicy.policy import PolicyError, load_policy
 from keypolicy.policy.dump import dump_policy
+from keypolicy.policy.errors import redact
 from keypolicy.policy.model import Policy
 from keypolicy.policy.summary import summarize
+from keypolicy.policy.units import parse_duration
 
 app = typer.Typer(
     name="keypolicy",
@@ -96,6 +99,91 @@ def schema(
         tmp.replace(out)
     except OSError as exc:
         _err(f"cannot write {out}: {exc.strerror}")
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _seconds(value: str, option: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        _err(f"{option}: {exc}")
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+@app.command("mock-server")
+def mock_server(
+    policy: Annotated[
+        Path,
+        typer.Option(
+            "--policy", help="Policy whose projects, limits and key variables the mock serves."
+        ),
+    ],
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one (the URL is logged).")] = 8000,
+    speed: Annotated[
+        float, typer.Option(help="Run the model's clock this many times faster, limits included.")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
+    limit_factor: Annotated[
+        float,
+        typer.Option(
+            help="Scale every declared limit (0.5: the "
+            "provider allows half of what the policy says)."
+        ),
+    ] = 1.0,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Override one: PROJECT/MODEL:rpm=500,"
+            "tpm=200k (PROJECT * = organization); "
+            "repeatable."
+        ),
+    ] = None,
+    latency: Annotated[bool, typer.Option("--latency/--no-latency")] = True,
+    error_rate: Annotated[float, typer.Option(help="Share of requests answered 5xx.")] = 0.0,
+    timeout_rate: Annotated[
+        float, typer.Option(help="Share that hang until the client times out.")
+    ] = 0.0,
+    disconnect_rate: Annotated[float, typer.Option(help="Share whose connection drops.")] = 0.0,
+    bare_429_rate: Annotated[float, typer.Option(help="Share of 429s sent without headers.")] = 0.0,
+    malformed_rate: Annotated[float, typer.Option(help="Share with a malformed body.")] = 0.0,
+    quota_rate: Annotated[float, typer.Option(help="Share answered insufficient_quota.")] = 0.0,
+    retry_after: Annotated[
+        bool, typer.Option("--retry-after/--no-retry-after", help="Send retry-after on 429s.")
+    ] = False,
+    prompt_caching: Annotated[bool, typer.Option("--prompt-caching/--no-prompt-caching")] = False,
+    batch_delay: Annotated[str, typer.Option(help="How long a batch takes (model time).")] = "60s",
+    log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
+) -> None:
+    """Serve a mock OpenAI API on loopback that rate-limits like the real one (Ctrl-C stops)."""
+    try:
+        run_mock_server(
+            str(policy),
+            host,
+            port,
+            speed,
+            seed,
+            log_level=log_level,
+            limit_factor=limit_factor,
+            limits=limit or [],
+            latency=latency,
+            error_rate=error_rate,
+            timeout_rate=timeout_rate,
+            disconnect_rate=disconnect_rate,
+            bare_429_rate=bare_429_rate,
+            malformed_rate=malformed_rate,
+            quota_rate=quota_rate,
+            retry_after=retry_after,
+            prompt_caching=prompt_caching,
+            batch_delay=_seconds(batch_delay, "--batch-delay"),
+        )
+    except PolicyError as exc:
+        _err(f"{policy}: invalid")
+        for issue in exc.issues:
+            _err(f"  {issue.severity}: {issue}")
+        raise typer.Exit(EXIT_INVALID) from None
+    except (ValueError, OSError) as exc:
+        _err(f"mock-server: {redact(str(exc))}")
         raise typer.Exit(EXIT_INVALID) from None
 
 

@@ -1,0 +1,116 @@
+"""One continuously refilled bucket: the arithmetic behind every provider limit.
+
+A bucket holds how much of a limit is in use (``level``). It leaks ``rate`` units per second
+(``limit / window``) down to zero, and a draw fits while ``level + amount <= capacity``. Without a
+quantum the capacity is the limit itself; with a quantum of ``q`` seconds it is ``limit * q /
+window`` (60,000 RPM with ``q = 1s`` holds 1,000) while the rate stays the same, which is how
+OpenAI enforces large per-minute limits in slices. A request bucket always holds at least one
+request, so a quantized small limit still lets requests through one at a time.
+
+The bucket never reads a clock: every method takes ``now`` in seconds. Time that runs backwards
+(``now`` earlier than the last update) counts as no time at all.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["EPSILON", "TIME_SLACK", "Bucket"]
+
+EPSILON = 1e-9
+"""Units of float noise forgiven when checking that a draw fits."""
+
+TIME_SLACK = 1e-6
+"""Seconds of clock noise forgiven: a draw that would fit within a microsecond fits now.
+
+Timestamps near the Unix epoch's present (1.8e9 s) are exact only to about 2e-7 s, so a client
+that comes back exactly when told could otherwise find its bucket a hair short."""
+
+
+@dataclass(slots=True)
+class Bucket:
+    """A continuously refilled bucket.
+
+    ``limit`` is the published limit per ``window`` seconds (requests or tokens), ``capacity`` the
+    most the bucket holds (units), ``rate`` its refill in units per second, ``level`` the amount in
+    use at time ``updated`` (seconds).
+    """
+
+    limit: int
+    window: float
+    capacity: float
+    rate: float
+    level: float = 0.0
+    updated: float = 0.0
+
+    @classmethod
+    def create(
+        cls, limit: int, window: float, now: float, quantum: float | None = None, *, unit: bool
+    ) -> Bucket:
+        """An empty bucket for ``limit`` per ``window`` seconds, quantized to ``quantum`` seconds.
+
+        ``unit`` marks a request bucket, whose capacity never drops below one request.
+        """
+        capacity = float(limit)
+        if quantum is not None and quantum < window:
+            capacity = limit * quantum / window
+            if unit:
+                capacity = max(capacity, min(float(limit), 1.0))
+        return cls(limit, window, capacity, limit / window, 0.0, now)
+
+    def used(self, now: float) -> float:
+        """Units in use at ``now`` (after the leak since the last update)."""
+        elapsed = max(0.0, now - self.updated)
+        return max(0.0, self.level - self.rate * elapsed)
+
+    def _advance(self, now: float) -> None:
+        self.level = self.used(now)
+        self.updated = max(self.updated, now)
+
+    def _slack(self) -> float:
+        return EPSILON + self.rate * TIME_SLACK
+
+    def fits(self, amount: float, now: float) -> bool:
+        """Whether ``amount`` units can be drawn at ``now``."""
+        return self.used(now) + amount <= self.capacity + self._slack()
+
+    def too_large(self, amount: float) -> bool:
+        """Whether ``amount`` could never fit, even in an empty bucket."""
+        return amount > self.capacity + EPSILON
+
+    def wait(self, amount: float, now: float) -> float:
+        """Seconds from ``now`` until ``amount`` units fit: (used + amount - capacity) / rate."""
+        short = self.used(now) + amount - self.capacity
+        if short <= self._slack():
+            return 0.0
+        return short / self.rate if self.rate > 0 else math.inf
+
+    def draw(self, amount: float, now: float) -> None:
+        """Take ``amount`` units at ``now`` (the caller has checked that they fit)."""
+        self._advance(now)
+        self.level += amount
+
+    def correct(self, delta: float, now: float) -> None:
+        """Add ``delta`` units (negative to give some back) at ``now``; never below empty."""
+        self._advance(now)
+        self.level = max(0.0, self.level + delta)
+
+    def remaining(self, now: float) -> int:
+        """Whole units that would still fit at ``now``."""
+        return max(0, math.floor(self.capacity - self.used(now) + self._slack()))
+
+    def reset(self, now: float) -> float:
+        """Seconds from ``now`` until the bucket is empty (fully available) again."""
+        used = self.used(now)
+        if used <= self._slack():
+            return 0.0
+        return used / self.rate if self.rate > 0 else math.inf
+
+    def shown_used(self, now: float) -> float:
+        """Usage as a 429 message states it, against the published ``limit`` (units).
+
+        For a quantized bucket this is the level shifted by ``limit - capacity``, so that
+        (used + requested - limit) / rate still equals :meth:`wait`, as in OpenAI's messages.
+        """
+        return self.used(now) + (self.limit - self.capacity)

@@ -1,0 +1,45 @@
+"""Go duration strings, the format OpenAI writes waits and resets in.
+
+OpenAI's ``x-ratelimit-reset-*`` headers and the "Please try again in ..." of a 429 use Go's
+``time.Duration.String()`` at millisecond precision: ``84ms``, ``1.5s``, ``8.64s``, ``6m0s``,
+``24h6m34s``. A duration under one second is written in milliseconds; from one second on, in hours,
+minutes and seconds, leading zero units left out, seconds with up to three decimals.
+
+Durations are rounded to the nearest millisecond, as OpenAI's are (its own example: Used 195869,
+Requested 4412 of a 200,000 TPM limit is 84.3 ms, written ``84ms``), except that a positive
+duration is never written as ``0s``: it becomes ``1ms``. A client that waits exactly the stated
+time may therefore come back up to half a millisecond early, as with the real provider.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["go_duration", "milliseconds"]
+
+
+def milliseconds(seconds: float) -> int:
+    """``seconds`` in whole milliseconds, rounded to the nearest (ties up), at least 1 if > 0."""
+    if seconds <= 0 or math.isnan(seconds):
+        return 0
+    if math.isinf(seconds):
+        raise ValueError("an infinite wait has no Go duration")
+    return max(1, math.floor(seconds * 1000 + 0.5))
+
+
+def go_duration(seconds: float) -> str:
+    """Format ``seconds`` as a Go duration at millisecond precision (``84ms``, ``6m0s``)."""
+    ms = milliseconds(seconds)
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, frac = divmod(rest, 1000)
+    secs = str(whole) if frac == 0 else f"{whole}.{frac:03d}".rstrip("0")
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"

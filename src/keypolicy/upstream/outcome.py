@@ -1,0 +1,104 @@
+"""What the provider model answers: plain values a driver carries out.
+
+An :class:`Outcome` says what the client sees (status, headers, error body, usage) and when
+(``timing``, seconds after the request arrived). A driver waits ``timing.total`` (in virtual time
+for the simulator, scaled wall time for the mock server) and then hands ``ticket`` back to
+:meth:`keypolicy.upstream.Provider.settle`, which corrects the token charge to actual usage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from keypolicy.upstream.limits import Dimension
+
+__all__ = ["Hit", "Kind", "Outcome", "Timing", "Usage"]
+
+Kind = Literal[
+    "ok",
+    "rate_limited",
+    "too_large",
+    "insufficient_quota",
+    "bare_429",
+    "server_error",
+    "timeout",
+    "disconnect",
+    "malformed",
+    "model_not_found",
+]
+"""What happened: ``ok``; a refusal by the limits (``rate_limited``, ``too_large``); an injected
+fault (``insufficient_quota``, ``bare_429``, ``server_error``, ``timeout``, ``disconnect``,
+``malformed``); or a model neither the project nor the organization has (``model_not_found``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens of one request: prompt (``cached`` of them from the prompt cache) and completion.
+
+    ``choices`` holds the completion tokens of each of the ``n`` choices (their sum is
+    ``completion_tokens``).
+    """
+
+    prompt_tokens: int
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    choices: tuple[int, ...] = ()
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """When the answer comes, in seconds after the request arrived.
+
+    ``first_token`` is when the first byte of the answer (or the first streamed token) is sent,
+    ``total`` when the answer is complete.
+    """
+
+    first_token: float = 0.0
+    total: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """The limit that refused a request: which one, and the arithmetic of its bucket.
+
+    ``scope`` is a project name or ``*`` (the organization); ``limit`` is the published limit per
+    window, ``used`` the usage the message states, ``requested`` the request's draw (requests or
+    tokens) and ``wait`` the seconds until it fits: (used + requested - limit) / rate.
+    """
+
+    dimension: Dimension
+    scope: str
+    limit: int
+    used: float
+    requested: int
+    wait: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The provider's answer to one request.
+
+    ``status`` is the HTTP status (0 when no answer comes: a timeout or a dropped connection),
+    ``error`` the JSON error body for a non-2xx status. ``ticket`` is set when the request was
+    admitted (and must be settled); ``usage`` when it produced tokens.
+    """
+
+    kind: Kind
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    usage: Usage | None = None
+    timing: Timing = field(default_factory=Timing)
+    ticket: int | None = None
+    hit: Hit | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the client gets a usable answer."""
+        return self.kind == "ok"

@@ -1,0 +1,283 @@
+"""The provider model: limits, admission, usage, latency and faults, in one sans-clock object.
+
+:class:`Provider` judges requests the way OpenAI does. A request draws on every bucket of its
+model in its project and in the organization (RPM, TPM, RPD, TPD, where limits exist). It is
+admitted only if every one has room, and then charged one request and ``prompt + max_output * n``
+tokens (prompt tokens only for embeddings). When its answer is complete the driver settles it,
+and the token charge is corrected to actual usage. A request larger than a whole bucket is refused
+as "Request too large"; a request that does not fit now gets a 429 stating the wait.
+
+Nothing here reads a clock, sleeps or does I/O: every call takes ``now`` (seconds, any epoch, not
+decreasing), and every random draw comes from the generator given, in call order. One seed and
+one sequence of calls give one result. The simulator calls it in virtual time; the mock server in
+scaled wall time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass
+
+from keypolicy.upstream import errors
+from keypolicy.upstream.buckets import Bucket
+from keypolicy.upstream.caching import PromptCache
+from keypolicy.upstream.durations import go_duration
+from keypolicy.upstream.faults import FaultKind
+from keypolicy.upstream.limits import DIMENSIONS, ORGANIZATION, WINDOW, Dimension, ProviderLimits
+from keypolicy.upstream.outcome import Hit, Outcome, Timing, Usage
+from keypolicy.upstream.requests import UpstreamRequest
+from keypolicy.upstream.settings import ProviderSettings
+
+__all__ = ["Draw", "Provider"]
+
+_HEADER_DIMENSIONS: tuple[tuple[Dimension, str], ...] = (("rpm", "requests"), ("tpm", "tokens"))
+
+
+@dataclass(frozen=True, slots=True)
+class Draw:
+    """One bucket a request draws on: its scope (project or ``*``), dimension and amount."""
+
+    scope: str
+    dimension: Dimension
+    bucket: Bucket
+    amount: int
+
+
+@dataclass(slots=True)
+class _Charge:
+    """What an admitted request was charged (tokens), and what it will be settled at."""
+
+    token_buckets: list[Bucket]
+    charged: int
+    actual: int
+
+
+class Provider:
+    """A model of OpenAI's limits and answers, for one organization."""
+
+    def __init__(
+        self,
+        limits: ProviderLimits,
+        settings: ProviderSettings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.limits = limits
+        self.settings = settings or ProviderSettings()
+        self.rng = rng if rng is not None else random.Random(0)
+        self._buckets: dict[tuple[str, str, Dimension], Bucket | None] = {}
+        self._tickets: dict[int, _Charge] = {}
+        self._seq = itertools.count(1)
+        s = self.settings
+        self._cache = PromptCache(s.cache_ttl, s.chars_per_token) if s.prompt_caching else None
+
+    # -- the requests ---------------------------------------------------------------------------
+
+    def submit(self, request: UpstreamRequest, now: float) -> Outcome:
+        """Judge ``request`` arriving at ``now`` (seconds); charge it if admitted."""
+        if not self.serves(request.project, request.model):
+            return Outcome("model_not_found", 404, error=errors.model_not_found(request.model))
+        fault = self.settings.faults.draw(self.rng)
+        if fault == "insufficient_quota":
+            return Outcome(
+                fault,
+                429,
+                self.headers(request.project, request.model, now),
+                errors.insufficient_quota(),
+            )
+        if fault == "bare_429":
+            where = self._where(ORGANIZATION)
+            return Outcome(fault, 429, {}, errors.rate_limit_without_wait(request.model, where))
+        draws = self.draws(request, now)
+        refusal = self._refusal(request, draws, now)
+        if refusal is not None:
+            return refusal
+        return self._admit(request, draws, fault, now)
+
+    def settle(self, ticket: int, now: float) -> None:
+        """The answer of ``ticket`` is complete at ``now``: correct its tokens to actual usage.
+
+        Settling a ticket twice, or one never issued, does nothing.
+        """
+        charge = self._tickets.pop(ticket, None)
+        if charge is None:
+            return
+        delta = charge.actual - charge.charged
+        if delta:
+            for bucket in charge.token_buckets:
+                bucket.correct(delta, now)
+
+    @property
+    def open_tickets(self) -> int:
+        """Admitted requests not settled yet."""
+        return len(self._tickets)
+
+    def charge(self, request: UpstreamRequest) -> int:
+        """Tokens charged at admission: prompt plus the maximum output of every choice."""
+        if request.endpoint == "embeddings":
+            return request.prompt_tokens
+        most = request.max_output
+        if most is None:
+            most = self.settings.default_max_output
+        return request.prompt_tokens + most * request.n
+
+    def usage(self, request: UpstreamRequest, now: float) -> Usage:
+        """Draw the usage of ``request`` (as :meth:`submit` does for an admitted one)."""
+        if request.endpoint == "embeddings":
+            return Usage(request.prompt_tokens)
+        cached = request.cached_tokens
+        if cached is None:
+            cached = 0
+            if self._cache is not None:
+                cached = self._cache.lookup(request.prompt, request.prompt_tokens, now)
+        choices = self._completions(request)
+        return Usage(
+            request.prompt_tokens, sum(choices), min(cached, request.prompt_tokens), choices
+        )
+
+    def _completions(self, request: UpstreamRequest) -> tuple[int, ...]:
+        if request.completion_tokens is not None:
+            share, extra = divmod(request.completion_tokens, request.n)
+            return tuple(share + (1 if i < extra else 0) for i in range(request.n))
+        most = request.max_output
+        if most is None:
+            most = self.settings.default_max_output
+        if most <= 0:
+            return (0,) * request.n
+        a, b = self.settings.completion_shape
+        return tuple(
+            min(most, max(1, round(most * self.rng.betavariate(a, b)))) for _ in range(request.n)
+        )
+
+    # -- the buckets ----------------------------------------------------------------------------
+
+    def serves(self, project: str, model: str) -> bool:
+        """Whether a key of ``project`` may call ``model`` at all."""
+        if self.settings.undeclared_models == "unlimited":
+            return True
+        return self.limits.declares(project, model)
+
+    def bucket(self, scope: str, model: str, dimension: Dimension, now: float) -> Bucket | None:
+        """The bucket of ``model`` in ``scope`` for ``dimension``, or ``None`` without a limit."""
+        key = (scope, model, dimension)
+        if key not in self._buckets:
+            limits = self.limits.limits(scope, model)
+            limit = limits.get(dimension) if limits is not None else None
+            quantum = limits.quantum if limits is not None and dimension in ("rpm", "tpm") else None
+            self._buckets[key] = (
+                None
+                if limit is None
+                else Bucket.create(
+                    limit, WINDOW[dimension], now, quantum, unit=dimension in ("rpm", "rpd")
+                )
+            )
+        return self._buckets[key]
+
+    def draws(self, request: UpstreamRequest, now: float) -> list[Draw]:
+        """Every bucket ``request`` draws on, the project's first, and how much."""
+        tokens = self.charge(request)
+        found = []
+        for scope in (request.project, ORGANIZATION):
+            for dim in DIMENSIONS:
+                bucket = self.bucket(scope, request.model, dim, now)
+                if bucket is not None:
+                    found.append(Draw(scope, dim, bucket, 1 if dim in ("rpm", "rpd") else tokens))
+        return found
+
+    def headers(self, project: str, model: str, now: float) -> dict[str, str]:
+        """The ``x-ratelimit-*`` headers: the per-minute limits of ``model`` for ``project``.
+
+        The project's buckets are shown, or the organization's where the project has none;
+        a dimension without any limit has no headers.
+        """
+        headers = {}
+        for dim, unit in _HEADER_DIMENSIONS:
+            bucket = self.bucket(project, model, dim, now) or self.bucket(
+                ORGANIZATION, model, dim, now
+            )
+            if bucket is not None:
+                headers[f"x-ratelimit-limit-{unit}"] = str(bucket.limit)
+                headers[f"x-ratelimit-remaining-{unit}"] = str(bucket.remaining(now))
+                headers[f"x-ratelimit-reset-{unit}"] = go_duration(bucket.reset(now))
+        return headers
+
+    def _where(self, scope: str) -> str:
+        if scope != ORGANIZATION and self.settings.project_in_message:
+            return f"project {scope}"
+        return f"organization {self.limits.organization_id}"
+
+    # -- refusing and admitting -----------------------------------------------------------------
+
+    def _refusal(self, request: UpstreamRequest, draws: list[Draw], now: float) -> Outcome | None:
+        for d in draws:
+            if d.bucket.too_large(d.amount):
+                body = errors.request_too_large(
+                    request.model, self._where(d.scope), d.dimension, d.bucket.limit, d.amount
+                )
+                hit = Hit(d.dimension, d.scope, d.bucket.limit, 0.0, d.amount, math.inf)
+                headers = self.headers(request.project, request.model, now)
+                return Outcome("too_large", 429, headers, body, hit=hit)
+        hits = [self._hit(d, now) for d in draws if not d.bucket.fits(d.amount, now)]
+        if not hits:
+            return None
+        hit = max(hits, key=lambda h: h.wait)  # the first of the longest waits
+        return self._rate_limited(request, draws, hit, now)
+
+    @staticmethod
+    def _hit(d: Draw, now: float) -> Hit:
+        return Hit(
+            d.dimension,
+            d.scope,
+            d.bucket.limit,
+            d.bucket.shown_used(now),
+            d.amount,
+            d.bucket.wait(d.amount, now),
+        )
+
+    def _rate_limited(
+        self, request: UpstreamRequest, draws: list[Draw], hit: Hit, now: float
+    ) -> Outcome:
+        used = math.ceil(hit.used - 1e-9)
+        body = errors.rate_limit_reached(
+            request.model,
+            self._where(hit.scope),
+            hit.dimension,
+            hit.limit,
+            used,
+            hit.requested,
+            hit.wait,
+        )
+        if self.settings.count_refused:
+            for d in draws:
+                if d.dimension in ("rpm", "rpd"):
+                    d.bucket.correct(1, now)
+        headers = self.headers(request.project, request.model, now)
+        if self.settings.retry_after:
+            headers["retry-after"] = str(max(1, math.ceil(hit.wait - 1e-9)))
+        return Outcome("rate_limited", 429, headers, body, hit=hit)
+
+    def _admit(
+        self, request: UpstreamRequest, draws: list[Draw], fault: FaultKind | None, now: float
+    ) -> Outcome:
+        for d in draws:
+            d.bucket.draw(d.amount, now)
+        usage = self.usage(request, now)
+        timing = self.settings.latency.timing(request.model, usage.completion_tokens, self.rng)
+        failed = fault in ("server_error", "timeout", "disconnect")
+        ticket = next(self._seq)
+        token_buckets = [d.bucket for d in draws if d.dimension in ("tpm", "tpd")]
+        actual = 0 if failed else usage.total_tokens
+        self._tickets[ticket] = _Charge(token_buckets, self.charge(request), actual)
+        headers = self.headers(request.project, request.model, now)
+        if fault is None or fault == "malformed":
+            return Outcome(fault or "ok", 200, headers, None, usage, timing, ticket)
+        if fault == "server_error":
+            status = self.rng.choice((500, 502, 503))
+            first = Timing(timing.first_token, timing.first_token)
+            return Outcome(fault, status, headers, errors.server_error(status), None, first, ticket)
+        if fault == "timeout":
+            delay = self.settings.faults.timeout_delay
+            return Outcome(fault, 0, {}, None, None, Timing(delay, delay), ticket)
+        first = Timing(timing.first_token, timing.first_token)
+        return Outcome("disconnect", 0, headers, None, None, first, ticket)

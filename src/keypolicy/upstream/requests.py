@@ -1,0 +1,164 @@
+"""Requests as the provider model sees them, and how they are read from OpenAI JSON bodies.
+
+Prompt tokens are estimated the way OpenAI's limiter does before a request runs: from the
+character count, ``ceil(characters / chars_per_token)`` over the text of the messages (chat),
+the ``input`` and ``instructions`` (responses) or the inputs (embeddings; token arrays count one
+token per element). The same estimate stands in for the usage the answer reports, since the model
+has no tokenizer.
+
+A body may carry exact counts, for replaying a trace: the extension field
+``"keypolicy": {"prompt_tokens": N, "completion_tokens": M, "cached_tokens": C}`` (each optional).
+It is removed from the body before anything else reads it (with the ``openai`` client:
+``extra_body={"keypolicy": {...}}``). Exact counts replace the estimate at admission and in usage.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "EXTENSION_FIELD",
+    "Endpoint",
+    "ExactCounts",
+    "UpstreamRequest",
+    "estimate_tokens",
+    "prompt_text",
+    "request_from_body",
+    "split_extension",
+]
+
+Endpoint = Literal["chat.completions", "responses", "embeddings"]
+
+EXTENSION_FIELD = "keypolicy"
+"""Name of the body field that carries exact token counts (removed before the body is read)."""
+
+_MAX_FIELDS: dict[Endpoint, tuple[str, ...]] = {
+    "chat.completions": ("max_completion_tokens", "max_tokens"),
+    "responses": ("max_output_tokens",),
+    "embeddings": (),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ExactCounts:
+    """Token counts a request states for itself (trace replay); ``None`` where not stated."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One request to the provider, charged to ``project``.
+
+    ``prompt_tokens`` is what the limiter charges for the prompt (tokens); ``max_output`` the most
+    output tokens per choice the request allows (``None``: it names no maximum); ``n`` the number
+    of choices. ``completion_tokens`` and ``cached_tokens``, when set, are exact usage (summed over
+    the choices) instead of a draw. ``prompt`` is the prompt's text, read only by the prompt cache.
+    """
+
+    project: str
+    model: str
+    endpoint: Endpoint = "chat.completions"
+    prompt_tokens: int = 0
+    max_output: int | None = None
+    n: int = 1
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    prompt: str = ""
+
+
+def split_extension(body: Mapping[str, Any]) -> tuple[dict[str, Any], ExactCounts]:
+    """The body without the ``keypolicy`` field, and the exact counts that field states."""
+    rest = {k: v for k, v in body.items() if k != EXTENSION_FIELD}
+    ext = body.get(EXTENSION_FIELD)
+    if not isinstance(ext, Mapping):
+        return rest, ExactCounts()
+
+    def count(name: str) -> int | None:
+        value = ext.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return None
+        return value
+
+    return rest, ExactCounts(
+        count("prompt_tokens"), count("completion_tokens"), count("cached_tokens")
+    )
+
+
+def estimate_tokens(characters: int, chars_per_token: float = 4.0) -> int:
+    """Tokens OpenAI's limiter would estimate for ``characters`` of text (rounded up)."""
+    return math.ceil(characters / chars_per_token) if characters > 0 else 0
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every text in a message content, input item or list of them."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+    elif isinstance(value, Mapping):
+        for name in ("content", "text", "input_text", "output"):
+            if name in value:
+                yield from _texts(value[name])
+
+
+def prompt_text(endpoint: Endpoint, body: Mapping[str, Any]) -> str:
+    """The prompt's text as the character-based estimate reads it."""
+    if endpoint == "chat.completions":
+        return "".join(_texts(body.get("messages", [])))
+    if endpoint == "responses":
+        return "".join(_texts(body.get("instructions"))) + "".join(_texts(body.get("input")))
+    return "".join(_texts(body.get("input")))
+
+
+def _embedding_token_arrays(body: Mapping[str, Any]) -> int:
+    """Tokens given directly as integer arrays in an embeddings input."""
+    value = body.get("input")
+    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        return len(value)
+    if isinstance(value, list):
+        return sum(len(v) for v in value if isinstance(v, list))
+    return 0
+
+
+def _max_output(endpoint: Endpoint, body: Mapping[str, Any]) -> int | None:
+    for name in _MAX_FIELDS[endpoint]:
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
+def request_from_body(
+    project: str,
+    endpoint: Endpoint,
+    body: Mapping[str, Any],
+    exact: ExactCounts | None = None,
+    chars_per_token: float = 4.0,
+) -> UpstreamRequest:
+    """Read a request from an OpenAI JSON body (already without the ``keypolicy`` field)."""
+    exact = exact or ExactCounts()
+    text = prompt_text(endpoint, body)
+    prompt = exact.prompt_tokens
+    if prompt is None:
+        prompt = estimate_tokens(len(text), chars_per_token)
+        if endpoint == "embeddings":
+            prompt += _embedding_token_arrays(body)
+    n = body.get("n", 1) if endpoint == "chat.completions" else 1
+    return UpstreamRequest(
+        project=project,
+        model=str(body.get("model", "")),
+        endpoint=endpoint,
+        prompt_tokens=prompt,
+        max_output=_max_output(endpoint, body),
+        n=n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1,
+        completion_tokens=exact.completion_tokens,
+        cached_tokens=exact.cached_tokens,
+        prompt=text,
+    )

@@ -15,9 +15,13 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-## demo: check the shipped clinic policies (grows into simulate + report as those land)
+POLICIES := policies/clinic-separate.yaml policies/clinic-merged.yaml policies/clinic-single.yaml
+
+## demo: check the clinic policies, then simulate a hospital weekday through all three
 demo: $(STAMP)
-	$(BIN)/keypolicy check policies/clinic-separate.yaml policies/clinic-merged.yaml policies/clinic-single.yaml
+	$(BIN)/keypolicy check --quiet $(POLICIES)
+	$(BIN)/keypolicy compare $(POLICIES) --traffic simulations/clinic-day.yaml --json reports/clinic-compare.json
+	@echo "summary written to reports/clinic-compare.json"
 
 ## test: the whole test suite, then ruff and mypy
 test: $(STAMP)

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from keypolicy import __version__
 from keypolicy.mock.server import run_mock_server
@@ -20,6 +21,10 @@ from keypolicy.policy.errors import redact
 from keypolicy.policy.model import Policy
 from keypolicy.policy.summary import summarize
 from keypolicy.policy.units import parse_duration
+from keypolicy.records import RecordWriter
+from keypolicy.sim.console import comparison_tables, progress_bar, summary_tables
+from keypolicy.sim.run import simulate_policy
+from keypolicy.sim.traffic import Traffic, TrafficError, load_traffic, trace_arrivals
 
 app = typer.Typer(
     name="keypolicy",
@@ -100,6 +105,178 @@ def schema(
     except OSError as exc:
         _err(f"cannot write {out}: {exc.strerror}")
         raise typer.Exit(EXIT_INVALID) from None
+
+
+TrafficOpt = Annotated[
+    Path | None, typer.Option("--traffic", help="A traffic profile (simulations/*.yaml).")
+]
+TraceOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--trace", help="A trace file (CSV, JSONL, Parquet); repeatable."),
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the traffic and of every random draw.")]
+RunsOpt = Annotated[
+    int,
+    typer.Option(
+        min=1, help="Repeat with this many seeds; numbers become means with 95% intervals."
+    ),
+]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the summary JSON here.")]
+
+
+def _load_traffic(
+    traffic: Path | None,
+    trace: list[Path] | None,
+    domain: str | None,
+    columns: list[str] | None,
+    skip_bad_rows: bool,
+) -> Traffic:
+    if (traffic is None) == (not trace):
+        _err("give either --traffic PROFILE or --trace FILE (one or more), not both")
+        raise typer.Exit(EXIT_INVALID)
+    try:
+        if traffic is not None:
+            return load_traffic(traffic)
+        mapping = dict(item.split("=", 1) for item in columns or [] if "=" in item)
+        return trace_arrivals(
+            list(trace or []), domain=domain, columns=mapping or None, skip_bad_rows=skip_bad_rows
+        )
+    except TrafficError as exc:
+        _err("traffic: invalid")
+        for issue in exc.issues:
+            _err(f"  error: {issue}")
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _load_policies(paths: list[Path]) -> list[Policy]:
+    policies, failed = [], False
+    for path in paths:
+        try:
+            policies.append(load_policy(path).policy)
+        except PolicyError as exc:
+            failed = True
+            _err(f"{path}: invalid")
+            for issue in exc.issues:
+                _err(f"  {issue.severity}: {issue}")
+    if failed:
+        _err("\nFix the problems above (each names its file:line:column) and run again.")
+        raise typer.Exit(EXIT_INVALID)
+    return policies
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    try:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        _err(f"cannot write {path}: {exc.strerror}")
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _run_all(
+    policies: list[Policy], traffic: Traffic, seed: int, runs: int, records: Path | None = None
+) -> dict[str, dict[str, Any]]:
+    console = Console(stderr=True)
+    names = [p.name for p in policies]
+    if len(set(names)) != len(names):
+        _err(f"two policies share a name ({', '.join(names)}): give each variant its own name")
+        raise typer.Exit(EXIT_INVALID)
+    writer = None
+    if records is not None:
+        try:
+            writer = RecordWriter(records)
+        except (OSError, ValueError) as exc:
+            _err(f"--records: {exc}")
+            raise typer.Exit(EXIT_INVALID) from None
+    results: dict[str, dict[str, Any]] = {}
+    seeds = list(range(seed, seed + runs))
+    with progress_bar(console, names, traffic.duration_s) as update:
+        for index, policy in enumerate(policies):
+
+            def tick(run: int, now: float, index: int = index) -> None:
+                update(index, run, now)
+
+            results[policy.name] = simulate_policy(
+                policy,
+                traffic,
+                seeds,
+                on_record=writer.write if writer is not None and index == 0 else None,
+                on_progress=tick,
+            )
+            if results[policy.name]["partial"]:
+                break
+    if writer is not None:
+        writer.close()
+    return results
+
+
+def _show(results: dict[str, dict[str, Any]]) -> None:
+    console = Console(width=max(Console().width, 150))
+    if len(results) == 1:
+        for table in summary_tables(next(iter(results.values()))):
+            console.print(table)
+    else:
+        for table in comparison_tables(results):
+            console.print(table)
+    if any(r["partial"] for r in results.values()):
+        _err("interrupted: the results above are partial (what was simulated before Ctrl-C)")
+
+
+@app.command()
+def simulate(
+    policy: Annotated[Path, typer.Argument(help="The policy to simulate.")],
+    traffic: TrafficOpt = None,
+    trace: TraceOpt = None,
+    domain: Annotated[
+        str | None, typer.Option(help="With --trace: the domain of every row.")
+    ] = None,
+    column: Annotated[
+        list[str] | None,
+        typer.Option(help="With --trace: FIELD=COLUMN, e.g. prompt_tokens=ContextTokens."),
+    ] = None,
+    skip_bad_rows: Annotated[
+        bool, typer.Option(help="Skip and count unreadable trace rows instead of stopping.")
+    ] = False,
+    seed: SeedOpt = 0,
+    runs: RunsOpt = 1,
+    json_out: JsonOpt = None,
+    records: Annotated[
+        Path | None,
+        typer.Option(help="Stream one record per request here (.csv, or .parquet with pyarrow)."),
+    ] = None,
+) -> None:
+    """Replay traffic through a policy and predict 429s, waits, deferrals and cost."""
+    (loaded,) = _load_policies([policy])
+    source = _load_traffic(traffic, trace, domain, column, skip_bad_rows)
+    results = _run_all([loaded], source, seed, runs, records)
+    summary = results[loaded.name]
+    if json_out is not None:
+        _write_json(json_out, summary)
+    _show(results)
+
+
+@app.command()
+def compare(
+    policies: Annotated[list[Path], typer.Argument(help="Policy variants to compare.")],
+    traffic: TrafficOpt = None,
+    trace: TraceOpt = None,
+    domain: Annotated[
+        str | None, typer.Option(help="With --trace: the domain of every row.")
+    ] = None,
+    column: Annotated[list[str] | None, typer.Option(help="With --trace: FIELD=COLUMN.")] = None,
+    skip_bad_rows: Annotated[bool, typer.Option(help="Skip unreadable trace rows.")] = False,
+    seed: SeedOpt = 0,
+    runs: RunsOpt = 1,
+    json_out: JsonOpt = None,
+) -> None:
+    """Simulate policy variants on the same arrivals and show them side by side."""
+    loaded = _load_policies(policies)
+    source = _load_traffic(traffic, trace, domain, column, skip_bad_rows)
+    results = _run_all(loaded, source, seed, runs)
+    if json_out is not None:
+        _write_json(json_out, {"variants": results})
+    _show(results)
 
 
 def _seconds(value: str, option: str) -> float:

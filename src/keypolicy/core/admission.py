@@ -293,7 +293,10 @@ class Admission:
                 self._plans.clear()
                 self.epoch += 1
             if remaining is not None:
-                self.store.clamp(ref, remaining, now)
+                # The provider counted "remaining" when it admitted the attempt; the bucket has
+                # refilled since. Our own later admissions are already in our level.
+                since = max(now - req.sent_at, 0.0)
+                self.store.clamp(ref, remaining + ref.rate * since, now)
 
     def after_rate_limit(self, req: Pending, limit: str, delay: float, now: float) -> None:
         """After a pace 429: rest the project/model for ``delay`` seconds, and lower our view of

@@ -400,6 +400,7 @@ class Engine:
     def _send(self, req: Pending, admitted: Admitted, now: float, out: list[Action]) -> None:
         route = admitted.route
         req.attempts += 1
+        req.sent_at = now
         req.state = "inflight"
         req.key = route.key
         req.charges = list(zip(route.buckets, self._admission.amounts(req, route), strict=True))

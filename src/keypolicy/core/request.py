@@ -40,6 +40,7 @@ class Pending:
     holds: list[Hold] = field(default_factory=list)
     submitted_wait: float = 0.0  # when its current wait for capacity began
     tried: set[str] = field(default_factory=set)  # models it was downgraded from
+    sent_at: float = 0.0  # when the current attempt was sent
     fit_epoch: int = -1  # the limits epoch in which it was last found to fit some key
 
     def __post_init__(self) -> None:

@@ -1,0 +1,114 @@
+"""Simulated requests per second: keypolicy's simulator against a straightforward SimPy model.
+
+Both run side by side in this process on the same arrivals (the clinic day, at 1x and at 10x
+load, the first hours of it):
+
+- keypolicy: the decision core and the provider model driven by ``keypolicy.sim.driver`` (key
+  choice, reserves, budgets, retries, records, metrics: everything);
+- baseline: one SimPy process per request that waits until its project's RPM and TPM buckets
+  have room (continuous refill, the same limits), then holds for a fixed latency. No priorities,
+  no budgets, no provider model: the least a simulator can do.
+
+Goals from the issue: 100,000 requests/s uncongested and 50,000 overloaded, 3x the baseline.
+Prints the figures and writes benchmarks/results/sim_throughput.json.
+
+    .venv/bin/python benchmarks/sim_throughput.py [--hours 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Generator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import simpy
+
+from keypolicy.policy import load_policy
+from keypolicy.sim.driver import Simulation
+from keypolicy.sim.traffic import Arrival, load_traffic
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _arrivals(scale: float, hours: float) -> list[Arrival]:
+    traffic = load_traffic(ROOT / "simulations" / "clinic-day.yaml", scale=scale)
+    horizon = hours * 3600
+    return list(islice((a for a in traffic.arrivals(0) if a.time < horizon), 2_000_000))
+
+
+def run_keypolicy(arrivals: list[Arrival], hours: float) -> float:
+    """Seconds of wall time keypolicy's simulator takes for these arrivals."""
+    policy = load_policy(ROOT / "policies" / "clinic-merged.yaml").policy
+    start = time.perf_counter()
+    Simulation(policy, iter(arrivals), 1_795_000_000.0, 0).run(until=hours * 3600 + 7200)
+    return time.perf_counter() - start
+
+
+def run_baseline(arrivals: list[Arrival], hours: float) -> float:
+    """Seconds of wall time a one-process-per-request SimPy model takes."""
+    policy = load_policy(ROOT / "policies" / "clinic-merged.yaml").policy
+    limits: dict[str, list[float]] = {}  # domain -> [rpm level, tpm level, last, rpm, tpm]
+    for name, domain in policy.domains.items():
+        project = policy.keys[policy.pools[domain.pool].keys[0]].project
+        lim = policy.projects[project].models[domain.model]
+        key = f"{project}/{domain.model}"
+        limits.setdefault(key, [lim.rpm or 1e9, lim.tpm or 1e18, 0.0, lim.rpm or 1e9,
+                                lim.tpm or 1e18])
+        limits[name] = limits[key]
+    env = simpy.Environment()
+
+    def request(arrival: Arrival) -> Generator[simpy.Event, Any, None]:
+        b = limits[arrival.domain]
+        tokens = arrival.prompt_tokens + arrival.max_output_tokens
+        while True:
+            elapsed = env.now - b[2]
+            b[0] = min(b[3], b[0] + elapsed * b[3] / 60)
+            b[1] = min(b[4], b[1] + elapsed * b[4] / 60)
+            b[2] = env.now
+            if b[0] >= 1 and b[1] >= tokens:
+                b[0] -= 1
+                b[1] -= tokens
+                break
+            yield env.timeout(max((1 - b[0]) * 60 / b[3], (tokens - b[1]) * 60 / b[4], 1e-3))
+        yield env.timeout(1.0)
+
+    def feed() -> Generator[simpy.Event, Any, None]:
+        for arrival in arrivals:
+            if arrival.time > env.now:
+                yield env.timeout(arrival.time - env.now)
+            env.process(request(arrival))
+
+    start = time.perf_counter()
+    env.process(feed())
+    env.run(until=hours * 3600 + 7200)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    """Measure both simulators at 1x and 10x load."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hours", type=float, default=3.0, help="simulate the first N hours")
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    for label, scale in (("1x", 1.0), ("10x", 10.0)):
+        arrivals = _arrivals(scale, args.hours)
+        ours = run_keypolicy(arrivals, args.hours)
+        base = run_baseline(arrivals, args.hours)
+        results[label] = {"requests": len(arrivals), "keypolicy_s": ours, "baseline_s": base,
+                          "keypolicy_per_s": len(arrivals) / ours,
+                          "baseline_per_s": len(arrivals) / base, "ratio": base / ours}
+        r = results[label]
+        print(f"{label:>4}: {r['requests']:,} requests; keypolicy {r['keypolicy_per_s']:,.0f}/s, "
+              f"baseline {r['baseline_per_s']:,.0f}/s, keypolicy/baseline speed {r['ratio']:.2f}x")
+    out = ROOT / "benchmarks" / "results" / "sim_throughput.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Usage records: one schema, whichever side wrote them (the simulator or the runtime).
+
+Every request ends as one :class:`UsageRecord`. Reports, summaries and replays read records and
+do not care who wrote them. Records are streamed to disk as they are made: CSV always, Parquet
+when pyarrow is installed. Never a secret: keys appear by alias.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+__all__ = ["FIELDS", "OUTCOMES", "RecordWriter", "UsageRecord"]
+
+OUTCOMES = ("ok", "upstream_429", "rejected", "deferred", "budget_exhausted", "error")
+"""``ok``; ``upstream_429`` (gave up after the provider's 429s); ``rejected`` by the policy
+(max_wait, too large, model not allowed...); ``deferred`` (still parked when the period ended);
+``budget_exhausted``; ``error`` (the provider failed it otherwise)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One request's life. Times are epoch seconds; tokens are counts; cost is USD."""
+
+    request_id: str
+    domain: str
+    model: str
+    key: str
+    project: str
+    priority: str
+    submitted: float
+    started: float | None
+    finished: float
+    wait_s: float
+    attempts: int
+    outcome: str
+    reason: str
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    batch: bool
+    deferred: bool
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(UsageRecord))
+
+
+class RecordWriter:
+    """Streams records to ``path`` (``.csv``, or ``.parquet`` with pyarrow) as they come."""
+
+    CHUNK = 50_000
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self._parquet = self.path.suffix == ".parquet"
+        self._rows: list[UsageRecord] = []
+        self._writer: Any = None
+        self._file: TextIO | None = None
+        if self._parquet:
+            try:
+                import pyarrow  # noqa: F401, PLC0415 - optional: only Parquet output needs it
+            except ImportError:
+                raise ValueError(
+                    f"{self.path}: Parquet output needs pyarrow (pip install pyarrow), "
+                    "or write .csv"
+                ) from None
+        else:
+            self._file = self.path.open("w", newline="", encoding="utf-8")
+            self._csv = csv.writer(self._file)
+            self._csv.writerow(FIELDS)
+
+    def write(self, record: UsageRecord) -> None:
+        """Add one record."""
+        self.count += 1
+        if self._parquet:
+            self._rows.append(record)
+            if len(self._rows) >= self.CHUNK:
+                self._flush_parquet()
+            return
+        self._csv.writerow(dataclasses.astuple(record))
+
+    def _flush_parquet(self) -> None:
+        import pyarrow as pa  # noqa: PLC0415 - optional dependency
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        if not self._rows:
+            return
+        columns = {name: [getattr(r, name) for r in self._rows] for name in FIELDS}
+        table = pa.table(columns)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(str(self.path), table.schema)
+        self._writer.write_table(table)
+        self._rows.clear()
+
+    def close(self) -> None:
+        """Finish the file."""
+        if self._parquet:
+            self._flush_parquet()
+            if self._writer is not None:
+                self._writer.close()
+        elif self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,354 @@
+"""The simulator driver: the decision core and the provider model on SimPy's virtual clock.
+
+It has no decision logic of its own. Arrivals become :class:`~keypolicy.core.events.Submit`
+events; the engine's actions are carried out against :class:`~keypolicy.upstream.Provider`
+(which answers after its modelled latency), and the answers go back to the engine as
+``Settled``/``Failed`` events. The engine's ``next_wake`` becomes a SimPy timeout. Every request
+ends as a :class:`~keypolicy.records.UsageRecord`.
+
+Time: SimPy counts seconds from 0; the engine sees epoch seconds (the traffic's start plus
+SimPy's now), so calendar budgets and deferral windows fall where they would in the real day.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import simpy
+
+from keypolicy.core import (
+    Action,
+    Advance,
+    Alert,
+    Complete,
+    Defer,
+    Engine,
+    Event,
+    Failed,
+    Reject,
+    Retry,
+    Send,
+    Settled,
+    Submit,
+)
+from keypolicy.policy.compile import compile_policy
+from keypolicy.policy.model import Policy
+from keypolicy.records import UsageRecord
+from keypolicy.sim.metrics import Metrics
+from keypolicy.sim.traffic import Arrival
+from keypolicy.state import MemoryStore
+from keypolicy.upstream import Provider, ProviderLimits, ProviderSettings, UpstreamRequest
+
+__all__ = ["BATCH_TURNAROUND_S", "Simulation"]
+
+BATCH_TURNAROUND_S = 3600.0
+"""How long the modelled Batch API takes to complete a request (well inside its 24h window)."""
+
+
+@dataclass
+class _Life:
+    """What the driver remembers of a request until it ends."""
+
+    arrival: Arrival
+    submitted: float
+    started: float | None = None
+    key: str = ""
+    project: str = ""
+    model: str = ""
+    deferred: bool = False
+    batch: bool = False
+    attempt: int = 0
+    ticket: int | None = None
+    cached: int = 0
+    completion: int = 0
+    prompt: int = 0
+
+
+class Simulation:
+    """One run: one policy, one traffic, one seed. ``run()`` returns its :class:`Metrics`."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        arrivals: Iterator[Arrival],
+        start: float,
+        seed: int,
+        *,
+        provider_settings: ProviderSettings | None = None,
+        provider_limits: ProviderLimits | None = None,
+        on_record: Callable[[UsageRecord], None] | None = None,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> None:
+        self.env = simpy.Environment()
+        self.start = start
+        self.engine = Engine(compile_policy(policy), MemoryStore(), seed)
+        limits = provider_limits or ProviderLimits.from_policy(policy)
+        self.provider = Provider(limits, provider_settings, random.Random(seed + 1_000_003))
+        self._arrivals = arrivals
+        self._lives: dict[str, _Life] = {}
+        self._wake_at = float("inf")
+        self._on_record = on_record
+        self._on_progress = on_progress
+        self._priority = {n: d.priority for n, d in policy.domains.items()}
+        self.metrics = Metrics(
+            start, policy.timezone, {n: d.pool for n, d in policy.domains.items()}, self._priority
+        )
+        self.stopped = False
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, until: float | None = None) -> Metrics:
+        """Simulate until the traffic is over and every request has ended (or until ``until``
+        seconds), then close the requests still open as deferred."""
+        self.env.process(self._feed())
+        self.env.process(self._sample())
+        try:
+            self.env.run(until=until)
+        finally:  # interrupted or done: every request still open ends as a record
+            self._close_open()
+        return self.metrics
+
+    def _now(self) -> float:
+        return self.start + self.env.now
+
+    def _feed(self) -> Generator[simpy.Event, Any, None]:
+        for count, arrival in enumerate(self._arrivals, start=1):
+            if arrival.time > self.env.now:
+                yield self.env.timeout(arrival.time - self.env.now)
+            rid = f"r{count}"
+            self._lives[rid] = _Life(arrival, self._now())
+            self.metrics.arrival(arrival.domain, self._now())
+            self._handle(
+                Submit(
+                    rid,
+                    arrival.domain,
+                    self._now(),
+                    arrival.prompt_tokens,
+                    arrival.max_output_tokens,
+                    1,
+                    arrival.model,
+                )
+            )
+            if self._on_progress is not None and count % 2000 == 0:
+                self._on_progress(self.env.now)
+        self._fed = True
+
+    def _sample(self) -> Generator[simpy.Event, Any, None]:
+        """Once a simulated minute: queue depth per class (and a progress tick)."""
+        self._fed = False
+        while not self._fed or self._lives:
+            depths: dict[str, int] = dict.fromkeys(self.engine.config.classes, 0)
+            for rid in self.engine.waiting():
+                depths[self._priority[self._lives[rid].arrival.domain]] += 1
+            self.metrics.queue_depth(depths, self._now())
+            yield self.env.timeout(60.0)
+
+    # ------------------------------------------------------------------ the engine
+
+    def _handle(self, event: Event) -> None:
+        for action in self.engine.handle(event):
+            self._carry_out(action)
+        wake = self.engine.next_wake
+        if wake is not None:
+            at = wake - self.start
+            if at < self._wake_at or self._wake_at < self.env.now:
+                self._wake_at = max(at, self.env.now)
+                self.env.timeout(self._wake_at - self.env.now).callbacks.append(self._wake)
+
+    def _wake(self, _: simpy.Event) -> None:
+        self._wake_at = float("inf")
+        self._handle(Advance(self._now()))
+
+    def _carry_out(self, action: Action) -> None:
+        if isinstance(action, Send):
+            self._send(action)
+        elif isinstance(action, Complete):
+            self._complete(action)
+        elif isinstance(action, Reject):
+            self._reject(action)
+        elif isinstance(action, Defer):
+            self._defer(action)
+        elif isinstance(action, Retry):
+            self.metrics.retry(self._lives[action.request_id].arrival.domain)
+        elif isinstance(action, Alert):
+            self.metrics.alert(action.budget, action.threshold, action.spent_usd, action.at)
+
+    def _send(self, send: Send) -> None:
+        life = self._lives[send.request_id]
+        life.started, life.key, life.project, life.model = (
+            self._now(),
+            send.key,
+            send.project,
+            send.model,
+        )
+        life.attempt = send.attempt
+        a = life.arrival
+        outcome = self.provider.submit(
+            UpstreamRequest(
+                send.project,
+                send.model,
+                prompt_tokens=a.prompt_tokens,
+                max_output=a.max_output_tokens,
+                completion_tokens=a.completion_tokens,
+            ),
+            self.env.now,
+        )
+        self.metrics.admitted(send.project, send.model, send.charge_tokens, self._now())
+        life.ticket = outcome.ticket
+        if outcome.usage is not None:
+            life.prompt, life.cached = outcome.usage.prompt_tokens, outcome.usage.cached_tokens
+            life.completion = outcome.usage.completion_tokens
+        if outcome.status == 429:
+            self.metrics.rate_limit(a.domain, send.project, self._now())
+
+        def answer(_: simpy.Event) -> None:
+            if life.ticket is not None:
+                self.provider.settle(life.ticket, self.env.now)
+                life.ticket = None
+            if outcome.ok:
+                self._handle(
+                    Settled(
+                        send.request_id,
+                        self._now(),
+                        life.prompt,
+                        life.completion,
+                        life.cached,
+                        outcome.headers,
+                        send.attempt,
+                    )
+                )
+            else:
+                body = json.dumps(outcome.error) if outcome.error is not None else None
+                status = outcome.status or None
+                self._handle(
+                    Failed(
+                        send.request_id, self._now(), status, outcome.headers, body, send.attempt
+                    )
+                )
+
+        self.env.timeout(outcome.timing.total).callbacks.append(answer)
+
+    def _defer(self, defer: Defer) -> None:
+        life = self._lives[defer.request_id]
+        life.deferred = True
+        if defer.mode != "batch":
+            return
+        # Handed to the Batch API now: it waits for the batch, not for capacity.
+        life.batch, life.key, life.model, life.started = (
+            True,
+            defer.key or "",
+            defer.model,
+            self._now(),
+        )
+        life.project = self._project_of(life.key)
+        a = life.arrival
+        usage = self.provider.usage(
+            UpstreamRequest(
+                life.project,
+                defer.model,
+                prompt_tokens=a.prompt_tokens,
+                max_output=a.max_output_tokens,
+                completion_tokens=a.completion_tokens,
+            ),
+            self.env.now,
+        )
+        life.prompt, life.completion, life.cached = (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+        )
+
+        def done(_: simpy.Event) -> None:
+            self._handle(
+                Settled(defer.request_id, self._now(), life.prompt, life.completion, life.cached)
+            )
+
+        self.env.timeout(BATCH_TURNAROUND_S).callbacks.append(done)
+
+    def _project_of(self, alias: str) -> str:
+        for key in self.engine.config.keys:
+            if key.alias == alias:
+                return key.project
+        return ""
+
+    # ------------------------------------------------------------------ endings
+
+    def _complete(self, done: Complete) -> None:
+        life = self._lives.pop(done.request_id)
+        self._end(done.request_id, life, "ok", "", done.attempts, done.cost_usd, done.model)
+
+    def _reject(self, reject: Reject) -> None:
+        life = self._lives.pop(reject.request_id)
+        outcome = {"budget": "budget_exhausted", "gave_up": "error", "quota": "error"}.get(
+            reject.reason, "rejected"
+        )
+        if reject.reason == "gave_up" and reject.message.startswith("HTTP 429"):
+            outcome = "upstream_429"
+        self._end(
+            reject.request_id,
+            life,
+            outcome,
+            f"{reject.reason}: {reject.message}",
+            reject.attempts,
+            0.0,
+            life.model or life.arrival.model or "",
+        )
+
+    def _end(
+        self,
+        rid: str,
+        life: _Life,
+        outcome: str,
+        reason: str,
+        attempts: int,
+        cost: float,
+        model: str,
+    ) -> None:
+        now = self._now()
+        ok = outcome == "ok"
+        record = UsageRecord(
+            rid,
+            life.arrival.domain,
+            model,
+            life.key,
+            life.project,
+            self._priority.get(life.arrival.domain, ""),
+            life.submitted,
+            life.started,
+            now,
+            (life.started - life.submitted) if life.started is not None else now - life.submitted,
+            attempts,
+            outcome,
+            reason,
+            life.prompt if ok else 0,
+            life.cached if ok else 0,
+            life.completion if ok else 0,
+            cost,
+            life.batch,
+            life.deferred,
+        )
+        self.metrics.record(record)
+        if self._on_record is not None:
+            self._on_record(record)
+
+    def _close_open(self) -> None:
+        """Requests still open when the run stops: parked, queued or in flight."""
+        for rid, life in list(self._lives.items()):
+            self._lives.pop(rid)
+            self._end(
+                rid,
+                life,
+                "deferred",
+                "still open when the simulation ended",
+                life.attempt,
+                0.0,
+                life.model or life.arrival.model or "",
+            )
+
+    def summary_extra(self) -> dict[str, Any]:
+        """Facts of this run the summary reports beside the metrics."""
+        return {"simulated_s": self.env.now}

@@ -1,0 +1,207 @@
+"""What a simulation measured: counts, waits, costs per domain, pool, project and key, and time
+series per minute for the reports.
+
+Fed one record per request and a few events (429s, retries, admissions); turned into the summary
+JSON documented in README.md by :meth:`Metrics.summary`.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from keypolicy.records import UsageRecord
+
+__all__ = ["Metrics", "percentile"]
+
+
+def percentile(values: array[float] | list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by linear interpolation; 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+@dataclass
+class _Tally:
+    requests: int = 0
+    ok: int = 0
+    upstream_429: int = 0
+    retries: int = 0
+    rejected: int = 0
+    deferred: int = 0
+    batch: int = 0
+    cost_usd: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    waits: array[float] = field(default_factory=lambda: array("d"))
+    budget_exhausted_at: float | None = None
+    outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, r: UsageRecord) -> None:
+        self.requests += 1
+        self.outcomes[r.outcome] += 1
+        self.ok += r.outcome == "ok"
+        self.rejected += r.outcome in ("rejected", "budget_exhausted")
+        self.deferred += r.deferred
+        self.batch += r.batch
+        self.cost_usd += r.cost_usd
+        self.prompt_tokens += r.prompt_tokens
+        self.completion_tokens += r.completion_tokens
+        if r.outcome == "ok":
+            self.waits.append(r.wait_s)
+        if r.outcome == "budget_exhausted" and self.budget_exhausted_at is None:
+            self.budget_exhausted_at = r.finished
+
+    def as_dict(self, zone: ZoneInfo) -> dict[str, Any]:
+        exhausted = (
+            datetime.fromtimestamp(self.budget_exhausted_at, zone).isoformat(timespec="seconds")
+            if self.budget_exhausted_at is not None
+            else None
+        )
+        return {
+            "requests": self.requests,
+            "ok": self.ok,
+            "upstream_429": self.upstream_429,
+            "retries": self.retries,
+            "rejected": self.rejected,
+            "deferred": self.deferred,
+            "batch": self.batch,
+            "wait_p50_s": round(percentile(self.waits, 0.50), 4),
+            "wait_p95_s": round(percentile(self.waits, 0.95), 4),
+            "wait_p99_s": round(percentile(self.waits, 0.99), 4),
+            "wait_max_s": round(max(self.waits, default=0.0), 4),
+            "cost_usd": round(self.cost_usd, 6),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "budget_exhausted_at": exhausted,
+            "outcomes": dict(sorted(self.outcomes.items())),
+        }
+
+
+class Metrics:
+    """Aggregates for one simulation run (one policy, one seed)."""
+
+    def __init__(
+        self, start: float, zone: str, pools: dict[str, str], priorities: dict[str, str]
+    ) -> None:
+        self.start = start
+        self.zone = ZoneInfo(zone)
+        self._pool_of = pools  # domain -> pool
+        self._priority_of = priorities  # domain -> class
+        self.domains: dict[str, _Tally] = defaultdict(_Tally)
+        self.pools: dict[str, _Tally] = defaultdict(_Tally)
+        self.projects: dict[str, _Tally] = defaultdict(_Tally)
+        self.keys: dict[str, _Tally] = defaultdict(_Tally)
+        self.totals = _Tally()
+        # Per minute since the start: the series the reports draw.
+        self.arrivals: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self.admitted_tokens: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        self.admitted_requests: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self.rate_limited: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self.queued: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self.spend: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        self.waits: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        self.alerts: list[dict[str, Any]] = []
+        self.minutes = 0
+
+    def _minute(self, at: float) -> int:
+        minute = int((at - self.start) // 60)
+        self.minutes = max(self.minutes, minute + 1)
+        return minute
+
+    def arrival(self, domain: str, at: float) -> None:
+        """A request arrived."""
+        self.arrivals[domain][self._minute(at)] += 1
+
+    def admitted(self, project: str, model: str, tokens: int, at: float) -> None:
+        """An attempt went out, charging ``tokens`` against the project's limits."""
+        series = f"{project}/{model}"
+        minute = self._minute(at)
+        self.admitted_tokens[series][minute] += tokens
+        self.admitted_requests[series][minute] += 1
+
+    def rate_limit(self, domain: str, project: str, at: float) -> None:
+        """The provider answered 429 (any attempt)."""
+        for tally in (
+            self.domains[domain],
+            self.pools[self._pool_of[domain]],
+            self.projects[project],
+            self.totals,
+        ):
+            tally.upstream_429 += 1
+        self.rate_limited[domain][self._minute(at)] += 1
+
+    def retry(self, domain: str) -> None:
+        """An attempt will be retried."""
+        for tally in (self.domains[domain], self.pools[self._pool_of[domain]], self.totals):
+            tally.retries += 1
+
+    def queue_depth(self, by_class: dict[str, int], at: float) -> None:
+        """Requests queued per priority class, sampled once a minute."""
+        minute = self._minute(at)
+        for name, depth in by_class.items():
+            self.queued[name][minute] = depth
+
+    def alert(self, budget: str, threshold: float, spent: float, at: float) -> None:
+        """A budget crossed an alert threshold."""
+        when = datetime.fromtimestamp(at, self.zone).isoformat(timespec="seconds")
+        self.alerts.append(
+            {"budget": budget, "threshold": threshold, "spent_usd": round(spent, 6), "at": when}
+        )
+
+    def record(self, r: UsageRecord) -> None:
+        """A request ended."""
+        self.domains[r.domain].add(r)
+        self.pools[self._pool_of.get(r.domain, "?")].add(r)
+        if r.project:
+            self.projects[r.project].add(r)
+        if r.key:
+            self.keys[r.key].add(r)
+        self.totals.add(r)
+        minute = self._minute(r.finished)
+        self.spend[r.domain][minute] += r.cost_usd
+        if r.outcome == "ok":
+            self.waits[self._priority_of.get(r.domain, "?")][minute] = max(
+                self.waits[self._priority_of.get(r.domain, "?")][minute], r.wait_s
+            )
+
+    def summary(self) -> dict[str, Any]:
+        """The summary of this run (see README.md for the schema)."""
+        return {
+            "domains": {d: t.as_dict(self.zone) for d, t in sorted(self.domains.items())},
+            "pools": {p: t.as_dict(self.zone) for p, t in sorted(self.pools.items())},
+            "projects": {p: t.as_dict(self.zone) for p, t in sorted(self.projects.items())},
+            "keys": {k: t.as_dict(self.zone) for k, t in sorted(self.keys.items())},
+            "totals": self.totals.as_dict(self.zone),
+            "alerts": self.alerts,
+        }
+
+    def series(self) -> dict[str, Any]:
+        """Per-minute series, each a dense list over the simulated minutes."""
+
+        def dense(data: dict[str, dict[int, Any]]) -> dict[str, list[Any]]:
+            return {
+                name: [round(values.get(m, 0), 6) for m in range(self.minutes)]
+                for name, values in sorted(data.items())
+            }
+
+        return {
+            "minutes": self.minutes,
+            "arrivals": dense(self.arrivals),
+            "admitted_tokens": dense(self.admitted_tokens),
+            "admitted_requests": dense(self.admitted_requests),
+            "rate_limited": dense(self.rate_limited),
+            "queued": dense(self.queued),
+            "spend_usd": dense(self.spend),
+            "max_wait_s": dense(self.waits),
+        }

@@ -1,0 +1,549 @@
+"""Trace files replayed as traffic: CSV, JSONL or Parquet, with any column names.
+
+Each file is read with a map from the fields keypolicy needs to the file's columns (fields not
+mapped are looked for under common names, such as the Azure traces' ``TIMESTAMP``,
+``ContextTokens`` and ``GeneratedTokens``), a timestamp form, and optionally one domain, model or
+max_tokens for all its rows. Several files merge into one stream; times count from the earliest
+timestamp across the files.
+
+Memory: every file is read twice, row by row, and never held whole. The first pass (when the
+traffic is built) checks every row, so that problems are reported before a simulation starts,
+and finds the earliest time, the domains and whether the file is sorted by time. The second pass
+(each ``arrivals()``) streams the rows again. A file that is not sorted by time is the one
+exception: its rows are sorted in memory during the second pass (``unsorted_files`` names them).
+Parquet is read in record batches and needs pyarrow.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import json
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from operator import attrgetter
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from keypolicy.policy.errors import Issue
+from keypolicy.policy.model import Name, TimeZone
+from keypolicy.policy.references import did_you_mean
+from keypolicy.policy.source import SourceDoc
+from keypolicy.sim.profile import Count
+from keypolicy.sim.traffic import Arrival, TrafficError, validate_doc
+
+__all__ = ["FIELDS", "TIME_FORMATS", "TraceProfile", "TraceSource", "TraceTraffic"]
+
+FIELDS = ("timestamp", "domain", "model", "prompt_tokens", "max_tokens", "completion_tokens")
+TIME_FORMATS = ("auto", "datetime", "seconds", "milliseconds")
+_COMMON_NAMES = {  # compared without case, '_', '-' or spaces
+    "timestamp": ("timestamp", "time", "ts", "arrivaltime", "submitted", "createdat"),
+    "domain": ("domain",),
+    "model": ("model",),
+    "prompt_tokens": ("prompttokens", "contexttokens", "inputtokens"),
+    "max_tokens": ("maxtokens", "maxoutputtokens", "maxcompletiontokens"),
+    "completion_tokens": ("completiontokens", "generatedtokens", "outputtokens"),
+}
+_MAX_ISSUES = 20
+_MS_EPOCH = 1e11  # 'auto': larger numbers are epoch milliseconds (1e11 s is the year 5138)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_Row = tuple[int, str, str | None, int, int, int | None]  # times in epoch microseconds
+_Records = Iterator[tuple[int, Any, str]]  # (line, record, raw line)
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
+
+
+class _RowError(Exception):
+    """A row's value cannot be used: which field, and why."""
+
+    def __init__(self, fieldname: str, message: str) -> None:
+        super().__init__(message)
+        self.field = fieldname
+        self.message = message
+
+
+@dataclass(frozen=True)
+class TraceSource:
+    """One trace file and how to read it; ``display`` is its name in messages."""
+
+    path: Path
+    display: str
+    domain: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    time_format: str = "auto"
+    model: str | None = None
+    max_tokens: int | None = None
+
+    @classmethod
+    def make(cls, path: Path, *, display: str | None = None, **settings: Any) -> TraceSource:
+        """Check the settings; raise :class:`TrafficError` naming what is wrong."""
+        source = cls(path, display or str(path), **settings)
+        problems = [
+            f"{source.display}: columns: unknown field '{k}' ({did_you_mean(k, FIELDS)})"
+            for k in source.columns
+            if k not in FIELDS
+        ]
+        if source.time_format not in TIME_FORMATS:
+            hint = "use " + ", ".join(TIME_FORMATS)
+            problems.append(
+                f"{source.display}: unknown time format '{source.time_format}' ({hint})"
+            )
+        if source.domain is not None and "domain" in source.columns:
+            problems.append(
+                f"{source.display}: a domain is given both for the whole file and "
+                "as a column (keep one)"
+            )
+        if problems:
+            raise TrafficError(problems)
+        return source
+
+
+@dataclass
+class _Scan:
+    """What the first pass learnt of one file."""
+
+    rows: int = 0
+    bad: int = 0
+    first: float = math.inf  # epoch microseconds
+    last: float = -math.inf
+    ordered: bool = True
+    domains: set[str] = field(default_factory=set)
+    issues: list[str] = field(default_factory=list)
+
+
+class TraceTraffic:
+    """Traffic replayed from trace files; build it with
+    :func:`keypolicy.sim.traffic.trace_arrivals` or a ``kind: trace`` profile.
+
+    ``skipped`` counts the rows that could not be read (with ``skip_bad_rows``); ``rows`` the
+    rows replayed. The seed given to ``arrivals`` is not used: a trace is what it is (rows
+    without completion tokens leave those to the provider model, which has its own seed).
+    """
+
+    def __init__(
+        self,
+        sources: list[TraceSource],
+        *,
+        skip_bad_rows: bool = False,
+        timezone: str = "UTC",
+        start: datetime | None = None,
+        name: str | None = None,
+        description: str = "",
+    ) -> None:
+        if not sources:
+            raise TrafficError(["no trace files given"])
+        self.sources = sources
+        self._zone: tzinfo = UTC if timezone == "UTC" else ZoneInfo(timezone)
+        self._scans = [self._scan(s, skip_bad_rows) for s in sources]
+        self.rows = sum(scan.rows for scan in self._scans)
+        self.skipped = sum(scan.bad for scan in self._scans)
+        if self.rows == 0:
+            raise TrafficError([f"{s.display}: no rows to replay" for s in sources])
+        self._t0 = int(min(scan.first for scan in self._scans))
+        last = max(scan.last for scan in self._scans)
+        self.name = name or "+".join(s.path.stem for s in sources)
+        self.description = description or f"replay of {', '.join(s.display for s in sources)}"
+        self.start = start or (_EPOCH + self._t0 * _MICROSECOND).astimezone(self._zone)
+        self.duration_s = float((last - self._t0) // 1_000_000 + 1)
+        scans = zip(sources, self._scans, strict=True)
+        self.unsorted_files = [s.display for s, scan in scans if not scan.ordered]
+
+    def domains(self) -> set[str]:
+        """Every domain the rows name."""
+        return set().union(*(scan.domains for scan in self._scans))
+
+    def arrivals(self, seed: int = 0) -> Iterator[Arrival]:
+        """The rows as arrivals, merged across files, sorted by time (``seed`` is unused)."""
+        streams = [self._replay(s, sc) for s, sc in zip(self.sources, self._scans, strict=True)]
+        return heapq.merge(*streams, key=attrgetter("time"))
+
+    def _scan(self, source: TraceSource, skip_bad_rows: bool) -> _Scan:
+        scan = _Scan()
+        for line, row, where in _parsed(source, self._zone):
+            if row is None:
+                scan.bad += 1
+                if not skip_bad_rows and len(scan.issues) < _MAX_ISSUES:
+                    scan.issues.append(f"{source.display}:{line}:{where}")
+                continue
+            scan.rows += 1
+            scan.ordered = scan.ordered and row[0] >= scan.last
+            scan.first, scan.last = min(scan.first, row[0]), max(scan.last, row[0])
+            scan.domains.add(row[1])
+        if scan.bad and not skip_bad_rows:
+            more = scan.bad - len(scan.issues)
+            tail = [f"{source.display}: {more} more rows cannot be read"] if more > 0 else []
+            raise TrafficError([*scan.issues, *tail])
+        return scan
+
+    def _replay(self, source: TraceSource, scan: _Scan) -> Iterator[Arrival]:
+        rows: Iterator[_Row] = (r for _, r, _ in _parsed(source, self._zone) if r is not None)
+        if not scan.ordered:
+            rows = iter(sorted(rows, key=lambda r: r[0]))  # stable: ties keep the file's order
+        t0 = self._t0
+        for t, domain, model, prompt, maximum, completion in rows:
+            yield Arrival((t - t0) / 1e6, domain, prompt, maximum, completion, model)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading rows
+
+
+def _parsed(source: TraceSource, zone: tzinfo) -> Iterator[tuple[int, _Row | None, str]]:
+    """(line, row, "") for each readable row; (line, None, "COL: what (hint)") for the others."""
+    with _open(source) as (header, keyed, records):
+        parse = _Parser(source, header, keyed, zone)
+        for line, record, raw in records:
+            try:
+                yield line, parse(record), ""
+            except _RowError as bad:
+                column = parse.column(bad.field, raw)
+                hint = "fix the row, or skip unreadable rows (skip_bad_rows)"
+                yield line, None, f"{column}: {bad.message} ({hint})"
+
+
+@contextmanager
+def _open(source: TraceSource) -> Iterator[tuple[list[str], bool, _Records]]:
+    """The header, whether records are keyed by column name, and (line, record, raw line)."""
+    suffix = source.path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            with _parquet(source) as opened:
+                yield opened
+            return
+        with source.path.open(newline="", encoding="utf-8-sig") as handle:
+            if suffix in (".jsonl", ".ndjson", ".json"):
+                yield _jsonl(source, handle)
+            else:
+                yield _csv(source, handle, "\t" if suffix == ".tsv" else ",")
+    except FileNotFoundError:
+        raise TrafficError([f"{source.display}: no such file (check the path)"]) from None
+    except UnicodeDecodeError:
+        raise TrafficError([f"{source.display}: not UTF-8 text"]) from None
+    except OSError as exc:
+        raise TrafficError([f"{source.display}: cannot read: {exc.strerror}"]) from None
+
+
+class _Lines:
+    """Iterates a file's lines, remembering the last (for the column of a bad value)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._next = handle.__next__
+        self.last = ""
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        self.last = self._next()
+        return self.last
+
+
+def _csv(source: TraceSource, handle: Any, delimiter: str) -> tuple[list[str], bool, _Records]:
+    lines = _Lines(handle)
+    reader = csv.reader(lines, delimiter=delimiter)
+    header = next(reader, None)
+    if not header:
+        raise TrafficError(
+            [
+                f"{source.display}:1:1: the file is empty (a CSV trace starts "
+                "with a header line naming its columns)"
+            ]
+        )
+
+    def records() -> _Records:
+        line = reader.line_num
+        for row in reader:
+            if row:  # a blank line is no row
+                yield line + 1, row, lines.last
+            line = reader.line_num
+
+    return header, False, records()
+
+
+def _jsonl(source: TraceSource, handle: Any) -> tuple[list[str], bool, _Records]:
+    def parse(line: int, text: str) -> Any:
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return _RowError("", f"not JSON: {exc.msg} at column {exc.colno}")
+        return record if isinstance(record, dict) else _RowError("", "a row is not an object")
+
+    numbered = ((n, t) for n, t in enumerate(handle, start=1) if t.strip())
+    first = next(numbered, None)
+    if first is None:
+        raise TrafficError([f"{source.display}:1:1: the file is empty"])
+    head = parse(*first)
+    header = list(head) if isinstance(head, dict) else []
+
+    def records() -> _Records:
+        yield first[0], head, first[1]
+        for line, text in numbered:
+            yield line, parse(line, text), text
+
+    return header, True, records()
+
+
+@contextmanager
+def _parquet(source: TraceSource) -> Iterator[tuple[list[str], bool, _Records]]:
+    try:
+        import pyarrow.parquet as pq  # noqa: PLC0415 - optional: only Parquet traces need it
+    except ImportError:
+        raise TrafficError(
+            [
+                f"{source.display}: reading Parquet needs pyarrow "
+                "(pip install pyarrow), or convert the trace to CSV"
+            ]
+        ) from None
+    with pq.ParquetFile(source.path) as parquet:
+        header = list(parquet.schema_arrow.names)
+
+        def records() -> _Records:
+            line = 0
+            for batch in parquet.iter_batches(batch_size=65_536):
+                for record in batch.to_pylist():
+                    line += 1
+                    yield line, record, ""
+
+        yield header, True, records()
+
+
+class _Parser:
+    """Turns one file's records into rows: (epoch µs, domain, model, prompt, max, completion)."""
+
+    def __init__(self, source: TraceSource, header: list[str], keyed: bool, zone: tzinfo) -> None:
+        self.source, self.header, self.zone, self.form = source, header, zone, source.time_format
+        self.at = _positions(source, header, keyed)
+        self.delimiter = "\t" if source.path.suffix.lower() == ".tsv" else ","
+
+    def __call__(self, record: Any) -> _Row:
+        if isinstance(record, _RowError):
+            raise record
+        at, source = self.at, self.source
+        when = self._time(_cell(record, at["timestamp"], "timestamp", required=True))
+        domain = source.domain or _cell(record, at.get("domain"), "domain", required=True)
+        model = source.model or _cell(record, at.get("model"), "model")
+        prompt = _tokens(record, at["prompt_tokens"], "prompt_tokens", required=True)
+        completion = _tokens(record, at.get("completion_tokens"), "completion_tokens")
+        maximum = _tokens(record, at.get("max_tokens"), "max_tokens")
+        if maximum is None:
+            if completion is None and source.max_tokens is None:
+                raise _RowError("completion_tokens", "no completion tokens (nor max_tokens)")
+            maximum = max(completion or 0, source.max_tokens or 0)
+        if completion is not None:
+            completion = min(completion, maximum)
+        model = None if model is None else str(model)
+        return when, str(domain), model, prompt or 0, max(maximum, 1), completion
+
+    def _time(self, value: Any) -> int:
+        if self.form == "auto":  # decided on the first row, then held for the whole file
+            self.form = "datetime"
+            with suppress(TypeError, ValueError):
+                self.form = "milliseconds" if float(value) >= _MS_EPOCH else "seconds"
+        if self.form == "datetime":
+            moment = value
+            if not isinstance(value, datetime):
+                try:
+                    moment = datetime.fromisoformat(str(value).strip())
+                except ValueError:
+                    raise _RowError(
+                        "timestamp", f"'{value}' is not a date-time such as 2023-11-16 18:17:03.97"
+                    ) from None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=self.zone)
+            return int((moment - _EPOCH) // _MICROSECOND)  # exact, unlike float epoch seconds
+        try:
+            number = float(value) / (1000 if self.form == "milliseconds" else 1)
+        except (TypeError, ValueError):
+            raise _RowError("timestamp", f"'{value}' is not a number of {self.form}") from None
+        if not math.isfinite(number):
+            raise _RowError("timestamp", f"'{value}' is not a time")
+        return round(number * 1e6)
+
+    def column(self, fieldname: str, raw: str) -> str:
+        """Where a field's value sits: its 1-based character column in the line (CSV, JSONL),
+        or its column number (Parquet); and the column's name."""
+        position = self.at.get(fieldname)
+        if position is None:
+            return "1"
+        if isinstance(position, int):
+            return f"{_csv_column(raw, position, self.delimiter)}: column '{self.header[position]}'"
+        if raw:
+            return f"{raw.find(json.dumps(position)) + 1 or 1}: column '{position}'"
+        return f"{self.header.index(position) + 1}: column '{position}'"
+
+
+def _positions(source: TraceSource, header: list[str], keyed: bool) -> dict[str, int | str]:
+    """Where each field is: a column index (CSV) or key (JSONL, Parquet); header errors raise."""
+    found: dict[str, int | str] = {}
+    problems = []
+    normal = {_norm(h): i for i, h in reversed(list(enumerate(header)))}
+    for name in FIELDS:
+        wanted = source.columns.get(name)
+        if wanted is not None:
+            if wanted not in header:
+                hint = did_you_mean(wanted, header)
+                problems.append(f"{source.display}:1:1: no column '{wanted}' for {name} ({hint})")
+                continue
+            index = header.index(wanted)
+        else:
+            index = next((normal[n] for n in _COMMON_NAMES[name] if n in normal), -1)
+            if index < 0:
+                continue
+        found[name] = header[index] if keyed else index
+    needed = ["timestamp", "prompt_tokens"] + ([] if source.domain else ["domain"])
+    for name in needed:
+        if name not in found and name not in source.columns:
+            problems.append(
+                f"{source.display}:1:1: no column for {name} (map it with columns: "
+                f"{{{name}: COLUMN}}; the columns are {', '.join(header)})"
+            )
+    if not ({"max_tokens", "completion_tokens"} & set(found)) and source.max_tokens is None:
+        problems.append(
+            f"{source.display}:1:1: no column for max_tokens or completion_tokens "
+            "(map one, or give max_tokens for every row)"
+        )
+    if problems:
+        raise TrafficError(problems)
+    return found
+
+
+def _cell(record: Any, position: int | str | None, name: str, required: bool = False) -> Any:
+    value = None
+    if position is not None:
+        try:
+            value = record[position]
+        except (IndexError, KeyError):
+            value = None
+    if value is None or value == "":
+        if required:
+            raise _RowError(name, f"no value for {name}")
+        return None
+    return value
+
+
+def _tokens(
+    record: Any, position: int | str | None, name: str, required: bool = False
+) -> int | None:
+    value = _cell(record, position, name, required)
+    if value is None:
+        return None
+    number: float
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = -0.5
+    if isinstance(value, bool) or not 0 <= number < math.inf or number != int(number):
+        raise _RowError(name, f"'{value}' is not a whole number of tokens")
+    return int(number)
+
+
+def _csv_column(raw: str, index: int, delimiter: str) -> int:
+    """The 1-based character column where field ``index`` starts in a CSV line."""
+    fieldno, quoted = 0, False
+    for pos, char in enumerate(raw):
+        if fieldno == index:
+            return pos + 1
+        if char == '"':
+            quoted = not quoted
+        elif char == delimiter and not quoted:
+            fieldno += 1
+    return len(raw.rstrip("\r\n")) + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The trace profile (kind: trace)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Columns(_Model):
+    """Which column of a file holds each field keypolicy needs."""
+
+    timestamp: str | None = None
+    domain: str | None = None
+    model: str | None = None
+    prompt_tokens: str | None = None
+    max_tokens: str | None = None
+    completion_tokens: str | None = None
+
+
+class TraceFile(_Model):
+    """One file of a trace profile; a relative path is read from the profile's folder."""
+
+    path: str
+    domain: Name | None = None
+    columns: Columns = Field(default_factory=Columns)
+    time_format: Literal["auto", "datetime", "seconds", "milliseconds"] = "auto"
+    model: str | None = None
+    max_tokens: Count | None = Field(None, ge=1)
+
+
+class TraceProfile(_Model):
+    """A YAML profile that replays trace files (``kind: trace``)."""
+
+    version: Literal[1]
+    kind: Literal["trace"]
+    name: Name
+    description: str = ""
+    timezone: TimeZone = Field("UTC", description="For date-times written without a zone.")
+    start: AwareDatetime | None = Field(None, description="Replay at this wall clock instead.")
+    skip_bad_rows: bool = False
+    files: list[TraceFile] = Field(min_length=1)
+
+
+def load_trace_profile(doc: SourceDoc, path: Path) -> TraceTraffic:
+    """The traffic a ``kind: trace`` profile describes; see :func:`load_traffic`."""
+    profile = validate_doc(doc, TraceProfile)
+    sources, missing = [], []
+    for i, spec in enumerate(profile.files):
+        file = path.parent / spec.path
+        if not file.is_file():
+            where = doc.locate(("files", i, "path"))
+            missing.append(
+                str(
+                    Issue(
+                        where,
+                        f"files[{i}].path",
+                        f"no such file: {spec.path}",
+                        f"relative paths are read from {path.parent or '.'}: looked for {file}",
+                    )
+                )
+            )
+            continue
+        columns = {k: v for k, v in profile.files[i].columns.model_dump().items() if v}
+        sources.append(
+            TraceSource.make(
+                file,
+                display=os.path.normpath(file),
+                domain=spec.domain,
+                columns=columns,
+                time_format=spec.time_format,
+                model=spec.model,
+                max_tokens=spec.max_tokens,
+            )
+        )
+    if missing:
+        raise TrafficError(missing)
+    return TraceTraffic(
+        sources,
+        skip_bad_rows=profile.skip_bad_rows,
+        timezone=profile.timezone,
+        start=profile.start,
+        name=profile.name,
+        description=profile.description,
+    )

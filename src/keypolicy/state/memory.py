@@ -44,13 +44,22 @@ class MemoryStore:
         now: float,
     ) -> float:
         """See :meth:`keypolicy.core.store.Store.acquire`."""
-        states = [self._state(b, now) for b in buckets]
+        # The hot path of every decision: refill and check in one pass, take in a second.
+        table = self._buckets
+        states = []
         wait = 0.0
-        for bucket, state, amount, floor in zip(buckets, states, amounts, floors, strict=True):
+        for bucket, amount, floor in zip(buckets, amounts, floors, strict=True):
+            state = table.get(bucket.name)
+            capacity = bucket.capacity
+            if state is None:
+                state = table[bucket.name] = [capacity, now]
+            elif now > state[1]:
+                level = state[0] + (now - state[1]) * bucket.rate
+                state[0] = capacity if level > capacity else level
+                state[1] = now
+            states.append(state)
             if amount > 0 and state[0] - amount - floor < -1e-9:
-                wait = max(
-                    wait, shortfall_wait(state[0], amount, floor, bucket.rate, bucket.capacity)
-                )
+                wait = max(wait, shortfall_wait(state[0], amount, floor, bucket.rate, capacity))
         if wait > 0:
             return wait
         for state, amount in zip(states, amounts, strict=True):

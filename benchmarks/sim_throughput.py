@@ -91,7 +91,7 @@ def run_baseline(arrivals: list[Arrival], hours: float) -> float:
 def main() -> None:
     """Measure both simulators at 1x and 10x load."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hours", type=float, default=3.0, help="simulate the first N hours")
+    parser.add_argument("--hours", type=float, default=8.0, help="simulate the first N hours")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     for label, scale in (("1x", 1.0), ("10x", 10.0)):

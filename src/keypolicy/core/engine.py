@@ -352,17 +352,29 @@ class Engine:
             else:
                 self._busy.discard(qkey)
         heapq.heapify(heads)
+        # Buckets held back by waiting requests of more urgent classes; what the current class
+        # claims joins them once dispatch moves on to a less urgent class. Within a class,
+        # order is kept per queue (pool and model), not across pools: a request of one pool does
+        # not wait behind an equally urgent one of another pool that waits for its own project.
         blocked: set[int] = set()
+        claims: set[int] = set()
+        rank = -1
         self._wake_blocked = INF
         while heads:
-            _, _, _, qkey = heapq.heappop(heads)
+            head_rank, _, _, qkey = heapq.heappop(heads)
+            if head_rank != rank:
+                blocked |= claims
+                claims = set()
+                rank = head_rank
             queue = self._queues[qkey]
-            if self._try(self._requests[queue[0][2]], blocked, now, out):
+            if self._try(self._requests[queue[0][2]], blocked, claims, now, out):
                 heapq.heappop(queue)
                 if self._clean_head(queue):
                     heapq.heappush(heads, (qkey[0], queue[0][0], queue[0][1], qkey))
 
-    def _try(self, req: Pending, blocked: set[int], now: float, out: list[Action]) -> bool:
+    def _try(
+        self, req: Pending, blocked: set[int], claims: set[int], now: float, out: list[Action]
+    ) -> bool:
         """Try the head of a queue; True if it left the queue (sent, parked or rejected)."""
         if req.domain.windows and not within_windows(
             req.domain.windows, minute_of_day(self.config.timezone, now)
@@ -382,11 +394,11 @@ class Engine:
                     self._finish(req, Reject(req.id, "too_large", too_large, req.attempts), out)
                     return True
                 req.fit_epoch = self._admission.epoch
-            blocked |= result.buckets
+            claims |= result.buckets
             self._wake_blocked = min(self._wake_blocked, now + max(result.wait, MIN_WAKE_S))
             return False
         if self._exhausted(req, result.budget, now, out):  # downgraded: try the new model
-            return self._try(req, blocked, now, out)
+            return self._try(req, blocked, claims, now, out)
         return True
 
     def _clean_head(self, queue: list[tuple[float, int, str]]) -> bool:

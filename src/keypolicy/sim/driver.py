@@ -91,6 +91,7 @@ class Simulation:
         self._arrivals = arrivals
         self._lives: dict[str, _Life] = {}
         self._wake_at = float("inf")
+        self._wake_token = 0
         self._on_record = on_record
         self._on_progress = on_progress
         self._priority = {n: d.priority for n, d in policy.domains.items()}
@@ -153,13 +154,24 @@ class Simulation:
         for action in self.engine.handle(event):
             self._carry_out(action)
         wake = self.engine.next_wake
-        if wake is not None:
-            at = wake - self.start
-            if at < self._wake_at or self._wake_at < self.env.now:
-                self._wake_at = max(at, self.env.now)
-                self.env.timeout(self._wake_at - self.env.now).callbacks.append(self._wake)
+        if wake is None:
+            return
+        at = max(wake - self.start, self.env.now)
+        if at < self._wake_at or self._wake_at < self.env.now:
+            # One wake-up is pending at a time: an earlier one replaces it, and the replaced
+            # timeout, when it fires, does nothing (else stale timeouts would multiply).
+            self._wake_at = at
+            self._wake_token += 1
+            token = self._wake_token
 
-    def _wake(self, _: simpy.Event) -> None:
+            def fire(_: simpy.Event, token: int = token) -> None:
+                self._wake(token)
+
+            self.env.timeout(at - self.env.now).callbacks.append(fire)
+
+    def _wake(self, token: int) -> None:
+        if token != self._wake_token:
+            return
         self._wake_at = float("inf")
         self._handle(Advance(self._now()))
 

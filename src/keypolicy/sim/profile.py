@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from contextlib import suppress
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -32,120 +33,27 @@ __all__ = [
     "Sizes",
 ]
 
+# A table, kept as one (hours 0-11 on the first line of a shape, 12-23 on the second):
+# fmt: off
 SHAPES: dict[str, tuple[float, ...]] = {
     # Multipliers of the rate for each local hour 0..23; each named shape peaks at 1.0, so a
     # domain's `rate` is its peak-hour rate.
     "flat": (1.0,) * 24,
     # Office work: nothing at night, a morning peak, a lunch dip, done by 18:00.
-    "business_hours": (
-        0.03,
-        0.03,
-        0.03,
-        0.03,
-        0.03,
-        0.05,
-        0.1,
-        0.35,
-        0.8,
-        1.0,
-        1.0,
-        0.95,
-        0.75,
-        0.9,
-        0.95,
-        0.9,
-        0.75,
-        0.4,
-        0.15,
-        0.08,
-        0.05,
-        0.04,
-        0.03,
-        0.03,
-    ),
+    "business_hours": (0.03, 0.03, 0.03, 0.03, 0.03, 0.05, 0.1, 0.35, 0.8, 1.0, 1.0, 0.95,
+                       0.75, 0.9, 0.95, 0.9, 0.75, 0.4, 0.15, 0.08, 0.05, 0.04, 0.03, 0.03),
     # Hospital clinical work: wards and the emergency department never stop (a fifth of the
     # peak at night), ward rounds peak at 9-11, outpatient clinics fill the afternoon.
-    "clinic": (
-        0.2,
-        0.18,
-        0.16,
-        0.15,
-        0.15,
-        0.2,
-        0.35,
-        0.6,
-        0.85,
-        1.0,
-        1.0,
-        0.95,
-        0.75,
-        0.85,
-        0.9,
-        0.85,
-        0.75,
-        0.55,
-        0.45,
-        0.4,
-        0.35,
-        0.3,
-        0.25,
-        0.22,
-    ),
+    "clinic": (0.2, 0.18, 0.16, 0.15, 0.15, 0.2, 0.35, 0.6, 0.85, 1.0, 1.0, 0.95,
+               0.75, 0.85, 0.9, 0.85, 0.75, 0.55, 0.45, 0.4, 0.35, 0.3, 0.25, 0.22),
     # People at home: a modest day and the peak after dinner, 19:00-22:00.
-    "evening_peak": (
-        0.12,
-        0.07,
-        0.05,
-        0.04,
-        0.04,
-        0.06,
-        0.12,
-        0.25,
-        0.35,
-        0.4,
-        0.42,
-        0.45,
-        0.5,
-        0.45,
-        0.42,
-        0.42,
-        0.45,
-        0.55,
-        0.7,
-        0.9,
-        1.0,
-        0.9,
-        0.6,
-        0.3,
-    ),
+    "evening_peak": (0.12, 0.07, 0.05, 0.04, 0.04, 0.06, 0.12, 0.25, 0.35, 0.4, 0.42, 0.45,
+                     0.5, 0.45, 0.42, 0.42, 0.45, 0.55, 0.7, 0.9, 1.0, 0.9, 0.6, 0.3),
     # Batch jobs that run while people sleep, 01:00-05:00.
-    "overnight": (
-        0.5,
-        1.0,
-        1.0,
-        1.0,
-        1.0,
-        0.5,
-        0.1,
-        0.02,
-        0.02,
-        0.02,
-        0.02,
-        0.02,
-        0.02,
-        0.02,
-        0.02,
-        0.02,
-        0.02,
-        0.02,
-        0.02,
-        0.02,
-        0.02,
-        0.05,
-        0.1,
-        0.2,
-    ),
+    "overnight": (0.5, 1.0, 1.0, 1.0, 1.0, 0.5, 0.1, 0.02, 0.02, 0.02, 0.02, 0.02,
+                  0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.05, 0.1, 0.2),
 }
+# fmt: on
 DEFAULT_START = datetime.fromisoformat("2026-11-18T00:00:00-05:00")
 """A fixed Wednesday, so that a profile without ``start`` gives the same day every time."""
 
@@ -183,7 +91,18 @@ def _time_of_day(value: Any) -> float:
     return hours * 3600.0 + minutes * 60.0 + seconds
 
 
+def _aware(value: Any) -> Any:
+    moment = value
+    if isinstance(value, str):
+        with suppress(ValueError):
+            moment = datetime.fromisoformat(value)
+    if isinstance(moment, datetime) and moment.tzinfo is None:
+        raise ValueError(f"'{value}' needs its UTC offset, such as 2026-11-18T00:00:00-05:00")
+    return value
+
+
 Count = Annotated[int, BeforeValidator(parse_count)]
+Start = Annotated[AwareDatetime, BeforeValidator(_aware)]
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 Rate = Annotated[float, BeforeValidator(parse_rate)]
 Shape = Annotated[tuple[float, ...], BeforeValidator(_shape)]
@@ -245,16 +164,6 @@ class Distribution(_Model):
         draws = np.rint(rng.lognormal(math.log(law.median), sigma, n))
         return np.clip(draws, 1, law.max or np.inf).astype(np.int64)
 
-    def mean(self) -> float:
-        """The expected draw in tokens (a log-normal's cap is ignored: an upper bound)."""
-        if self.fixed is not None:
-            return float(self.fixed)
-        if self.uniform is not None:
-            return sum(self.uniform) / 2
-        assert self.lognormal is not None
-        sigma = math.log(self.lognormal.p95 / self.lognormal.median) / _Z95
-        return self.lognormal.median * math.exp(sigma * sigma / 2)
-
 
 class Process(_Model):
     """``poisson``, or ``{bursty: {cv: 2.5}}``: renewal arrivals whose intervals have that
@@ -270,6 +179,8 @@ class Process(_Model):
             return {}
         inner = value.get("bursty") if isinstance(value, dict) and len(value) == 1 else None
         if isinstance(inner, dict):
+            if inner.get("law", "gamma") not in ("gamma", "hyperexponential"):
+                raise ValueError("a bursty law is gamma or hyperexponential")
             if "cv" not in inner:
                 raise ValueError("bursty needs its coefficient of variation: {bursty: {cv: 2}}")
             if not set(inner) <= {"cv", "law"}:
@@ -350,7 +261,7 @@ class Profile(_Model):
     kind: Literal["synthetic"] = "synthetic"
     name: Name
     description: str = ""
-    start: AwareDatetime = DEFAULT_START
+    start: Start = DEFAULT_START
     timezone: TimeZone | None = Field(None, description="Default: the start's UTC offset.")
     duration: Seconds = Field(86400.0, gt=0)
     domains: dict[Name, DomainTraffic] = Field(min_length=1)

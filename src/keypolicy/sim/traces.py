@@ -28,15 +28,15 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from keypolicy.policy.errors import Issue
 from keypolicy.policy.model import Name, TimeZone
 from keypolicy.policy.references import did_you_mean
 from keypolicy.policy.source import SourceDoc
-from keypolicy.sim.profile import Count
+from keypolicy.sim.profile import Count, Start
 from keypolicy.sim.traffic import Arrival, TrafficError, validate_doc
 
 __all__ = ["FIELDS", "TIME_FORMATS", "TraceProfile", "TraceSource", "TraceTraffic"]
@@ -143,7 +143,7 @@ class TraceTraffic:
         if not sources:
             raise TrafficError(["no trace files given"])
         self.sources = sources
-        self._zone: tzinfo = UTC if timezone == "UTC" else ZoneInfo(timezone)
+        self._zone = _zone(timezone)
         self._scans = [self._scan(s, skip_bad_rows) for s in sources]
         self.rows = sum(scan.rows for scan in self._scans)
         self.skipped = sum(scan.bad for scan in self._scans)
@@ -194,6 +194,15 @@ class TraceTraffic:
             yield Arrival((t - t0) / 1e6, domain, prompt, maximum, completion, model)
 
 
+def _zone(name: str) -> tzinfo:
+    try:
+        return UTC if name == "UTC" else ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder: OSError
+        raise TrafficError(
+            [f"unknown time zone '{name}' (use an IANA name such as UTC or America/New_York)"]
+        ) from None
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading rows
 
@@ -207,7 +216,7 @@ def _parsed(source: TraceSource, zone: tzinfo) -> Iterator[tuple[int, _Row | Non
                 yield line, parse(record), ""
             except _RowError as bad:
                 column = parse.column(bad.field, raw)
-                hint = "fix the row, or skip unreadable rows (skip_bad_rows)"
+                hint = "fix the row, or skip bad rows: --skip-bad-rows, skip_bad_rows: true"
                 yield line, None, f"{column}: {bad.message} ({hint})"
 
 
@@ -400,7 +409,8 @@ def _positions(source: TraceSource, header: list[str], keyed: bool) -> dict[str,
             if index < 0:
                 continue
         found[name] = header[index] if keyed else index
-    needed = ["timestamp", "prompt_tokens"] + ([] if source.domain else ["domain"])
+    optional = ("model", "max_tokens", "completion_tokens") + (("domain",) if source.domain else ())
+    needed = [name for name in FIELDS if name not in optional]
     for name in needed:
         if name not in found and name not in source.columns:
             problems.append(
@@ -438,13 +448,13 @@ def _tokens(
     if value is None:
         return None
     number: float
-    try:
-        number = int(value)
+    try:  # 12 and "12" are whole; 12.5 and "12.5" are not; "12.0" and 1e3 are
+        number = value if isinstance(value, float) else int(value)
     except (TypeError, ValueError):
         try:
             number = float(value)
         except (TypeError, ValueError):
-            number = -0.5
+            number = -1
     if isinstance(value, bool) or not 0 <= number < math.inf or number != int(number):
         raise _RowError(name, f"'{value}' is not a whole number of tokens")
     return int(number)
@@ -501,7 +511,7 @@ class TraceProfile(_Model):
     name: Name
     description: str = ""
     timezone: TimeZone = Field("UTC", description="For date-times written without a zone.")
-    start: AwareDatetime | None = Field(None, description="Replay at this wall clock instead.")
+    start: Start | None = Field(None, description="Replay at this wall clock instead.")
     skip_bad_rows: bool = False
     files: list[TraceFile] = Field(min_length=1)
 
@@ -513,30 +523,16 @@ def load_trace_profile(doc: SourceDoc, path: Path) -> TraceTraffic:
     for i, spec in enumerate(profile.files):
         file = path.parent / spec.path
         if not file.is_file():
+            hint = f"relative paths are read from {path.parent}: looked for {file}"
             where = doc.locate(("files", i, "path"))
             missing.append(
-                str(
-                    Issue(
-                        where,
-                        f"files[{i}].path",
-                        f"no such file: {spec.path}",
-                        f"relative paths are read from {path.parent or '.'}: looked for {file}",
-                    )
-                )
+                str(Issue(where, f"files[{i}].path", f"no such file: {spec.path}", hint))
             )
             continue
-        columns = {k: v for k, v in profile.files[i].columns.model_dump().items() if v}
-        sources.append(
-            TraceSource.make(
-                file,
-                display=os.path.normpath(file),
-                domain=spec.domain,
-                columns=columns,
-                time_format=spec.time_format,
-                model=spec.model,
-                max_tokens=spec.max_tokens,
-            )
-        )
+        settings = spec.model_dump(include={"domain", "time_format", "model", "max_tokens"})
+        columns = {k: v for k, v in spec.columns.model_dump().items() if v}
+        display = os.path.normpath(file)
+        sources.append(TraceSource.make(file, display=display, columns=columns, **settings))
     if missing:
         raise TrafficError(missing)
     return TraceTraffic(

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 KINDS = ("synthetic", "trace")
-_TRACE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet")
+_TRACE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".parquet")
 _M = TypeVar("_M", bound=BaseModel)
 _CHUNK = 4096  # arrivals drawn per numpy call: large enough to be fast, small enough to stream
 _SEED_MASK = (1 << 64) - 1
@@ -177,9 +177,9 @@ def load_traffic(path: str | Path, *, scale: float = 1.0) -> Traffic:
             raise TrafficError([f"{path}: a trace cannot be scaled; replay it as recorded"])
         return load_trace_profile(doc, path)
     if kind != "synthetic":
-        hint = did_you_mean(str(kind), KINDS)
-        issue = Issue(doc.locate(("kind",)), "kind", f"'{kind}' is not one of: synthetic, trace")
-        raise TrafficError([str(Issue(issue.location, issue.path, issue.message, hint))])
+        what = f"'{kind}' is not one of: {', '.join(KINDS)}"
+        issue = Issue(doc.locate(("kind",)), "kind", what, did_you_mean(str(kind), KINDS))
+        raise TrafficError([str(issue)])
     return SyntheticTraffic(validate_doc(doc, Profile), scale=scale)
 
 
@@ -397,7 +397,7 @@ def _emit(
     assert prompt is not None  # a domain's sizes are required, checked on the way in
     assert maximum is not None
     prompts = prompt.sample(rng, n).tolist()
-    maxima = maximum.sample(rng, n)
+    maxima = np.maximum(maximum.sample(rng, n), 1)  # a request asks for one token at least
     completions: Any = repeat(None)
     if completion is not None:
         completions = np.minimum(completion.sample(rng, n), maxima).tolist()

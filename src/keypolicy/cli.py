@@ -122,6 +122,16 @@ RunsOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the summary JSON here.")]
+FactorOpt = Annotated[
+    float,
+    typer.Option(
+        "--provider-factor",
+        min=0.01,
+        help="The provider's "
+        "real limits as a share of the declared ones (0.8: 20% "
+        "less than the policy believes).",
+    ),
+]
 
 
 def _load_traffic(
@@ -175,7 +185,12 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def _run_all(
-    policies: list[Policy], traffic: Traffic, seed: int, runs: int, records: Path | None = None
+    policies: list[Policy],
+    traffic: Traffic,
+    seed: int,
+    runs: int,
+    records: Path | None = None,
+    factor: float = 1.0,
 ) -> dict[str, dict[str, Any]]:
     console = Console(stderr=True)
     names = [p.name for p in policies]
@@ -203,6 +218,7 @@ def _run_all(
                 seeds,
                 on_record=writer.write if writer is not None and index == 0 else None,
                 on_progress=tick,
+                provider_factor=factor,
             )
             if results[policy.name]["partial"]:
                 break
@@ -245,11 +261,12 @@ def simulate(
         Path | None,
         typer.Option(help="Stream one record per request here (.csv, or .parquet with pyarrow)."),
     ] = None,
+    provider_factor: FactorOpt = 1.0,
 ) -> None:
     """Replay traffic through a policy and predict 429s, waits, deferrals and cost."""
     (loaded,) = _load_policies([policy])
     source = _load_traffic(traffic, trace, domain, column, skip_bad_rows)
-    results = _run_all([loaded], source, seed, runs, records)
+    results = _run_all([loaded], source, seed, runs, records, provider_factor)
     summary = results[loaded.name]
     if json_out is not None:
         _write_json(json_out, summary)
@@ -269,11 +286,12 @@ def compare(
     seed: SeedOpt = 0,
     runs: RunsOpt = 1,
     json_out: JsonOpt = None,
+    provider_factor: FactorOpt = 1.0,
 ) -> None:
     """Simulate policy variants on the same arrivals and show them side by side."""
     loaded = _load_policies(policies)
     source = _load_traffic(traffic, trace, domain, column, skip_bad_rows)
-    results = _run_all(loaded, source, seed, runs)
+    results = _run_all(loaded, source, seed, runs, factor=provider_factor)
     if json_out is not None:
         _write_json(json_out, {"variants": results})
     _show(results)

@@ -107,3 +107,13 @@ def test_runs_give_means_with_intervals() -> None:
     assert set(ok) == {"mean", "ci95", "min", "max"}
     assert ok["min"] <= ok["mean"] <= ok["max"]
     assert ok["ci95"] > 0
+
+
+def test_engine_converges_on_a_provider_stricter_than_declared() -> None:
+    # The policy says 60 RPM; the provider allows half. The first answers' x-ratelimit headers
+    # teach the engine the real limit: after that it paces at 30 a minute and the provider
+    # never has to refuse.
+    s = simulate_policy(_policy(60, max_wait="10m"), Poisson(2.0, 1800), [4], provider_factor=0.5)
+    per_minute = s["series"]["admitted_requests"]["p/gpt-4o-mini"]
+    assert per_minute[3:28] == [30] * 25
+    assert s["domains"]["d"]["upstream_429"] <= 30  # only the opening burst, before it learnt

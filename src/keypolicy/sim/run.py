@@ -19,6 +19,7 @@ from keypolicy.policy.model import Policy
 from keypolicy.records import UsageRecord
 from keypolicy.sim.driver import Simulation
 from keypolicy.sim.traffic import Traffic
+from keypolicy.upstream import ProviderLimits
 
 __all__ = ["combine_runs", "simulate_policy"]
 
@@ -52,12 +53,15 @@ def simulate_policy(
     on_record: Callable[[UsageRecord], None] | None = None,
     on_progress: Callable[[int, float], None] | None = None,
     extra_s: float = 26 * 3600.0,
+    provider_factor: float = 1.0,
 ) -> dict[str, Any]:
     """Simulate ``policy`` under ``traffic`` once per seed; return the summary (one run) or the
     summaries combined (means with 95% intervals) with the per-minute series of the first run.
 
     ``on_progress(run_index, simulated_seconds)`` is called as time advances; ``extra_s`` is how
-    long after the traffic ends parked requests may still finish (deferral deadlines, batches).
+    long after the traffic ends parked requests may still finish (deferral deadlines, batches);
+    ``provider_factor`` scales the provider's real limits against the declared ones (0.8: the
+    provider allows 20% less than the policy believes, so 429s and learning come into play).
     """
     start = traffic.start.timestamp()
     summaries: list[dict[str, Any]] = []
@@ -74,6 +78,7 @@ def simulate_policy(
             traffic.arrivals(seed),
             start,
             seed,
+            provider_limits=ProviderLimits.from_policy(policy, factor=provider_factor),
             on_record=on_record if i == 0 else None,
             on_progress=progress,
         )
@@ -104,6 +109,7 @@ def simulate_policy(
             "duration_s": traffic.duration_s,
             "timezone": policy.timezone,
             "tier": policy.organization.tier if policy.organization else None,
+            "provider_factor": provider_factor,
             "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     }

@@ -68,6 +68,17 @@ class _Life:
     prompt: int = 0
 
 
+def _request(arrival: Arrival, project: str, model: str) -> UpstreamRequest:
+    """The provider's view of an arrival sent on ``project`` for ``model``."""
+    return UpstreamRequest(
+        project,
+        model,
+        prompt_tokens=arrival.prompt_tokens,
+        max_output=arrival.max_output_tokens,
+        completion_tokens=arrival.completion_tokens,
+    )
+
+
 class Simulation:
     """One run: one policy, one traffic, one seed. ``run()`` returns its :class:`Metrics`."""
 
@@ -199,16 +210,7 @@ class Simulation:
         )
         life.attempt = send.attempt
         a = life.arrival
-        outcome = self.provider.submit(
-            UpstreamRequest(
-                send.project,
-                send.model,
-                prompt_tokens=a.prompt_tokens,
-                max_output=a.max_output_tokens,
-                completion_tokens=a.completion_tokens,
-            ),
-            self.env.now,
-        )
+        outcome = self.provider.submit(_request(a, send.project, send.model), self.env.now)
         self.metrics.admitted(send.project, send.model, send.charge_tokens, self._now())
         life.ticket = outcome.ticket
         if outcome.usage is not None:
@@ -257,17 +259,7 @@ class Simulation:
             self._now(),
         )
         life.project = self._project_of(life.key)
-        a = life.arrival
-        usage = self.provider.usage(
-            UpstreamRequest(
-                life.project,
-                defer.model,
-                prompt_tokens=a.prompt_tokens,
-                max_output=a.max_output_tokens,
-                completion_tokens=a.completion_tokens,
-            ),
-            self.env.now,
-        )
+        usage = self.provider.usage(_request(life.arrival, life.project, defer.model), self.env.now)
         life.prompt, life.completion, life.cached = (
             usage.prompt_tokens,
             usage.completion_tokens,

@@ -181,9 +181,9 @@ class Admission:
             return routes
         by_key = {r.key: r for r in routes}
         selector = self._selectors[req.domain.pool]
-        if all(r.buckets == routes[0].buckets for r in routes):
+        if selector.strategy != "weighted" and all(r.buckets == routes[0].buckets for r in routes):
             # Keys of one project: equal headroom by construction, so only the turn matters.
-            return [by_key[k] for k in selector.order(list(by_key), lambda _: 0.0)]
+            return [by_key[k] for k in selector.turn(list(by_key))]
         cache: dict[tuple[int, ...], float] = {}
 
         def headroom(key: int) -> float:
@@ -248,7 +248,9 @@ class Admission:
     def cooldown_end(self, route: Route) -> float:
         """When the route's key and project/model may be used again (epoch seconds)."""
         key_name, project_name = self._cool_names[(route.key, route.model)]
-        return max(self.store.cooldown(key_name), self.store.cooldown(project_name))
+        key_end = self.store.cooldown(key_name)
+        project_end = self.store.cooldown(project_name)
+        return key_end if key_end > project_end else project_end
 
     def rest(self, route_key: tuple[int, str], what: str, until: float) -> None:
         """Rest the route's ``key`` or ``project`` until ``until``."""

@@ -21,12 +21,21 @@ class Selector:
         self._weights = dict(zip(keys, weights, strict=True))
         self._credits = dict.fromkeys(keys, 0.0)
         self._next = 0
+        self._pos = {k: i for i, k in enumerate(self.keys)}
+
+    def turn(self, candidates: list[int]) -> list[int]:
+        """Candidates by turn only (keys that share every limit): from the next key on."""
+        if len(candidates) == len(self.keys):  # all open: the pool's order, rotated
+            return [*self.keys[self._next :], *self.keys[: self._next]]
+        pos = self._pos
+        n = len(self.keys)
+        return sorted(candidates, key=lambda k: (pos[k] - self._next) % n)
 
     def order(self, candidates: list[int], headroom: Callable[[int], float]) -> list[int]:
         """Candidates in the order to try them. ``headroom(key)``: share left after admission."""
         if len(candidates) <= 1:
             return candidates
-        pos = {k: i for i, k in enumerate(self.keys)}
+        pos = self._pos
         n = len(self.keys)
         if self.strategy == "least_loaded":
             # Keys of one project have equal headroom: take turns among them, so that the usage
@@ -42,7 +51,7 @@ class Selector:
     def chosen(self, key: int) -> None:
         """Record that ``key`` was used, so the next choice moves on."""
         if self.strategy in ("round_robin", "least_loaded"):
-            self._next = (self.keys.index(key) + 1) % len(self.keys)
+            self._next = (self._pos[key] + 1) % len(self.keys)
         elif self.strategy == "weighted":
             for k in self.keys:
                 self._credits[k] += self._weights[k]

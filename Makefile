@@ -20,8 +20,9 @@ POLICIES := policies/clinic-separate.yaml policies/clinic-merged.yaml policies/c
 ## demo: check the clinic policies, then simulate a hospital weekday through all three
 demo: $(STAMP)
 	$(BIN)/keypolicy check --quiet $(POLICIES)
-	$(BIN)/keypolicy compare $(POLICIES) --traffic simulations/clinic-day.yaml --json reports/clinic-compare.json
-	@echo "summary written to reports/clinic-compare.json"
+	$(BIN)/keypolicy compare $(POLICIES) --traffic simulations/clinic-day.yaml \
+		--json reports/clinic-compare.json --out reports/clinic-compare.html
+	@echo "open reports/clinic-compare.html (the summary is in reports/clinic-compare.json)"
 
 ## test: the whole test suite, then ruff and mypy
 test: $(STAMP)

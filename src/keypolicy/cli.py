@@ -22,6 +22,7 @@ from keypolicy.policy.model import Policy
 from keypolicy.policy.summary import summarize
 from keypolicy.policy.units import parse_duration
 from keypolicy.records import RecordWriter
+from keypolicy.report import records_summary, render_report
 from keypolicy.sim.console import comparison_tables, progress_bar, summary_tables
 from keypolicy.sim.run import simulate_policy
 from keypolicy.sim.traffic import Traffic, TrafficError, load_traffic, trace_arrivals
@@ -122,6 +123,9 @@ RunsOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the summary JSON here.")]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="Write the HTML report here (one self-contained file).")
+]
 FactorOpt = Annotated[
     float,
     typer.Option(
@@ -227,6 +231,17 @@ def _run_all(
     return results
 
 
+def _render(
+    results: dict[str, dict[str, Any]], out: Path, policies: dict[str, Policy] | None
+) -> None:
+    try:
+        render_report(results, out, policies=policies)
+    except (OSError, ValueError) as exc:
+        _err(f"cannot write the report {out}: {redact(str(exc))}")
+        raise typer.Exit(EXIT_INVALID) from None
+    _err(f"report written to {out}")
+
+
 def _show(results: dict[str, dict[str, Any]]) -> None:
     console = Console(width=max(Console().width, 150))
     if len(results) == 1:
@@ -262,6 +277,7 @@ def simulate(
         typer.Option(help="Stream one record per request here (.csv, or .parquet with pyarrow)."),
     ] = None,
     provider_factor: FactorOpt = 1.0,
+    out: OutOpt = None,
 ) -> None:
     """Replay traffic through a policy and predict 429s, waits, deferrals and cost."""
     (loaded,) = _load_policies([policy])
@@ -271,6 +287,8 @@ def simulate(
     if json_out is not None:
         _write_json(json_out, summary)
     _show(results)
+    if out is not None:
+        _render(results, out, {loaded.name: loaded})
 
 
 @app.command()
@@ -287,6 +305,7 @@ def compare(
     runs: RunsOpt = 1,
     json_out: JsonOpt = None,
     provider_factor: FactorOpt = 1.0,
+    out: OutOpt = None,
 ) -> None:
     """Simulate policy variants on the same arrivals and show them side by side."""
     loaded = _load_policies(policies)
@@ -295,6 +314,31 @@ def compare(
     if json_out is not None:
         _write_json(json_out, {"variants": results})
     _show(results)
+    if out is not None:
+        _render(results, out, {p.name: p for p in loaded})
+
+
+@app.command()
+def report(
+    records: Annotated[
+        Path, typer.Argument(help="Usage records (CSV) written by a simulation or the runtime.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="The HTML report to write.")],
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy", help="The policy the records ran under (limits, budgets, classes)."
+        ),
+    ] = None,
+) -> None:
+    """Render the HTML report from usage records, whoever wrote them."""
+    loaded = _load_policies([policy])[0] if policy is not None else None
+    try:
+        summary = records_summary(records, loaded)
+    except (OSError, ValueError) as exc:
+        _err(f"{records}: {redact(str(exc))}")
+        raise typer.Exit(EXIT_INVALID) from None
+    _render({summary["policy"]: summary}, out, {loaded.name: loaded} if loaded else None)
 
 
 def _seconds(value: str, option: str) -> float:

@@ -33,8 +33,13 @@ domains:
 
 
 def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "keypolicy", *map(str, args)],
-                          capture_output=True, text=True, check=False, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "keypolicy", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
 
 
 @pytest.fixture
@@ -46,16 +51,37 @@ def tiny(tmp_path: Path) -> Path:
 
 def test_simulate_writes_summary_and_records(tiny: Path, tmp_path: Path) -> None:
     summary_path, records_path = tmp_path / "s.json", tmp_path / "r.csv"
-    result = _run("simulate", POLICIES[1], "--traffic", tiny, "--json", summary_path,
-                  "--records", records_path, "--seed", "3")
+    result = _run(
+        "simulate",
+        POLICIES[1],
+        "--traffic",
+        tiny,
+        "--json",
+        summary_path,
+        "--records",
+        records_path,
+        "--seed",
+        "3",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(summary_path.read_text())
     assert summary["policy"] == "clinic-merged"
     assert summary["seed"] == 3
     assert set(summary["domains"]) == {"chat", "xray"}
     chat = summary["domains"]["chat"]
-    assert {"requests", "ok", "upstream_429", "retries", "rejected", "deferred", "wait_p50_s",
-            "wait_p95_s", "wait_p99_s", "cost_usd", "budget_exhausted_at"} <= set(chat)
+    assert {
+        "requests",
+        "ok",
+        "upstream_429",
+        "retries",
+        "rejected",
+        "deferred",
+        "wait_p50_s",
+        "wait_p95_s",
+        "wait_p99_s",
+        "cost_usd",
+        "budget_exhausted_at",
+    } <= set(chat)
     with records_path.open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == summary["totals"]["requests"]
@@ -85,10 +111,39 @@ def test_runs_report_intervals(tiny: Path, tmp_path: Path) -> None:
 def test_bad_inputs_exit_2_without_traceback(tiny: Path, tmp_path: Path) -> None:
     bad_profile = tmp_path / "bad.yaml"
     bad_profile.write_text(SMALL.replace("rate: 600/h", "rate: lots"))
-    for args in (["simulate", POLICIES[0], "--traffic", bad_profile],
-                 ["simulate", POLICIES[0]],
-                 ["simulate", tmp_path / "missing.yaml", "--traffic", tiny],
-                 ["compare", POLICIES[0], POLICIES[0], "--traffic", tiny]):
+    for args in (
+        ["simulate", POLICIES[0], "--traffic", bad_profile],
+        ["simulate", POLICIES[0]],
+        ["simulate", tmp_path / "missing.yaml", "--traffic", tiny],
+        ["compare", POLICIES[0], POLICIES[0], "--traffic", tiny],
+    ):
         result = _run(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_reports_from_simulate_compare_and_records(tiny: Path, tmp_path: Path) -> None:
+    single, both, records = tmp_path / "s.html", tmp_path / "c.html", tmp_path / "r.csv"
+    result = _run("simulate", POLICIES[1], "--traffic", tiny, "--out", single, "--records", records)
+    assert result.returncode == 0, result.stderr
+    result = _run("compare", POLICIES[0], POLICIES[1], "--traffic", tiny, "--out", both)
+    assert result.returncode == 0, result.stderr
+    rebuilt = tmp_path / "rebuilt.html"
+    result = _run("report", records, "--policy", POLICIES[1], "--out", rebuilt)
+    assert result.returncode == 0, result.stderr
+    for path in (single, both, rebuilt):
+        html = path.read_text()
+        assert html.startswith("<!DOCTYPE html>") or html.lstrip().lower().startswith("<!doctype")
+        assert "clinic-merged" in html
+        assert "http://" not in html
+        assert "https://" not in html
+    assert "clinic-separate" in both.read_text()
+
+
+def test_report_refuses_unreadable_records(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("not,a,records,file\n1,2,3,4\n")
+    result = _run("report", bad, "--out", tmp_path / "x.html")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x.html").exists()

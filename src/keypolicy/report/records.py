@@ -1,0 +1,161 @@
+"""A summary rebuilt from usage records, for ``keypolicy report RECORDS``.
+
+Records carry one line per request whoever wrote them (a simulation or the runtime), so the same
+report can be drawn from either. The summary has the shape :func:`keypolicy.sim.run.
+simulate_policy` returns, built by the same :class:`~keypolicy.sim.metrics.Metrics`. Records
+know less than a simulation saw, and ``about.records_note`` says what that costs: 429s count
+only the attempts of requests that gave up on them, and demand is prompt + completion tokens
+(a record does not carry max_tokens). Without a policy there are no pools and no limits.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from keypolicy import __version__
+from keypolicy.catalog import CATALOG_DATE
+from keypolicy.policy.model import Policy
+from keypolicy.records import FIELDS, UsageRecord
+from keypolicy.sim.metrics import Metrics
+
+__all__ = ["read_records", "records_summary"]
+
+_INTS = {"attempts", "prompt_tokens", "cached_tokens", "completion_tokens"}
+_FLOATS = {"submitted", "finished", "wait_s", "cost_usd"}
+_BOOLS = {"batch", "deferred"}
+
+
+def _record(row: dict[str, Any], where: str) -> UsageRecord:
+    try:
+        values: dict[str, Any] = {}
+        for name in FIELDS:
+            raw = row[name]
+            if name in _INTS:
+                values[name] = int(float(raw or 0))
+            elif name in _FLOATS:
+                values[name] = float(raw)
+            elif name in _BOOLS:
+                values[name] = raw is True or str(raw).strip().lower() in ("true", "1", "yes")
+            elif name == "started":
+                values[name] = float(raw) if raw not in (None, "") else None
+            else:
+                values[name] = "" if raw is None else str(raw)
+        return UsageRecord(**values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: unreadable record ({exc})") from None
+
+
+def read_records(path: Path) -> Iterator[UsageRecord]:
+    """The records of a CSV file (or Parquet, with pyarrow), one at a time."""
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq  # noqa: PLC0415 - optional: only Parquet needs it
+        except ImportError:
+            raise ValueError(
+                f"{path}: reading Parquet needs pyarrow (pip install pyarrow)"
+            ) from None
+        number = 0
+        for batch in pq.ParquetFile(str(path)).iter_batches():
+            for row in batch.to_pylist():
+                number += 1
+                yield _record(row, f"{path}: row {number}")
+        return
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [f for f in FIELDS if f not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(
+                f"{path}: not a usage-records file: missing column(s) {', '.join(missing)} "
+                "(write one with --records)"
+            )
+        for number, row in enumerate(reader, start=2):
+            yield _record(row, f"{path}:{number}")
+
+
+def _queue_depths(
+    metrics: Metrics, spans: dict[str, list[tuple[float, float]]], start: float
+) -> None:
+    """Requests waiting per class at each minute's start, from (submitted, started) spans."""
+    for cls, pairs in spans.items():
+        diff: dict[int, int] = defaultdict(int)
+        for begin, end in pairs:
+            first, last = -int(-(begin - start) // 60), -int(-(end - start) // 60)
+            if last > first:
+                diff[first] += 1
+                diff[last] -= 1
+        depth = 0
+        for minute in range(metrics.minutes):
+            depth += diff.get(minute, 0)
+            metrics.queue_depth({cls: depth}, start + minute * 60)
+
+
+def records_summary(path: Path, policy: Policy | None = None) -> dict[str, Any]:
+    """A summary of the usage records in ``path`` (the shape :func:`simulate_policy` returns),
+    with ``domain_priority`` ({domain: class}) so that the report knows the classes even
+    without a policy. Raises ValueError for a file that is not usage records."""
+    zone = policy.timezone if policy is not None else "UTC"
+    first, last, count = float("inf"), float("-inf"), 0
+    domains: dict[str, str] = {}
+    for r in read_records(path):
+        first, last, count = min(first, r.submitted), max(last, r.submitted), count + 1
+        domains[r.domain] = r.priority
+    if not count:
+        raise ValueError(f"{path}: no usage records in it")
+    local = datetime.fromtimestamp(first, ZoneInfo(zone))
+    start = local.replace(minute=0, second=0, microsecond=0).timestamp()
+    pools = {
+        d: (policy.domains[d].pool if policy and d in policy.domains else "?") for d in domains
+    }
+    metrics = Metrics(start, zone, pools, domains)
+    spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for r in read_records(path):
+        metrics.arrival(r.domain, r.submitted)
+        if r.started is not None and r.outcome == "ok":
+            metrics.admitted(r.project, r.model, r.prompt_tokens + r.completion_tokens, r.started)
+        for _ in range(max(r.attempts - 1, 0)):
+            metrics.retry(r.domain)
+        if r.outcome == "upstream_429":
+            for _ in range(max(r.attempts, 1)):
+                metrics.rate_limit(r.domain, r.project, r.finished)
+        if not r.batch:
+            spans[r.priority].append(
+                (r.submitted, r.started if r.started is not None else r.finished)
+            )
+        metrics.record(r)
+    _queue_depths(metrics, spans, start)
+    summary = metrics.summary()
+    if policy is None:
+        summary["pools"] = {}
+    hours = max(-int(-(last - start) // 3600), 1)
+    return {
+        "policy": policy.name if policy is not None else path.name,
+        "runs": 1,
+        "seed": None,
+        "partial": False,
+        **summary,
+        "series": metrics.series(),
+        "domain_priority": dict(sorted(domains.items())),
+        "priority_order": [p.name for p in policy.priorities] if policy is not None else [],
+        "about": {
+            "keypolicy": __version__,
+            "pricing_catalog": CATALOG_DATE,
+            "traffic": path.name,
+            "traffic_description": f"{count:,} usage records read from {path.name}.",
+            "start": datetime.fromtimestamp(start, ZoneInfo(zone)).isoformat(timespec="seconds"),
+            "duration_s": hours * 3600.0,
+            "timezone": zone,
+            "tier": policy.organization.tier if policy and policy.organization else None,
+            "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+            "records_note": (
+                "Rebuilt from usage records: upstream 429s count only the attempts of requests "
+                "that gave up on 429s, and demand is prompt + completion tokens (records do not "
+                "carry max_tokens)."
+            ),
+        },
+    }

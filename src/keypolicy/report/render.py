@@ -1,0 +1,147 @@
+"""Rendering the report: summaries in, one self-contained HTML file out.
+
+The templates ship in the package (``templates/*.html.j2``) and are rendered with autoescaping
+on: every name that comes from a policy or a summary is escaped, and only the SVG charts (which
+escape their own text) are marked safe. The file is written next to its destination and renamed
+into place, so a reader never sees half a report.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from keypolicy.policy.dump import dump_policy
+from keypolicy.policy.model import Policy
+from keypolicy.report.burndown import burndown_figure
+from keypolicy.report.demand import demand_figure
+from keypolicy.report.facts import Variant
+from keypolicy.report.headline import answer, headline_numbers
+from keypolicy.report.layout import Context, Figure
+from keypolicy.report.recommend import recommendations
+from keypolicy.report.tables import compare_tables, variant_tables
+from keypolicy.report.timelines import cost_figure, rate_limit_figure, wait_figure
+from keypolicy.report.values import seconds
+
+__all__ = ["build_context", "render_html", "render_report"]
+
+
+def _environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("keypolicy.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def figures(results: dict[str, dict[str, Any]], policies: dict[str, Policy]) -> list[Figure]:
+    """Every figure the summaries can show, in reading order."""
+    ctx = Context(results, policies)
+    found = [demand_figure(ctx), wait_figure(ctx), rate_limit_figure(ctx), cost_figure(ctx)]
+    burn = burndown_figure(ctx)
+    if burn is not None:
+        found.append(burn)
+    return [f for f in found if f.message or f.panels]
+
+
+def _when(iso: Any) -> str:
+    try:
+        return datetime.fromisoformat(str(iso)).strftime("%A %d %B %Y, %H:%M")
+    except ValueError:
+        return str(iso or "–")
+
+
+def _basis(v: Variant) -> dict[str, Any]:
+    """What one variant's numbers rest on."""
+    about: dict[str, Any] = v.summary.get("about") or {}
+    runs = v.runs
+    seed = v.summary.get("seed")
+    seeds = str(seed) if runs == 1 else f"{seed} to {int(seed or 0) + runs - 1}"
+    if seed is None:
+        seeds = "–"
+    return {
+        "name": v.name,
+        "policy_yaml": dump_policy(v.policy) if v.policy is not None else None,
+        "description": v.policy.description if v.policy is not None else "",
+        "rows": [
+            ("Traffic", f"{about.get('traffic', '–')}: {about.get('traffic_description', '')}"),
+            ("Starts", _when(about.get("start"))),
+            ("Simulated", seconds(float(about.get("duration_s") or 0))),
+            ("Time zone", str(about.get("timezone") or "–")),
+            ("Runs and seeds", f"{runs} run{'s' if runs != 1 else ''}, seed {seeds}"),
+            ("Usage tier of the limits", str(about.get("tier") or "not stated")),
+            ("Pricing catalog", str(about.get("pricing_catalog") or "–")),
+            ("keypolicy", str(about.get("keypolicy") or "–")),
+            ("Generated", str(about.get("generated") or "–")),
+        ],
+        "note": str(about.get("records_note") or ""),
+        "partial": bool(v.summary.get("partial")),
+    }
+
+
+def build_context(
+    results: dict[str, dict[str, Any]], policies: dict[str, Policy] | None = None
+) -> dict[str, Any]:
+    """Everything the template shows, computed from the summaries (and policies, if given)."""
+    if not results:
+        raise ValueError("nothing to report: no results")
+    known = policies or {}
+    variants = [Variant(name, summary, known.get(name)) for name, summary in results.items()]
+    first = variants[0]
+    about = first.summary.get("about") or {}
+    compare = len(variants) > 1
+    title = " vs ".join(v.name for v in variants) if compare else first.name
+    return {
+        "title": title,
+        "compare": compare,
+        "traffic": about.get("traffic_description") or about.get("traffic") or "",
+        "day": _when(about.get("start")),
+        "runs": first.runs,
+        "first_seed": first.summary.get("seed"),
+        "answer": answer(variants),
+        "numbers": None if compare else headline_numbers(first),
+        "tables": compare_tables(variants) if compare else [],
+        "recommendations": recommendations(variants),
+        "figures": figures(results, known),
+        "variants": [
+            {"name": v.name, "tables": variant_tables(v), "basis": _basis(v)} for v in variants
+        ],
+        "partial": any(v.summary.get("partial") for v in variants),
+    }
+
+
+def render_html(
+    results: dict[str, dict[str, Any]], policies: dict[str, Policy] | None = None
+) -> str:
+    """The report as HTML text."""
+    template = _environment().get_template("report.html.j2")
+    return template.render(**build_context(results, policies))
+
+
+def render_report(
+    results: dict[str, dict[str, Any]], out: Path, *, policies: dict[str, Policy] | None = None
+) -> Path:
+    """Write the report of ``results`` ({policy name: summary}; one entry for ``simulate``,
+    several for ``compare``) to ``out`` as one self-contained HTML file; return ``out``.
+
+    ``policies`` ({policy name: Policy}) adds limits, budgets, priority classes and the rendered
+    policy; without them the report shows what the summaries alone can tell. The file is written
+    to a temporary name beside ``out`` and renamed into place.
+    """
+    out = Path(out)
+    text = render_html(results, policies)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out

@@ -34,6 +34,7 @@ class Admitted:
     route: Route
     holds: list[Hold]
     estimate: float
+    amounts: tuple[float, ...]  # what it took from each of the route's buckets
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,8 @@ class Admission:
             for (k, model) in config.routes
         }
         self.epoch = 0
+        self._taken: tuple[float, ...] = ()  # the limit amounts of the last _take
+        self._budget_sets: dict[tuple[str, int], tuple[int, ...]] = {}
         """Counts the limits learnt from the provider: what fits may have changed."""
         self._routes: dict[tuple[str, str, int], list[Route]] = {}
         # (key, model, rank) -> the route's bucket refs, absolute floors, token flags; rebuilt
@@ -136,19 +139,19 @@ class Admission:
             cool = self.cooldown_end(route)
             if cool > now:
                 wait = min(wait, cool - now)
-            elif blocked.isdisjoint(route.buckets):
+            elif not blocked or blocked.isdisjoint(route.buckets):
                 open_routes.append(route)
             elif self._fits(req, route):
                 claims.update(route.buckets)  # behind its elders, it still waits for this key
         estimate = self.estimate(req, False)
         budget_short: int | None = None
         for route in self._ordered(req, open_routes, now):
-            budgets = req.domain.budgets + self.config.key_budgets.get(route.key, ())
+            budgets = self._budgets_of(req.domain.name, route.key)
             holds = self.budgets.holds(budgets, estimate, now)
             got = self._take(req, route, holds, now)
             if got == 0.0:
                 self._selectors[req.domain.pool].chosen(route.key)
-                return Admitted(route, holds, estimate)
+                return Admitted(route, holds, estimate, self._taken)
             if got < 0:  # this key's budgets are spent: another key may have its own room
                 if budget_short is None:
                     budget_short = self.budgets.first_short(budgets, estimate, now)
@@ -159,6 +162,14 @@ class Admission:
         if budget_short is not None and not claims and wait == INF:
             return BudgetShort(budget_short)
         return Blocked(frozenset(claims), wait)
+
+    def _budgets_of(self, domain: str, key: int) -> tuple[int, ...]:
+        """The budgets a request of ``domain`` draws on when it goes out on ``key``."""
+        found = self._budget_sets.get((domain, key))
+        if found is None:
+            found = self.config.domains[domain].budgets + self.config.key_budgets.get(key, ())
+            self._budget_sets[(domain, key)] = found
+        return found
 
     def _fits(self, req: Pending, route: Route) -> bool:
         """Whether the route's limits could ever hold the request (down to its class floor)."""
@@ -212,6 +223,7 @@ class Admission:
         refs, floors, flags = self._plan(route, req.rank)
         tokens = float(req.charge_tokens)
         amounts = [tokens if flag else 1.0 for flag in flags]
+        self._taken = tuple(amounts)
         if holds:
             refs = [*refs, *(bucket for bucket, _ in holds)]
             amounts += [usd for _, usd in holds]

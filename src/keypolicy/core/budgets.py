@@ -13,6 +13,7 @@ The estimated cost of a request is held at admission and settled to its actual c
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ class BudgetBook:
         self._store = store
         self._current: dict[int, BudgetBucket] = {}
         self._alerted: dict[str, int] = {}  # bucket name -> thresholds already announced
+        self._lines = [tuple(share * b.usd for share in b.alert_at) for b in self._defs]
 
     def bucket(self, index: int, now: float) -> BudgetBucket:
         """The bucket of budget ``index`` for the period holding ``now``."""
@@ -116,14 +118,15 @@ class BudgetBook:
         """
         found = []
         for (bucket, _), level in zip(holds, levels, strict=True):
-            b = self._defs[bucket.budget]
+            lines = self._lines[bucket.budget]
             spent = bucket.capacity - level
+            reached = bisect_right(lines, spent + 1e-12)
             done = self._alerted.get(bucket.name, 0)
-            for i, share in enumerate(b.alert_at):
-                line = share * b.usd
-                if spent + 1e-12 >= line and (i >= done or spent - cost < line):
-                    found.append((bucket.budget, share, spent))
-            self._alerted[bucket.name] = max(
-                done, sum(1 for t in b.alert_at if spent + 1e-12 >= t * b.usd)
-            )
+            if reached:
+                first = min(done, bisect_right(lines, spent - cost + 1e-12))
+                shares = self._defs[bucket.budget].alert_at
+                found += [(bucket.budget, shares[i], spent) for i in range(first, reached)]
+            if reached != done:
+                # Calendar spend only grows within its period; a rolling window forgets.
+                self._alerted[bucket.name] = reached if bucket.rate else max(done, reached)
         return found

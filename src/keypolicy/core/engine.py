@@ -66,7 +66,7 @@ class Engine:
 
     def handle(self, event: Event) -> list[Action]:
         """Feed one event; return the actions the drivers must carry out, in order."""
-        now = max(event.now, self._now)
+        now = event.now if event.now > self._now else self._now  # time never goes back
         self._now = now
         out: list[Action] = []
         if isinstance(event, Submit):
@@ -129,12 +129,13 @@ class Engine:
             ev.request_id,
             domain,
             model,
-            max(ev.prompt_tokens, 0),
-            max(rate_prompt, 0),
+            ev.prompt_tokens if ev.prompt_tokens > 0 else 0,
+            rate_prompt if rate_prompt > 0 else 0,
             max_out,
-            max(ev.n, 1),
+            ev.n if ev.n > 1 else 1,
             now,
             self._seq,
+            submitted_wait=now,
         )
         self._requests[req.id] = req
         if domain.defer == "batch":
@@ -256,6 +257,10 @@ class Engine:
         out.append(Defer(req.id, "queue", until, why, req.model))
 
     def _tick(self, now: float, out: list[Action]) -> None:
+        if not (self._delayed or self._deadlines or self._busy):  # nothing waits: nothing to do
+            self._wake_blocked = INF
+            self.next_wake = None
+            return
         while self._delayed and self._delayed[0][0] <= now:
             entry = heapq.heappop(self._delayed)
             req = self._requests.get(entry[2])
@@ -415,7 +420,7 @@ class Engine:
         req.sent_at = now
         req.state = "inflight"
         req.key = route.key
-        req.charges = list(zip(route.buckets, self._admission.amounts(req, route), strict=True))
+        req.charges = list(zip(route.buckets, admitted.amounts, strict=True))
         req.holds = admitted.holds
         req.estimate_usd = admitted.estimate
         key = self.config.keys[route.key]
@@ -442,7 +447,8 @@ class Engine:
         ):
             return  # unknown, finished, or a late answer to an attempt given up on
         batch = req.state == "batch"
-        prompt, completion = max(ev.prompt_tokens, 0), max(ev.completion_tokens, 0)
+        prompt = ev.prompt_tokens if ev.prompt_tokens > 0 else 0
+        completion = ev.completion_tokens if ev.completion_tokens > 0 else 0
         self._admission.settle(req, prompt + completion, now)
         cost = actual_cost(
             self.config.prices[req.model],

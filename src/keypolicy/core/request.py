@@ -38,13 +38,10 @@ class Pending:
     estimate_usd: float = 0.0
     charges: list[tuple[int, float]] = field(default_factory=list)
     holds: list[Hold] = field(default_factory=list)
-    submitted_wait: float = 0.0  # when its current wait for capacity began
+    submitted_wait: float = 0.0  # when its current wait for capacity began (set on creation)
     tried: set[str] = field(default_factory=set)  # models it was downgraded from
     sent_at: float = 0.0  # when the current attempt was sent
     fit_epoch: int = -1  # the limits epoch in which it was last found to fit some key
-
-    def __post_init__(self) -> None:
-        self.submitted_wait = self.submitted
 
     @property
     def rank(self) -> int:

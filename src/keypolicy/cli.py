@@ -29,7 +29,7 @@ from keypolicy.sim.traffic import Traffic, TrafficError, load_traffic, trace_arr
 
 app = typer.Typer(
     name="keypolicy",
-    help="Decide how LLM API keys, quotas and budgets are used: check, simulate, compare, enforce.",
+    help="Decide how LLM API keys, quotas and budgets are used: check, simulate, compare, report.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

@@ -70,9 +70,14 @@ class Admission:
             for (k, model) in config.routes
         }
         self.epoch = 0
+        """Counts the limits learnt from the provider: what fits may have changed."""
         self._taken: tuple[float, ...] = ()  # the limit amounts of the last _take
         self._budget_sets: dict[tuple[str, int], tuple[int, ...]] = {}
-        """Counts the limits learnt from the provider: what fits may have changed."""
+        # (key, model, class, budgets, budget generation) -> the limits' and budgets' buckets
+        # and floors in one list, for the store's atomic acquire.
+        self._combined: dict[
+            tuple[int, str, int, tuple[int, ...], int], tuple[list[BucketRef], list[float]]
+        ] = {}
         self._routes: dict[tuple[str, str, int], list[Route]] = {}
         # (key, model, rank) -> the route's bucket refs, absolute floors, token flags; rebuilt
         # when a limit is learnt. Decisions are arithmetic on these, not walks of the config.
@@ -148,7 +153,7 @@ class Admission:
         for route in self._ordered(req, open_routes, now):
             budgets = self._budgets_of(req.domain.name, route.key)
             holds = self.budgets.holds(budgets, estimate, now)
-            got = self._take(req, route, holds, now)
+            got = self._take(req, route, budgets, holds, now)
             if got == 0.0:
                 self._selectors[req.domain.pool].chosen(route.key)
                 return Admitted(route, holds, estimate, self._taken)
@@ -218,16 +223,24 @@ class Admission:
             )
         )
 
-    def _take(self, req: Pending, route: Route, holds: list[Hold], now: float) -> float:
+    def _take(
+        self, req: Pending, route: Route, budgets: tuple[int, ...], holds: list[Hold], now: float
+    ) -> float:
         """0.0 if taken; seconds to wait if a limit is short; -1.0 if a budget is."""
         refs, floors, flags = self._plan(route, req.rank)
         tokens = float(req.charge_tokens)
         amounts = [tokens if flag else 1.0 for flag in flags]
         self._taken = tuple(amounts)
         if holds:
-            refs = [*refs, *(bucket for bucket, _ in holds)]
+            # The limits' and the budgets' buckets, in one list, rebuilt only when a budget
+            # period rolls over (or a limit is learnt): a decision is then arithmetic.
+            key = (route.key, route.model, req.rank, budgets, self.budgets.generation)
+            both = self._combined.get(key)
+            if both is None:
+                both = ([*refs, *(bucket for bucket, _ in holds)], [*floors, *([0.0] * len(holds))])
+                self._combined[key] = both
+            refs, floors = both
             amounts += [usd for _, usd in holds]
-            floors = [*floors, *([0.0] * len(holds))]
         wait = self.store.acquire(refs, amounts, floors, now)
         if wait == 0.0 or not holds:
             return wait
@@ -305,6 +318,7 @@ class Admission:
                 ref = replace(ref, capacity=ref.capacity * scale, rate=limit / 60)
                 self.buckets[b] = ref
                 self._plans.clear()
+                self._combined.clear()
                 self.epoch += 1
             if remaining is not None:
                 # The provider counted "remaining" when it admitted the attempt; the bucket has

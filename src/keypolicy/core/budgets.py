@@ -48,6 +48,8 @@ class BudgetBook:
         self._current: dict[int, BudgetBucket] = {}
         self._alerted: dict[str, int] = {}  # bucket name -> thresholds already announced
         self._lines = [tuple(share * b.usd for share in b.alert_at) for b in self._defs]
+        self.generation = 0
+        """Counts the period buckets made: whatever was built from the old ones is stale."""
 
     def bucket(self, index: int, now: float) -> BudgetBucket:
         """The bucket of budget ``index`` for the period holding ``now``."""
@@ -61,6 +63,7 @@ class BudgetBook:
             ident, _, end = period_of(b.period, b.timezone, now)
             bucket = BudgetBucket(f"budget:{b.name}:{ident}", b.usd, 0.0, index, end)
         self._current[index] = bucket
+        self.generation += 1
         return bucket
 
     def holds(self, indices: Sequence[int], usd: float, now: float) -> list[Hold]:

@@ -79,3 +79,10 @@ def test_secret_never_appears_in_errors() -> None:
         load_policy(path)
     text = str(info.value) + "".join(repr(i) for i in info.value.issues)
     assert "canaryZZ9" not in text
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[2] / "policies").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_every_shipped_policy_passes_strict_check(path: Path) -> None:
+    assert load_policy(path, strict=True).policy.name == path.stem

@@ -112,4 +112,16 @@ def comparison_tables(variants: dict[str, dict[str, Any]]) -> list[Table]:
                 cells.append(_num(row.get(key), digits, money))
             table.add_row(domain, *cells)
         tables.append(table)
+    keys = list(dict.fromkeys(k for v in variants.values() for k in v.get("keys", {})))
+    if keys:  # which key is used most
+        table = Table(title="requests by key")
+        table.add_column("key")
+        for name in names:
+            table.add_column(name, justify="right")
+        for key in keys:
+            table.add_row(
+                key,
+                *(_num(variants[n].get("keys", {}).get(key, {}).get("requests")) for n in names),
+            )
+        tables.append(table)
     return tables

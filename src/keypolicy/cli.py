@@ -208,6 +208,15 @@ def _run_all(
         except (OSError, ValueError) as exc:
             _err(f"--records: {exc}")
             raise typer.Exit(EXIT_INVALID) from None
+    for policy in policies:
+        missing = sorted(traffic.domains() - set(policy.domains))
+        if missing:
+            _err(
+                f"the traffic has domains the policy {policy.name!r} does not: "
+                f"{', '.join(missing)} (its domains: {', '.join(sorted(policy.domains))}); "
+                "add them to the policy, or map the traffic onto its domains"
+            )
+            raise typer.Exit(EXIT_INVALID)
     results: dict[str, dict[str, Any]] = {}
     seeds = list(range(seed, seed + runs))
     with progress_bar(console, names, traffic.duration_s) as update:

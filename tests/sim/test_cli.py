@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.commands import run_keypolicy
 
 ROOT = Path(__file__).parents[2]
 POLICIES = [ROOT / "policies" / f"clinic-{v}.yaml" for v in ("separate", "merged", "single")]
@@ -32,16 +32,6 @@ domains:
 """
 
 
-def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keypolicy", *map(str, args)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-
-
 @pytest.fixture
 def tiny(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
@@ -51,7 +41,7 @@ def tiny(tmp_path: Path) -> Path:
 
 def test_simulate_writes_summary_and_records(tiny: Path, tmp_path: Path) -> None:
     summary_path, records_path = tmp_path / "s.json", tmp_path / "r.csv"
-    result = _run(
+    result = run_keypolicy(
         "simulate",
         POLICIES[1],
         "--traffic",
@@ -91,7 +81,7 @@ def test_simulate_writes_summary_and_records(tiny: Path, tmp_path: Path) -> None
 
 def test_compare_runs_every_variant_on_the_same_arrivals(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "c.json"
-    result = _run("compare", *POLICIES, "--traffic", tiny, "--json", out)
+    result = run_keypolicy("compare", *POLICIES, "--traffic", tiny, "--json", out)
     assert result.returncode == 0, result.stderr
     variants = json.loads(out.read_text())["variants"]
     assert list(variants) == ["clinic-separate", "clinic-merged", "clinic-single"]
@@ -101,7 +91,7 @@ def test_compare_runs_every_variant_on_the_same_arrivals(tiny: Path, tmp_path: P
 
 def test_runs_report_intervals(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "s.json"
-    result = _run("simulate", POLICIES[0], "--traffic", tiny, "--runs", "3", "--json", out)
+    result = run_keypolicy("simulate", POLICIES[0], "--traffic", tiny, "--runs", "3", "--json", out)
     assert result.returncode == 0, result.stderr
     summary = json.loads(out.read_text())
     assert summary["runs"] == 3
@@ -117,19 +107,21 @@ def test_bad_inputs_exit_2_without_traceback(tiny: Path, tmp_path: Path) -> None
         ["simulate", tmp_path / "missing.yaml", "--traffic", tiny],
         ["compare", POLICIES[0], POLICIES[0], "--traffic", tiny],
     ):
-        result = _run(*args)
+        result = run_keypolicy(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr
 
 
 def test_reports_from_simulate_compare_and_records(tiny: Path, tmp_path: Path) -> None:
     single, both, records = tmp_path / "s.html", tmp_path / "c.html", tmp_path / "r.csv"
-    result = _run("simulate", POLICIES[1], "--traffic", tiny, "--out", single, "--records", records)
+    result = run_keypolicy(
+        "simulate", POLICIES[1], "--traffic", tiny, "--out", single, "--records", records
+    )
     assert result.returncode == 0, result.stderr
-    result = _run("compare", POLICIES[0], POLICIES[1], "--traffic", tiny, "--out", both)
+    result = run_keypolicy("compare", POLICIES[0], POLICIES[1], "--traffic", tiny, "--out", both)
     assert result.returncode == 0, result.stderr
     rebuilt = tmp_path / "rebuilt.html"
-    result = _run("report", records, "--policy", POLICIES[1], "--out", rebuilt)
+    result = run_keypolicy("report", records, "--policy", POLICIES[1], "--out", rebuilt)
     assert result.returncode == 0, result.stderr
     for path in (single, both, rebuilt):
         html = path.read_text()
@@ -143,7 +135,7 @@ def test_reports_from_simulate_compare_and_records(tiny: Path, tmp_path: Path) -
 def test_report_refuses_unreadable_records(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("not,a,records,file\n1,2,3,4\n")
-    result = _run("report", bad, "--out", tmp_path / "x.html")
+    result = run_keypolicy("report", bad, "--out", tmp_path / "x.html")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "x.html").exists()

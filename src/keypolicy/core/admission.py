@@ -151,7 +151,7 @@ class Admission:
         estimate = self.estimate(req, False)
         budget_short: int | None = None
         for route in self._ordered(req, open_routes, now):
-            budgets = self._budgets_of(req.domain.name, route.key)
+            budgets = self.budgets_of(req.domain.name, route.key)
             holds = self.budgets.holds(budgets, estimate, now)
             got = self._take(req, route, budgets, holds, now)
             if got == 0.0:
@@ -168,7 +168,7 @@ class Admission:
             return BudgetShort(budget_short)
         return Blocked(frozenset(claims), wait)
 
-    def _budgets_of(self, domain: str, key: int) -> tuple[int, ...]:
+    def budgets_of(self, domain: str, key: int) -> tuple[int, ...]:
         """The budgets a request of ``domain`` draws on when it goes out on ``key``."""
         found = self._budget_sets.get((domain, key))
         if found is None:

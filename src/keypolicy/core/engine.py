@@ -187,7 +187,7 @@ class Engine:
         queue), budgets held at batch prices, on the key the pool's strategy picks."""
         req.key = self._admission.batch_key(req)
         while True:
-            budgets = req.domain.budgets + self.config.key_budgets.get(req.key, ())
+            budgets = self._admission.budgets_of(req.domain.name, req.key)
             req.estimate_usd = self._admission.estimate(req, batch=True)
             short = self._budgets.first_short(budgets, req.estimate_usd, now)
             if short is None:

@@ -97,11 +97,11 @@ def test_a_server_stops_promptly_with_a_request_hanging(
 
     client = threading.Thread(target=hang)
     client.start()
-    while server.state.provider.open_tickets == 0:
+    deadline = time.monotonic() + 10.0  # wait (bounded) until the hanging request is in
+    while server.state.provider.open_tickets == 0 and time.monotonic() < deadline:
         time.sleep(0.005)
-    began = time.monotonic()
     server.stop()
-    client.join(10.0)
-    assert time.monotonic() - began < 2.0
+    client.join(10.0)  # the request would hang 600 s: the stop must end it, not wait for it
+    assert not client.is_alive()
     assert len(errors) == 1
     assert isinstance(errors[0], openai.APIConnectionError)

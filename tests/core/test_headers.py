@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keypolicy.core.headers import (
     parse_error_body,
@@ -127,3 +129,36 @@ def test_retry_after_variants() -> None:
     assert retry_after_seconds({"retry-after": date}, at + 10) == 0.0  # in the past: now
     assert retry_after_seconds({}, 0.0) is None
     assert retry_after_seconds({"retry-after": "soon"}, 0.0) is None
+
+
+def _go_duration_by_regex(text: str) -> float | None:
+    """The general parser alone (no fast path), to hold the fast path to it."""
+    from keypolicy.core.headers import _GO_PART, _GO_UNITS
+
+    text = text.strip()
+    if text in ("0", ""):
+        return 0.0 if text == "0" else None
+    pos, total = 0, 0.0
+    for match in _GO_PART.finditer(text):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * _GO_UNITS[match.group(2)]
+        pos = match.end()
+    return total if pos == len(text) else None
+
+
+@given(
+    st.one_of(
+        st.from_regex(r"\A[0-9]{0,6}(\.[0-9]{0,4})?(ms|s|m|h|us|ns)?\Z"),
+        st.text(alphabet="0123456789.msuhn µ²٣", max_size=8),
+    )
+)
+def test_go_duration_fast_path_agrees_with_the_general_parser(text: str) -> None:
+    assert parse_go_duration(text) == _go_duration_by_regex(text)
+
+
+def test_mixed_case_headers_are_read_as_lowercase_ones() -> None:
+    lower = {"x-ratelimit-limit-tokens": "100", "x-ratelimit-remaining-tokens": "40"}
+    mixed = {"X-RateLimit-Limit-Tokens": "100", "x-ratelimit-remaining-tokens": "40"}
+    assert parse_rate_limit_headers(lower) == parse_rate_limit_headers(mixed)
+    assert parse_rate_limit_headers(mixed).limit_tokens == 100.0

@@ -128,17 +128,25 @@ class Simulation:
         return self.start + self.env.now
 
     def _feed(self) -> Generator[simpy.Event, Any, None]:
+        env, start, lives, arrived, handle = (
+            self.env,
+            self.start,
+            self._lives,
+            self.metrics.arrival,
+            self._handle,
+        )
         for count, arrival in enumerate(self._arrivals, start=1):
-            if arrival.time > self.env.now:
-                yield self.env.timeout(arrival.time - self.env.now)
+            if arrival.time > env.now:
+                yield env.timeout(arrival.time - env.now)
             rid = f"r{count}"
-            self._lives[rid] = _Life(arrival, self._now())
-            self.metrics.arrival(arrival.domain, self._now())
-            self._handle(
+            now = start + env.now
+            lives[rid] = _Life(arrival, now)
+            arrived(arrival.domain, now)
+            handle(
                 Submit(
                     rid,
                     arrival.domain,
-                    self._now(),
+                    now,
                     arrival.prompt_tokens,
                     arrival.max_output_tokens,
                     1,
@@ -146,7 +154,7 @@ class Simulation:
                 )
             )
             if self._on_progress is not None and count % 2000 == 0:
-                self._on_progress(self.env.now)
+                self._on_progress(env.now)
         self._fed = True
 
     def _sample(self) -> Generator[simpy.Event, Any, None]:

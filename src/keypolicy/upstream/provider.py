@@ -67,6 +67,9 @@ class Provider:
         self.settings = settings or ProviderSettings()
         self.rng = rng if rng is not None else random.Random(0)
         self._buckets: dict[tuple[str, str, Dimension], Bucket | None] = {}
+        # Per (project, model): the buckets a request draws on, and those its headers show.
+        self._plans: dict[tuple[str, str], tuple[tuple[str, Dimension, Bucket, bool], ...]] = {}
+        self._shown: dict[tuple[str, str], tuple[tuple[Bucket, str, str, str, str], ...]] = {}
         self._tickets: dict[int, _Charge] = {}
         self._seq = itertools.count(1)
         s = self.settings
@@ -177,13 +180,16 @@ class Provider:
     def draws(self, request: UpstreamRequest, now: float) -> list[Draw]:
         """Every bucket ``request`` draws on, the project's first, and how much."""
         tokens = self.charge(request)
-        found = []
-        for scope in (request.project, ORGANIZATION):
-            for dim in DIMENSIONS:
-                bucket = self.bucket(scope, request.model, dim, now)
-                if bucket is not None:
-                    found.append(Draw(scope, dim, bucket, 1 if dim in ("rpm", "rpd") else tokens))
-        return found
+        plan = self._plans.get((request.project, request.model))
+        if plan is None:
+            plan = tuple(
+                (scope, dim, bucket, dim in ("rpm", "rpd"))
+                for scope in (request.project, ORGANIZATION)
+                for dim in DIMENSIONS
+                if (bucket := self.bucket(scope, request.model, dim, now)) is not None
+            )
+            self._plans[(request.project, request.model)] = plan
+        return [Draw(s, d, bucket, 1 if unit else tokens) for s, d, bucket, unit in plan]
 
     def headers(self, project: str, model: str, now: float) -> dict[str, str]:
         """The ``x-ratelimit-*`` headers: the per-minute limits of ``model`` for ``project``.
@@ -191,15 +197,29 @@ class Provider:
         The project's buckets are shown, or the organization's where the project has none;
         a dimension without any limit has no headers.
         """
+        shown = self._shown.get((project, model))
+        if shown is None:
+            found = []
+            for dim, unit in _HEADER_DIMENSIONS:
+                bucket = self.bucket(project, model, dim, now) or self.bucket(
+                    ORGANIZATION, model, dim, now
+                )
+                if bucket is not None:
+                    found.append(
+                        (
+                            bucket,
+                            f"x-ratelimit-limit-{unit}",
+                            str(bucket.limit),
+                            f"x-ratelimit-remaining-{unit}",
+                            f"x-ratelimit-reset-{unit}",
+                        )
+                    )
+            shown = self._shown[(project, model)] = tuple(found)
         headers = {}
-        for dim, unit in _HEADER_DIMENSIONS:
-            bucket = self.bucket(project, model, dim, now) or self.bucket(
-                ORGANIZATION, model, dim, now
-            )
-            if bucket is not None:
-                headers[f"x-ratelimit-limit-{unit}"] = str(bucket.limit)
-                headers[f"x-ratelimit-remaining-{unit}"] = str(bucket.remaining(now))
-                headers[f"x-ratelimit-reset-{unit}"] = go_duration(bucket.reset(now))
+        for bucket, limit_name, limit, remaining_name, reset_name in shown:
+            headers[limit_name] = limit
+            headers[remaining_name] = str(bucket.remaining(now))
+            headers[reset_name] = go_duration(bucket.reset(now))
         return headers
 
     def _where(self, scope: str) -> str:

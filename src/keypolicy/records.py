@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
@@ -49,6 +50,8 @@ class UsageRecord:
 
 FIELDS = tuple(f.name for f in dataclasses.fields(UsageRecord))
 
+_ROW = attrgetter(*FIELDS)  # a record's values in FIELDS order (astuple deep-copies: 10x slower)
+
 
 class RecordWriter:
     """Streams records to ``path`` (``.csv``, or ``.parquet`` with pyarrow) as they come."""
@@ -83,7 +86,7 @@ class RecordWriter:
             if len(self._rows) >= self.CHUNK:
                 self._flush_parquet()
             return
-        self._csv.writerow(dataclasses.astuple(record))
+        self._csv.writerow(_ROW(record))
 
     def _flush_parquet(self) -> None:
         import pyarrow as pa  # noqa: PLC0415 - optional dependency

@@ -107,6 +107,43 @@ class _Tally:
         }
 
 
+class _PerMinute:
+    """Named series of one value per minute since the start, each a flat array (8 bytes a
+    minute: months of minutes stay small). Minutes before the start are dropped."""
+
+    def __init__(self, typecode: str) -> None:
+        self.typecode = typecode
+        self.rows: dict[str, array[Any]] = {}
+
+    def _row(self, name: str, minute: int) -> array[Any]:
+        row = self.rows.get(name)
+        if row is None:
+            row = self.rows[name] = array(self.typecode)
+        if minute >= len(row):
+            row.extend(array(self.typecode, bytes(row.itemsize * (minute + 1 - len(row)))))
+        return row
+
+    def add(self, name: str, minute: int, value: float) -> None:
+        if minute >= 0:
+            self._row(name, minute)[minute] += value
+
+    def set(self, name: str, minute: int, value: float) -> None:
+        if minute >= 0:
+            self._row(name, minute)[minute] = value
+
+    def most(self, name: str, minute: int, value: float) -> None:
+        if minute >= 0:
+            row = self._row(name, minute)
+            row[minute] = max(row[minute], value)
+
+    def dense(self, minutes: int) -> dict[str, list[Any]]:
+        """Each series as a list over ``minutes`` minutes (zeros where nothing happened)."""
+        return {
+            name: [round(v, 6) for v in row[:minutes]] + [0] * max(0, minutes - len(row))
+            for name, row in sorted(self.rows.items())
+        }
+
+
 class Metrics:
     """Aggregates for one simulation run (one policy, one seed)."""
 
@@ -123,13 +160,13 @@ class Metrics:
         self.keys: dict[str, _Tally] = defaultdict(_Tally)
         self.totals = _Tally()
         # Per minute since the start: the series the reports draw.
-        self.arrivals: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-        self.admitted_tokens: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-        self.admitted_requests: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-        self.rate_limited: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-        self.queued: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-        self.spend: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-        self.waits: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        self.arrivals = _PerMinute("q")  # by domain
+        self.admitted_tokens = _PerMinute("d")  # by project/model
+        self.admitted_requests = _PerMinute("q")  # by project/model
+        self.rate_limited = _PerMinute("q")  # by domain
+        self.queued = _PerMinute("q")  # by class
+        self.spend = _PerMinute("d")  # by domain
+        self.waits = _PerMinute("d")  # the longest wait, by class
         self.alerts: list[dict[str, Any]] = []
         self.minutes = 0
 
@@ -140,14 +177,14 @@ class Metrics:
 
     def arrival(self, domain: str, at: float) -> None:
         """A request arrived."""
-        self.arrivals[domain][self._minute(at)] += 1
+        self.arrivals.add(domain, self._minute(at), 1)
 
     def admitted(self, project: str, model: str, tokens: int, at: float) -> None:
         """An attempt went out, charging ``tokens`` against the project's limits."""
         series = f"{project}/{model}"
         minute = self._minute(at)
-        self.admitted_tokens[series][minute] += tokens
-        self.admitted_requests[series][minute] += 1
+        self.admitted_tokens.add(series, minute, tokens)
+        self.admitted_requests.add(series, minute, 1)
 
     def rate_limit(self, domain: str, project: str, at: float) -> None:
         """The provider answered 429 (any attempt)."""
@@ -158,7 +195,7 @@ class Metrics:
             self.totals,
         ):
             tally.upstream_429 += 1
-        self.rate_limited[domain][self._minute(at)] += 1
+        self.rate_limited.add(domain, self._minute(at), 1)
 
     def retry(self, domain: str) -> None:
         """An attempt will be retried."""
@@ -169,7 +206,7 @@ class Metrics:
         """Requests queued per priority class, sampled once a minute."""
         minute = self._minute(at)
         for name, depth in by_class.items():
-            self.queued[name][minute] = depth
+            self.queued.set(name, minute, depth)
 
     def alert(self, budget: str, threshold: float, spent: float, at: float) -> None:
         """A budget crossed an alert threshold."""
@@ -188,11 +225,9 @@ class Metrics:
             self.keys[r.key].add(r)
         self.totals.add(r)
         minute = self._minute(r.finished)
-        self.spend[r.domain][minute] += r.cost_usd
+        self.spend.add(r.domain, minute, r.cost_usd)
         if r.outcome == "ok":
-            self.waits[self._priority_of.get(r.domain, "?")][minute] = max(
-                self.waits[self._priority_of.get(r.domain, "?")][minute], r.wait_s
-            )
+            self.waits.most(self._priority_of.get(r.domain, "?"), minute, r.wait_s)
 
     def summary(self) -> dict[str, Any]:
         """The summary of this run (see README.md for the schema)."""
@@ -207,20 +242,13 @@ class Metrics:
 
     def series(self) -> dict[str, Any]:
         """Per-minute series, each a dense list over the simulated minutes."""
-
-        def dense(data: dict[str, dict[int, Any]]) -> dict[str, list[Any]]:
-            return {
-                name: [round(values.get(m, 0), 6) for m in range(self.minutes)]
-                for name, values in sorted(data.items())
-            }
-
         return {
             "minutes": self.minutes,
-            "arrivals": dense(self.arrivals),
-            "admitted_tokens": dense(self.admitted_tokens),
-            "admitted_requests": dense(self.admitted_requests),
-            "rate_limited": dense(self.rate_limited),
-            "queued": dense(self.queued),
-            "spend_usd": dense(self.spend),
-            "max_wait_s": dense(self.waits),
+            "arrivals": self.arrivals.dense(self.minutes),
+            "admitted_tokens": self.admitted_tokens.dense(self.minutes),
+            "admitted_requests": self.admitted_requests.dense(self.minutes),
+            "rate_limited": self.rate_limited.dense(self.minutes),
+            "queued": self.queued.dense(self.minutes),
+            "spend_usd": self.spend.dense(self.minutes),
+            "max_wait_s": self.waits.dense(self.minutes),
         }

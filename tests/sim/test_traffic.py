@@ -9,6 +9,7 @@ counts within 5 standard deviations, medians within 3%, coefficients of variatio
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
 import statistics
 import tracemalloc
@@ -16,14 +17,17 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from itertools import islice, pairwise
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keypolicy.sim.profile import SHAPES, Profile
-from keypolicy.sim.traffic import Arrival, SyntheticTraffic, load_traffic
+from keypolicy.sim.traffic import Arrival, SyntheticTraffic, _merge_when_due, load_traffic
 
 LOGN = {"lognormal": {"median": 800, "p95": 3000}}
 
@@ -309,3 +313,38 @@ def test_a_million_arrivals_stream_without_being_held() -> None:
 def test_the_first_arrival_comes_without_drawing_the_day() -> None:
     t = traffic({"a": domain(rate="10M/h")}, duration="24h")  # 240 million arrivals
     assert [a.domain for a in islice(t.arrivals(0), 3)] == ["a", "a", "a"]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=0, max_value=50, allow_nan=False),
+            st.lists(st.integers(min_value=0, max_value=20), max_size=6),
+        ),
+        max_size=6,
+    )
+)
+def test_streams_started_when_due_merge_as_heapq_does(
+    specs: list[tuple[float, list[int]]],
+) -> None:
+    """Equal times included: the order is (time, stream's place), as heapq.merge gives it."""
+    built = []
+    for index, (earliest, steps) in enumerate(specs):
+        times = [earliest + sum(steps[: i + 1]) / 4 for i in range(len(steps))]
+        built.append((earliest, [Arrival(t, f"d{index}", 1, 1, None) for t in times]))
+    expected = list(heapq.merge(*(a for _, a in built), key=attrgetter("time")))
+    merged = list(_merge_when_due([(at, iter(a)) for at, a in built]))
+    assert [(a.time, a.domain) for a in merged] == [(a.time, a.domain) for a in expected]
+
+
+def test_bursts_of_later_days_are_not_drawn_up_front() -> None:
+    spec = domain(bursts=[{"at": "07:00", "requests": 50_000, "over": "10m"}])
+    t = traffic({"a": spec}, duration="2400h", start="2026-11-18T00:00:00+00:00")
+    tracemalloc.start()
+    try:
+        first = next(t.arrivals(0))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert first.time < 3600
+    assert peak < 5_000_000, peak  # a hundred days of 50,000-request bursts would take far more

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from itertools import repeat
-from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
@@ -290,12 +289,12 @@ class SyntheticTraffic:
 
     def arrivals(self, seed: int) -> Iterator[Arrival]:
         """Arrivals of every domain, sorted by time; the same ``seed`` gives the same ones."""
-        streams: list[Iterator[Arrival]] = []
+        streams: list[tuple[float, Iterator[Arrival]]] = []
         for name in sorted(self._plans):
             plan = self._plans[name]
-            streams.append(self._steady(name, plan, seed))
-            streams += [self._burst(name, b, day, at, seed) for b, day, at in plan.bursts]
-        return heapq.merge(*streams, key=attrgetter("time"))
+            streams.append((0.0, self._steady(name, plan, seed)))
+            streams += [(at, self._burst(name, b, day, at, seed)) for b, day, at in plan.bursts]
+        return _merge_when_due(streams)
 
     # ------------------------------------------------------------------ planning
 
@@ -372,6 +371,36 @@ class SyntheticTraffic:
             yield from _emit(times, name, burst, spec, rng)
             if times.size < m:
                 return
+
+
+def _merge_when_due(streams: list[tuple[float, Iterator[Arrival]]]) -> Iterator[Arrival]:
+    """Merge sorted streams by time, each ``(earliest, stream)`` started only when the merge
+    reaches ``earliest`` (no arrival of it comes sooner).
+
+    The order is ``heapq.merge``'s (time, then the stream's place in the list), but a stream
+    costs nothing until it is due: a profile of many days does not draw every day's bursts up
+    front.
+    """
+    due = sorted(((at, index) for index, (at, _) in enumerate(streams)), reverse=True)
+    heap: list[tuple[float, int, Arrival]] = []
+
+    def start(index: int) -> None:
+        first = next(streams[index][1], None)
+        if first is not None:
+            heapq.heappush(heap, (first.time, index, first))
+
+    while heap or due:
+        while due and (not heap or due[-1][0] <= heap[0][0]):
+            start(due.pop()[1])
+        if not heap:
+            continue
+        _, index, arrival = heap[0]
+        yield arrival
+        following = next(streams[index][1], None)
+        if following is None:
+            heapq.heappop(heap)
+        else:
+            heapq.heapreplace(heap, (following.time, index, following))
 
 
 def _before(limit: float) -> float:

@@ -70,19 +70,27 @@ def main() -> None:
         samples: list[dict[str, float]] = []
         begin = time.perf_counter()
         base = _rss_mb()
-        print(f"before the run: {base:,.0f} MB resident; replaying {args.requests:,} requests "
-              f"over up to {days} days")
+        print(
+            f"before the run: {base:,.0f} MB resident; replaying {args.requests:,} requests "
+            f"over up to {days} days"
+        )
         with RecordWriter(folder / "records.csv") as writer:
             every = max(args.requests // 20, 1)
 
             def on_record(record: Any) -> None:
                 writer.write(record)
                 if writer.count % every == 0:
-                    sample = {"records": writer.count, "seconds": time.perf_counter() - begin,
-                              "rss_mb": _rss_mb()}
+                    sample = {
+                        "records": writer.count,
+                        "seconds": time.perf_counter() - begin,
+                        "rss_mb": _rss_mb(),
+                    }
                     samples.append(sample)
-                    print(f"{writer.count:>12,} records  {sample['seconds']:7.0f} s  "
-                          f"{sample['rss_mb']:7,.0f} MB resident", flush=True)
+                    print(
+                        f"{writer.count:>12,} records  {sample['seconds']:7.0f} s  "
+                        f"{sample['rss_mb']:7,.0f} MB resident",
+                        flush=True,
+                    )
 
             sim = Simulation(policy, arrivals, traffic.start.timestamp(), 0, on_record=on_record)
             metrics = sim.run()
@@ -101,9 +109,11 @@ def main() -> None:
         "goal_mb": 1000,
         "samples": samples,
     }
-    print(f"{result['requests']:,} requests in {elapsed:,.0f} s "
-          f"({result['requests_per_s']:,.0f}/s); records {size / 1e9:.2f} GB on disk; "
-          f"peak resident memory {result['peak_rss_mb']:,.0f} MB (goal: under 1,000 MB)")
+    print(
+        f"{result['requests']:,} requests in {elapsed:,.0f} s "
+        f"({result['requests_per_s']:,.0f}/s); records {size / 1e9:.2f} GB on disk; "
+        f"peak resident memory {result['peak_rss_mb']:,.0f} MB (goal: under 1,000 MB)"
+    )
     out = ROOT / "benchmarks" / "results" / "sim_memory.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -139,3 +139,18 @@ def test_report_refuses_unreadable_records(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "x.html").exists()
+
+
+def test_compare_in_several_processes_says_the_same(tiny: Path, tmp_path: Path) -> None:
+    outputs = []
+    for jobs in ("1", "3"):
+        path = tmp_path / f"jobs{jobs}.json"
+        result = run_keypolicy(
+            "compare", *POLICIES, "--traffic", tiny, "--json", path, "--jobs", jobs
+        )
+        assert result.returncode == 0, result.stderr
+        data = json.loads(path.read_text())
+        for variant in data["variants"].values():
+            variant["about"].pop("generated")
+        outputs.append(data)
+    assert outputs[0] == outputs[1]

@@ -59,8 +59,25 @@ def test_per_minute_series_are_dense_lists_over_the_run() -> None:
 
 def test_records_are_written_as_their_fields_in_order(tmp_path: Path) -> None:
     record = UsageRecord(
-        "r1", "chat", "gpt-4o", "k", "p", "standard", 1.0, None, 2.5, 1.5, 1, "ok", "", 10, 0,
-        5, 0.001, False, True,
+        "r1",
+        "chat",
+        "gpt-4o",
+        "k",
+        "p",
+        "standard",
+        1.0,
+        None,
+        2.5,
+        1.5,
+        1,
+        "ok",
+        "",
+        10,
+        0,
+        5,
+        0.001,
+        False,
+        True,
     )
     with RecordWriter(tmp_path / "r.csv") as writer:
         writer.write(record)

@@ -153,18 +153,18 @@ class Simulation:
                     arrival.model,
                 )
             )
-            if self._on_progress is not None and count % 2000 == 0:
-                self._on_progress(env.now)
         self._fed = True
 
     def _sample(self) -> Generator[simpy.Event, Any, None]:
-        """Once a simulated minute: queue depth per class (and a progress tick)."""
+        """Once a simulated minute: queue depth per class, and progress."""
         self._fed = False
         while not self._fed or self._lives:
             depths: dict[str, int] = dict.fromkeys(self.engine.config.classes, 0)
             for rid in self.engine.waiting():
                 depths[self._priority[self._lives[rid].arrival.domain]] += 1
             self.metrics.queue_depth(depths, self._now())
+            if self._on_progress is not None:
+                self._on_progress(self.env.now)
             yield self.env.timeout(60.0)
 
     # ------------------------------------------------------------------ the engine

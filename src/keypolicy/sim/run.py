@@ -7,9 +7,16 @@ generated from the seed alone, never from the policy. ``--runs K`` repeats with 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import multiprocessing
+import queue
+import signal
 import statistics
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +28,7 @@ from keypolicy.sim.driver import Simulation
 from keypolicy.sim.traffic import Traffic
 from keypolicy.upstream import ProviderLimits
 
-__all__ = ["combine_runs", "simulate_policy"]
+__all__ = ["RunResult", "combine_runs", "run_once", "simulate_policy", "simulate_variants"]
 
 # Student's t for a two-sided 95% interval, by degrees of freedom (beyond 30: 1.96 is close).
 _T95 = {
@@ -45,61 +52,64 @@ def _t95(df: int) -> float:
     return next((t for d, t in sorted(_T95.items()) if df <= d), 1.96)
 
 
-def simulate_policy(
+@dataclass
+class RunResult:
+    """One run's outcome: its summary, its per-minute series, and whether it was cut short."""
+
+    summary: dict[str, Any]
+    series: dict[str, Any]
+    partial: bool
+
+
+def run_once(
+    policy: Policy,
+    traffic: Traffic,
+    seed: int,
+    *,
+    on_record: Callable[[UsageRecord], None] | None = None,
+    on_progress: Callable[[float], None] | None = None,
+    extra_s: float = 26 * 3600.0,
+    provider_factor: float = 1.0,
+) -> RunResult:
+    """Simulate ``policy`` under ``traffic`` with one seed. Ctrl-C (KeyboardInterrupt) ends the
+    run early, and what was simulated is returned, marked partial."""
+    sim = Simulation(
+        policy,
+        traffic.arrivals(seed),
+        traffic.start.timestamp(),
+        seed,
+        provider_limits=ProviderLimits.from_policy(policy, factor=provider_factor),
+        on_record=on_record,
+        on_progress=on_progress,
+    )
+    partial = False
+    try:
+        metrics = sim.run(until=traffic.duration_s + extra_s)
+    except KeyboardInterrupt:  # stop cleanly: what was simulated so far is summarised
+        partial = True
+        metrics = sim.metrics
+    return RunResult(metrics.summary(), metrics.series(), partial)
+
+
+def assemble(
     policy: Policy,
     traffic: Traffic,
     seeds: list[int],
-    *,
-    on_record: Callable[[UsageRecord], None] | None = None,
-    on_progress: Callable[[int, float], None] | None = None,
-    extra_s: float = 26 * 3600.0,
-    provider_factor: float = 1.0,
+    runs: list[RunResult],
+    provider_factor: float,
 ) -> dict[str, Any]:
-    """Simulate ``policy`` under ``traffic`` once per seed; return the summary (one run) or the
-    summaries combined (means with 95% intervals) with the per-minute series of the first run.
-
-    ``on_progress(run_index, simulated_seconds)`` is called as time advances; ``extra_s`` is how
-    long after the traffic ends parked requests may still finish (deferral deadlines, batches);
-    ``provider_factor`` scales the provider's real limits against the declared ones (0.8: the
-    provider allows 20% less than the policy believes, so 429s and learning come into play).
+    """The result of ``policy``'s runs (one per seed, in order; fewer if cut short): the single
+    run's summary, or the runs combined (means with 95% intervals), with the first run's series.
     """
-    start = traffic.start.timestamp()
-    summaries: list[dict[str, Any]] = []
-    series: dict[str, Any] | None = None
-    partial = False
-    for i, seed in enumerate(seeds):
-
-        def progress(now: float, i: int = i) -> None:
-            if on_progress is not None:
-                on_progress(i, now)
-
-        sim = Simulation(
-            policy,
-            traffic.arrivals(seed),
-            start,
-            seed,
-            provider_limits=ProviderLimits.from_policy(policy, factor=provider_factor),
-            on_record=on_record if i == 0 else None,
-            on_progress=progress,
-        )
-        try:
-            metrics = sim.run(until=traffic.duration_s + extra_s)
-        except KeyboardInterrupt:  # stop cleanly: what was simulated so far is summarised
-            partial = True
-            metrics = sim.metrics
-        summaries.append(metrics.summary())
-        if series is None:
-            series = metrics.series()
-        if partial:
-            break
+    summaries = [r.summary for r in runs]
     summary = summaries[0] if len(summaries) == 1 else combine_runs(summaries)
     return {
         "policy": policy.name,
         "runs": len(summaries),
         "seed": seeds[0],
-        "partial": partial,
+        "partial": any(r.partial for r in runs) or len(runs) < len(seeds),
         **summary,
-        "series": series,
+        "series": runs[0].series,
         "about": {
             "keypolicy": __version__,
             "pricing_catalog": CATALOG_DATE,
@@ -113,6 +123,202 @@ def simulate_policy(
             "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     }
+
+
+def simulate_policy(
+    policy: Policy,
+    traffic: Traffic,
+    seeds: list[int],
+    *,
+    on_record: Callable[[UsageRecord], None] | None = None,
+    on_progress: Callable[[int, float], None] | None = None,
+    extra_s: float = 26 * 3600.0,
+    provider_factor: float = 1.0,
+) -> dict[str, Any]:
+    """Simulate ``policy`` under ``traffic`` once per seed, in this process; return the summary
+    (one run) or the summaries combined (means with 95% intervals) with the per-minute series
+    of the first run.
+
+    ``on_record`` receives the first run's records; ``on_progress(run_index, simulated_seconds)``
+    is called as time advances; ``extra_s`` is how long after the traffic ends parked requests
+    may still finish (deferral deadlines, batches); ``provider_factor`` scales the provider's
+    real limits against the declared ones (0.8: the provider allows 20% less than the policy
+    believes, so 429s and learning come into play).
+    """
+    runs: list[RunResult] = []
+    for i, seed in enumerate(seeds):
+
+        def progress(now: float, i: int = i) -> None:
+            if on_progress is not None:
+                on_progress(i, now)
+
+        runs.append(
+            run_once(
+                policy,
+                traffic,
+                seed,
+                on_record=on_record if i == 0 else None,
+                on_progress=progress,
+                extra_s=extra_s,
+                provider_factor=provider_factor,
+            )
+        )
+        if runs[-1].partial:
+            break
+    return assemble(policy, traffic, seeds, runs, provider_factor)
+
+
+def simulate_variants(
+    policies: list[Policy],
+    traffic: Traffic,
+    seeds: list[int],
+    *,
+    jobs: int = 1,
+    on_record: Callable[[UsageRecord], None] | None = None,
+    on_progress: Callable[[int, int, float], None] | None = None,
+    extra_s: float = 26 * 3600.0,
+    provider_factor: float = 1.0,
+) -> dict[str, dict[str, Any]]:
+    """Every policy under ``traffic``, once per seed: ``{policy name: result}`` in order.
+
+    With ``jobs`` above 1, runs go to that many processes at once (this one included): the
+    first policy's first run (the one whose records go to ``on_record``) here, the others in
+    worker processes. Each run depends on its policy and seed alone, so the results are the
+    same whatever ``jobs`` is. ``on_progress(policy_index, run_index, simulated_seconds)``.
+    Ctrl-C stops every run; what was simulated is returned, marked partial.
+    """
+
+    def tick(p: int, r: int, now: float) -> None:
+        if on_progress is not None:
+            on_progress(p, r, now)
+
+    if jobs <= 1 or len(policies) * len(seeds) <= 1:
+        results: dict[str, dict[str, Any]] = {}
+        for index, policy in enumerate(policies):
+            results[policy.name] = simulate_policy(
+                policy,
+                traffic,
+                seeds,
+                on_record=on_record if index == 0 else None,
+                on_progress=functools.partial(tick, index),
+                extra_s=extra_s,
+                provider_factor=provider_factor,
+            )
+            if results[policy.name]["partial"]:
+                break
+        return results
+    return _in_parallel(policies, traffic, seeds, jobs, on_record, tick, extra_s, provider_factor)
+
+
+def _in_parallel(
+    policies: list[Policy],
+    traffic: Traffic,
+    seeds: list[int],
+    jobs: int,
+    on_record: Callable[[UsageRecord], None] | None,
+    tick: Callable[[int, int, float], None],
+    extra_s: float,
+    provider_factor: float,
+) -> dict[str, dict[str, Any]]:
+    context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+    updates: Any = context.Queue()
+    stop: Any = context.Event()
+
+    def drain() -> None:
+        while True:
+            try:
+                tick(*updates.get_nowait())
+            except queue.Empty:
+                return
+
+    done: dict[tuple[int, int], RunResult] = {}
+    with ProcessPoolExecutor(
+        jobs - 1, mp_context=context, initializer=_worker_init, initargs=(updates, stop)
+    ) as pool:
+        futures = {
+            pool.submit(_worker_run, p, r, policy, traffic, seed, extra_s, provider_factor): (p, r)
+            for p, policy in enumerate(policies)
+            for r, seed in enumerate(seeds)
+            if (p, r) != (0, 0)
+        }
+
+        def here(now: float) -> None:
+            tick(0, 0, now)
+            drain()
+
+        try:
+            done[(0, 0)] = run_once(
+                policies[0],
+                traffic,
+                seeds[0],
+                on_record=on_record,
+                on_progress=here,
+                extra_s=extra_s,
+                provider_factor=provider_factor,
+            )
+            if done[(0, 0)].partial:
+                raise KeyboardInterrupt
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                drain()
+                for future in finished:
+                    done[futures[future]] = future.result()
+        except KeyboardInterrupt:
+            stop.set()  # the workers end their runs early and return what they simulated
+            for future, where in futures.items():
+                if not future.cancel():
+                    with contextlib.suppress(CancelledError, KeyboardInterrupt):
+                        done[where] = future.result()
+        drain()
+    results: dict[str, dict[str, Any]] = {}
+    for p, policy in enumerate(policies):
+        runs = []
+        for r in range(len(seeds)):
+            if (p, r) not in done:
+                break
+            runs.append(done[(p, r)])
+        if not runs:
+            break
+        results[policy.name] = assemble(policy, traffic, seeds, runs, provider_factor)
+    return results
+
+
+_updates: Any = None
+_stop: Any = None
+
+
+def _worker_init(updates: Any, stop: Any) -> None:
+    """In a worker process: Ctrl-C is the parent's to handle (it sets ``stop``)."""
+    global _updates, _stop  # one worker process, one pair of channels
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _updates, _stop = updates, stop
+
+
+def _worker_run(
+    p: int,
+    r: int,
+    policy: Policy,
+    traffic: Traffic,
+    seed: int,
+    extra_s: float,
+    provider_factor: float,
+) -> RunResult:
+    def progress(now: float) -> None:
+        _updates.put((p, r, now))
+        if _stop.is_set():
+            raise KeyboardInterrupt
+
+    if _stop.is_set():
+        raise KeyboardInterrupt
+    return run_once(
+        policy,
+        traffic,
+        seed,
+        on_progress=progress,
+        extra_s=extra_s,
+        provider_factor=provider_factor,
+    )
 
 
 def combine_runs(summaries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -118,3 +118,17 @@ def test_a_bare_summary_still_renders() -> None:
     assert "Interrupted: these results are partial" in html
     assert "The summaries count 429s but hold no series of them to draw." in html
     assert "<svg" not in html
+
+
+def test_queues_are_drawn_per_class_only_when_something_waited(
+    clinic: dict[str, Policy],
+) -> None:
+    results = {name: clinic_like(p, seed) for seed, (name, p) in enumerate(clinic.items())}
+    html = render_html(results, clinic)
+    assert 'id="fig-queues"' in html
+    assert "Queues by priority over the day" in html
+    assert re.search(r"<title id=\"[^\"]+\">[^<]+: critical requests waiting</title>", html)
+    for result in results.values():
+        for values in result["series"]["queued"].values():
+            values[:] = [0] * len(values)
+    assert 'id="fig-queues"' not in render_html(results, clinic)  # a flat line says nothing

@@ -24,7 +24,7 @@ from keypolicy.report.headline import answer, headline_numbers
 from keypolicy.report.layout import Context, Figure
 from keypolicy.report.recommend import recommendations
 from keypolicy.report.tables import compare_tables, variant_tables
-from keypolicy.report.timelines import cost_figure, rate_limit_figure, wait_figure
+from keypolicy.report.timelines import cost_figure, queue_figure, rate_limit_figure, wait_figure
 from keypolicy.report.values import seconds
 
 __all__ = ["build_context", "render_html", "render_report"]
@@ -44,7 +44,11 @@ def _environment() -> Environment:
 def figures(results: dict[str, dict[str, Any]], policies: dict[str, Policy]) -> list[Figure]:
     """Every figure the summaries can show, in reading order."""
     ctx = Context(results, policies)
-    found = [demand_figure(ctx), wait_figure(ctx), rate_limit_figure(ctx), cost_figure(ctx)]
+    found = [demand_figure(ctx), wait_figure(ctx)]
+    queues = queue_figure(ctx)
+    if queues is not None:
+        found.append(queues)
+    found += [rate_limit_figure(ctx), cost_figure(ctx)]
     burn = burndown_figure(ctx)
     if burn is not None:
         found.append(burn)

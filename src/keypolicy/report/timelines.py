@@ -1,7 +1,8 @@
-"""Figures over the day: waits by priority class, upstream 429s, and cost per domain.
+"""Figures over the day: waits and queues by priority class, upstream 429s, cost per domain.
 
 Waits: a row per priority class (the most urgent first), the longest wait of each 5 minutes
-against the class's max_wait. 429s and cost: one panel per variant, bars stacked by domain.
+against the class's max_wait. Queues: a row per class, the most requests waiting at any minute's
+start in each 5 minutes. 429s and cost: one panel per variant, bars stacked by domain.
 """
 
 from __future__ import annotations
@@ -11,20 +12,26 @@ from keypolicy.report.layout import STEP, Context, Figure, Panel, downsample, pe
 from keypolicy.report.palette import class_color
 from keypolicy.report.values import count, mean, money, seconds, tick_seconds
 
-__all__ = ["cost_figure", "rate_limit_figure", "wait_figure"]
+__all__ = ["cost_figure", "queue_figure", "rate_limit_figure", "wait_figure"]
 
 RATE_LIMIT_STEP = 15
 COST_STEP = 60
 
 
 def _classes(ctx: Context) -> list[str]:
-    """Priority classes, most urgent first (the policies' order; unknown ones after, by name)."""
+    """Priority classes with waits, most urgent first."""
+    return _classes_of(ctx, "max_wait_s")
+
+
+def _classes_of(ctx: Context, kind: str) -> list[str]:
+    """Priority classes in series ``kind``, most urgent first (the policies' order; unknown ones
+    after, by name)."""
     ordered: list[str] = []
     for name in ctx.names:
         policy = ctx.policies.get(name)
         if policy is not None:
             ordered += [p.name for p in policy.priorities if p.name not in ordered]
-    seen = {c for name in ctx.names for c in ctx.series(name, "max_wait_s")}
+    seen = {c for name in ctx.names for c in ctx.series(name, kind)}
     return [c for c in ordered if c in seen] + sorted(seen - set(ordered))
 
 
@@ -77,6 +84,54 @@ def wait_figure(ctx: Context) -> Figure:
         "The longest time a request of each class queued before it went out, in each 5 minutes "
         "(served requests), against the class's max_wait. A row per class, most urgent first; "
         "panels in a row share their scale.",
+        ctx.names,
+        rows,
+        legend,
+    )
+
+
+def queue_figure(ctx: Context) -> Figure | None:
+    """Requests waiting for capacity per 5 minutes, a row per priority class; ``None`` when no
+    variant ever had a request waiting (a flat line says nothing)."""
+    queued = {n: ctx.series(n, "queued") for n in ctx.names}
+    classes = [
+        c
+        for c in _classes_of(ctx, "queued")
+        if any(max(q.get(c, []), default=0) > 0 for q in queued.values())
+    ]
+    if not classes:
+        return None
+    rows: list[list[Panel | None]] = []
+    legend = []
+    for rank, cls in enumerate(classes):
+        color = class_color(rank)
+        legend.append((cls, color))
+        drawn = {n: downsample(queued[n].get(cls, []), STEP) for n in ctx.names}
+        y_max = nice_max(max([max(v, default=0.0) for v in drawn.values()] + [5.0]))
+        row: list[Panel | None] = []
+        for name in ctx.names:
+            if cls not in queued[name]:
+                row.append(None)
+                continue
+            high, at = peak(drawn[name], ctx.start, STEP)
+            note = f"at most {count(high)} waiting" + (f" at {at}" if high > 0 else "")
+            chart = ctx.chart(
+                f"{name}: {cls} requests waiting",
+                f"Most {cls} requests queued for capacity at a minute's start, per 5 minutes; "
+                f"{note}.",
+                STEP,
+                y_max,
+                count,
+            )
+            svg = line_chart(chart, [Series(cls, drawn[name], color)], [], fill_first=True)
+            row.append(Panel(cls, svg, note))
+        rows.append(row)
+    return Figure(
+        "queues",
+        "Queues by priority over the day",
+        "How many requests of each class waited for capacity (sampled at the start of every "
+        "minute; the most in each 5 minutes). A row per class that ever queued, most urgent "
+        "first; panels in a row share their scale.",
         ctx.names,
         rows,
         legend,

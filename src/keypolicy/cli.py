@@ -240,6 +240,9 @@ def _run_all(
             on_progress=update,
             provider_factor=factor,
         )
+        for index, result in enumerate(results.values()):
+            if not result["partial"]:
+                update(index, result["runs"] - 1, traffic.duration_s)
     if writer is not None:
         writer.close()
     return results

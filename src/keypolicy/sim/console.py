@@ -36,9 +36,7 @@ def progress_bar(
                 at=f"run {run + 1}, {hours:4.1f}h simulated",
             )
 
-        yield update
-        for task in tasks:
-            bar.update(task, completed=total_s)
+        yield update  # a variant's bar fills when told so: an interrupted one stays where it was
 
 
 def _num(value: Any, digits: int = 0, money: bool = False) -> str:

@@ -243,6 +243,9 @@ def _run_all(
         for index, result in enumerate(results.values()):
             if not result["partial"]:
                 update(index, result["runs"] - 1, traffic.duration_s)
+    missing = [name for name in names if name not in results]
+    if missing:
+        _err(f"interrupted before {', '.join(missing)} could run: not in the results")
     if writer is not None:
         writer.close()
     return results

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from keypolicy.policy import load_policy
 from keypolicy.records import UsageRecord
 from keypolicy.sim.run import simulate_variants
-from keypolicy.sim.traffic import Traffic, load_traffic
+from keypolicy.sim.traffic import Arrival, Traffic, load_traffic
 from tests.sim.test_cli import POLICIES, SMALL
 
 
@@ -64,3 +66,28 @@ def test_ctrl_c_ends_every_run_and_keeps_what_was_simulated(tiny: Traffic) -> No
     # The other run, in a worker, stopped early too (or never started): never a full run.
     other = results.get("clinic-merged")
     assert other is None or other["partial"]
+
+
+@dataclass
+class Faulty:
+    """Traffic whose arrivals fail for one seed: a bug in a worker's run."""
+
+    inner: Traffic
+    bad_seed: int
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # pickling looks up special names: not the inner traffic's
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def arrivals(self, seed: int) -> Iterator[Arrival]:
+        if seed == self.bad_seed:
+            raise ValueError(f"a bug in the traffic for seed {seed}")
+        return self.inner.arrivals(seed)
+
+
+def test_a_failing_worker_run_is_reported_not_hung_on(tiny: Traffic) -> None:
+    policies = [load_policy(POLICIES[1]).policy]
+    faulty = cast(Traffic, Faulty(tiny, bad_seed=3))
+    with pytest.raises(ValueError, match="a bug in the traffic for seed 3"):
+        simulate_variants(policies, faulty, [1, 2, 3, 4], jobs=3)

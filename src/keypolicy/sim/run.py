@@ -11,11 +11,12 @@ import contextlib
 import functools
 import math
 import multiprocessing
-import queue
 import signal
 import statistics
+import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -221,56 +222,79 @@ def _in_parallel(
     provider_factor: float,
 ) -> dict[str, dict[str, Any]]:
     context = multiprocessing.get_context("spawn")  # no fork of a process with threads
-    updates: Any = context.Queue()
+    count = len(seeds)
+    # Progress is one number per run in shared memory (simulated seconds), read by this process
+    # when it likes: no pipe that a worker could block on.
+    progress: Any = context.Array("d", len(policies) * count, lock=False)
     stop: Any = context.Event()
-
-    def drain() -> None:
-        while True:
-            try:
-                tick(*updates.get_nowait())
-            except queue.Empty:
-                return
-
     done: dict[tuple[int, int], RunResult] = {}
-    with ProcessPoolExecutor(
-        jobs - 1, mp_context=context, initializer=_worker_init, initargs=(updates, stop)
-    ) as pool:
-        futures = {
-            pool.submit(_worker_run, p, r, policy, traffic, seed, extra_s, provider_factor): (p, r)
-            for p, policy in enumerate(policies)
-            for r, seed in enumerate(seeds)
-            if (p, r) != (0, 0)
-        }
 
-        def here(now: float) -> None:
-            tick(0, 0, now)
-            drain()
+    def report() -> None:
+        for p in range(len(policies)):
+            running = [r for r in range(count) if (p, r) not in done]
+            times = [min(t, traffic.duration_s) for t in progress[p * count : (p + 1) * count]]
+            tick(p, running[0] if running else count - 1, sum(times) / count)
 
-        try:
-            done[(0, 0)] = run_once(
-                policies[0],
-                traffic,
-                seeds[0],
-                on_record=on_record,
-                on_progress=here,
-                extra_s=extra_s,
-                provider_factor=provider_factor,
-            )
-            if done[(0, 0)].partial:
-                raise KeyboardInterrupt
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                drain()
-                for future in finished:
-                    done[futures[future]] = future.result()
-        except KeyboardInterrupt:
-            stop.set()  # the workers end their runs early and return what they simulated
-            for future, where in futures.items():
-                if not future.cancel():
-                    with contextlib.suppress(CancelledError, KeyboardInterrupt):
-                        done[where] = future.result()
-        drain()
+    # Workers start with Ctrl-C ignored (inherited across exec): a Ctrl-C while they import
+    # must not kill them; the stop event ends their runs instead.
+    pool, futures = _start_workers(
+        context, jobs - 1, progress, stop, policies, traffic, seeds, extra_s, provider_factor
+    )
+
+    def here(now: float) -> None:
+        progress[0] = now
+        report()
+        for future in futures:  # a worker that failed stops everything now, not at the end
+            if future.done() and not future.cancelled():
+                error = future.exception()
+                if error is not None:
+                    raise error
+
+    try:
+        done[(0, 0)] = run_once(
+            policies[0],
+            traffic,
+            seeds[0],
+            on_record=on_record,
+            on_progress=here,
+            extra_s=extra_s,
+            provider_factor=provider_factor,
+        )
+        if done[(0, 0)].partial:
+            raise KeyboardInterrupt
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in finished:
+                result = future.result()
+                if result is not None:
+                    done[futures[future]] = result
+            report()
+    except KeyboardInterrupt:
+        stop.set()  # the workers end their runs early and return what they simulated
+        for future, where in futures.items():
+            if not future.cancel():
+                with contextlib.suppress(CancelledError, BrokenProcessPool, KeyboardInterrupt):
+                    result = future.result()
+                    if result is not None:
+                        done[where] = result
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(cancel_futures=True)
+    return _assemble_all(policies, traffic, seeds, done, provider_factor)
+
+
+def _assemble_all(
+    policies: list[Policy],
+    traffic: Traffic,
+    seeds: list[int],
+    done: dict[tuple[int, int], RunResult],
+    provider_factor: float,
+) -> dict[str, dict[str, Any]]:
+    """Each policy's result from its runs done (in seed order, up to the first missing one);
+    policies after the first without any run are left out, as in one process."""
     results: dict[str, dict[str, Any]] = {}
     for p, policy in enumerate(policies):
         runs = []
@@ -284,33 +308,66 @@ def _in_parallel(
     return results
 
 
-_updates: Any = None
+def _start_workers(
+    context: Any,
+    workers: int,
+    progress: Any,
+    stop: Any,
+    policies: list[Policy],
+    traffic: Traffic,
+    seeds: list[int],
+    extra_s: float,
+    provider_factor: float,
+) -> tuple[ProcessPoolExecutor, dict[Future[RunResult | None], tuple[int, int]]]:
+    """A pool of ``workers`` processes, every run but the first submitted to it."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        pool = ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_worker_init, initargs=(progress, stop)
+        )
+        futures = {
+            pool.submit(
+                _worker_run, p * len(seeds) + r, policy, traffic, seed, extra_s, provider_factor
+            ): (p, r)
+            for p, policy in enumerate(policies)
+            for r, seed in enumerate(seeds)
+            if (p, r) != (0, 0)
+        }
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+    return pool, futures
+
+
+_progress: Any = None
 _stop: Any = None
 
 
-def _worker_init(updates: Any, stop: Any) -> None:
+def _worker_init(progress: Any, stop: Any) -> None:
     """In a worker process: Ctrl-C is the parent's to handle (it sets ``stop``)."""
-    global _updates, _stop  # one worker process, one pair of channels
+    global _progress, _stop  # one worker process, one pair of shared objects
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _updates, _stop = updates, stop
+    _progress, _stop = progress, stop
 
 
 def _worker_run(
-    p: int,
-    r: int,
+    index: int,
     policy: Policy,
     traffic: Traffic,
     seed: int,
     extra_s: float,
     provider_factor: float,
-) -> RunResult:
+) -> RunResult | None:
+    """One run in a worker process; ``None`` if the parent said stop before it began."""
+
     def progress(now: float) -> None:
-        _updates.put((p, r, now))
+        _progress[index] = now
         if _stop.is_set():
             raise KeyboardInterrupt
 
     if _stop.is_set():
-        raise KeyboardInterrupt
+        return None
     return run_once(
         policy,
         traffic,

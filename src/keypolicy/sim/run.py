@@ -14,7 +14,8 @@ import multiprocessing
 import signal
 import statistics
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -221,69 +222,145 @@ def _in_parallel(
     extra_s: float,
     provider_factor: float,
 ) -> dict[str, dict[str, Any]]:
-    context = multiprocessing.get_context("spawn")  # no fork of a process with threads
-    count = len(seeds)
-    # Progress is one number per run in shared memory (simulated seconds), read by this process
-    # when it likes: no pipe that a worker could block on.
-    progress: Any = context.Array("d", len(policies) * count, lock=False)
-    stop: Any = context.Event()
-    done: dict[tuple[int, int], RunResult] = {}
+    runs = _Parallel(policies, traffic, seeds, jobs - 1, tick, extra_s, provider_factor)
+    runs.run(on_record)
+    return _assemble_all(policies, traffic, seeds, runs.done, provider_factor)
 
-    def report() -> None:
-        for p in range(len(policies)):
-            running = [r for r in range(count) if (p, r) not in done]
-            times = [min(t, traffic.duration_s) for t in progress[p * count : (p + 1) * count]]
-            tick(p, running[0] if running else count - 1, sum(times) / count)
 
-    # Workers start with Ctrl-C ignored (inherited across exec): a Ctrl-C while they import
-    # must not kill them; the stop event ends their runs instead.
-    pool, futures = _start_workers(
-        context, jobs - 1, progress, stop, policies, traffic, seeds, extra_s, provider_factor
-    )
+class _Parallel:
+    """Runs in this process and ``workers`` others: this one runs the first (it writes the
+    records), then takes runs no worker has started; each worker is handed one run at a time."""
 
-    def here(now: float) -> None:
-        progress[0] = now
-        report()
-        for future in futures:  # a worker that failed stops everything now, not at the end
-            if future.done() and not future.cancelled():
-                error = future.exception()
-                if error is not None:
-                    raise error
+    def __init__(
+        self,
+        policies: list[Policy],
+        traffic: Traffic,
+        seeds: list[int],
+        workers: int,
+        tick: Callable[[int, int, float], None],
+        extra_s: float,
+        provider_factor: float,
+    ) -> None:
+        self.policies, self.traffic, self.seeds, self.workers = policies, traffic, seeds, workers
+        self.tick, self.extra_s, self.provider_factor = tick, extra_s, provider_factor
+        self.context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        count = len(seeds)
+        # Progress is one number per run in shared memory (simulated seconds), read here when
+        # convenient: no pipe that a worker could block on.
+        self.progress: Any = self.context.Array("d", len(policies) * count, lock=False)
+        self.stop: Any = self.context.Event()
+        self.todo = deque((p, r) for p in range(len(policies)) for r in range(count))
+        self.todo.popleft()  # (0, 0) is this process's
+        self.inflight: dict[Future[RunResult | None], tuple[int, int]] = {}
+        self.done: dict[tuple[int, int], RunResult] = {}
+        self.pool: ProcessPoolExecutor | None = None
 
-    try:
-        done[(0, 0)] = run_once(
-            policies[0],
-            traffic,
-            seeds[0],
+    def run(self, on_record: Callable[[UsageRecord], None] | None) -> None:
+        """Every run, or (after Ctrl-C) what was simulated of them, into ``self.done``."""
+        # Workers start with Ctrl-C ignored (inherited across exec): a Ctrl-C while they import
+        # must not kill them; the stop event ends their runs. (One that comes in the few
+        # milliseconds while they are started is lost: press it again.)
+        with _sigint_ignored():
+            self.pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=self.context,
+                initializer=_worker_init,
+                initargs=(self.progress, self.stop),
+            )
+            self._fill()
+        try:
+            mine: tuple[int, int] | None = (0, 0)
+            while mine is not None:  # this process's runs: the first, then any not started
+                self._run_here(mine, on_record if mine == (0, 0) else None)
+                mine = self.todo.popleft() if self.todo else None
+            while self.inflight:
+                wait(list(self.inflight), timeout=0.2, return_when=FIRST_COMPLETED)
+                self._collect()
+                self._report()
+        except KeyboardInterrupt:
+            self._interrupted()
+        except BaseException:
+            self.stop.set()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        self.pool.shutdown(cancel_futures=True)
+
+    def _run_here(
+        self, which: tuple[int, int], on_record: Callable[[UsageRecord], None] | None
+    ) -> None:
+        p, r = which
+        index = p * len(self.seeds) + r
+
+        def here(now: float) -> None:
+            self.progress[index] = now
+            self._collect()
+            self._fill()
+            self._report()
+
+        self.done[which] = run_once(
+            self.policies[p],
+            self.traffic,
+            self.seeds[r],
             on_record=on_record,
             on_progress=here,
-            extra_s=extra_s,
-            provider_factor=provider_factor,
+            extra_s=self.extra_s,
+            provider_factor=self.provider_factor,
         )
-        if done[(0, 0)].partial:
+        if self.done[which].partial:
             raise KeyboardInterrupt
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            for future in finished:
-                result = future.result()
-                if result is not None:
-                    done[futures[future]] = result
-            report()
-    except KeyboardInterrupt:
-        stop.set()  # the workers end their runs early and return what they simulated
-        for future, where in futures.items():
+        self._collect()
+        self._fill()
+
+    def _fill(self) -> None:
+        assert self.pool is not None
+        while self.todo and len(self.inflight) < self.workers:
+            p, r = self.todo.popleft()
+            job = self.pool.submit(
+                _worker_run,
+                p * len(self.seeds) + r,
+                self.policies[p],
+                self.seeds[r],
+                self.traffic,
+                self.extra_s,
+                self.provider_factor,
+            )
+            self.inflight[job] = (p, r)
+
+    def _collect(self) -> None:
+        for future in [f for f in self.inflight if f.done()]:
+            where = self.inflight.pop(future)
+            result = future.result()  # a worker's error stops everything now, not at the end
+            if result is not None:
+                self.done[where] = result
+
+    def _report(self) -> None:
+        count, end = len(self.seeds), self.traffic.duration_s
+        for p in range(len(self.policies)):
+            running = [r for r in range(count) if (p, r) not in self.done]
+            times = [min(t, end) for t in self.progress[p * count : (p + 1) * count]]
+            self.tick(p, running[0] if running else count - 1, sum(times) / count)
+
+    def _interrupted(self) -> None:
+        self.stop.set()  # the workers end their runs early and return what they simulated
+        for future, where in self.inflight.items():
             if not future.cancel():
                 with contextlib.suppress(CancelledError, BrokenProcessPool, KeyboardInterrupt):
                     result = future.result()
                     if result is not None:
-                        done[where] = result
-    except BaseException:
-        stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(cancel_futures=True)
-    return _assemble_all(policies, traffic, seeds, done, provider_factor)
+                        self.done[where] = result
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ctrl-C ignored meanwhile (in the main thread; elsewhere signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _assemble_all(
@@ -308,38 +385,6 @@ def _assemble_all(
     return results
 
 
-def _start_workers(
-    context: Any,
-    workers: int,
-    progress: Any,
-    stop: Any,
-    policies: list[Policy],
-    traffic: Traffic,
-    seeds: list[int],
-    extra_s: float,
-    provider_factor: float,
-) -> tuple[ProcessPoolExecutor, dict[Future[RunResult | None], tuple[int, int]]]:
-    """A pool of ``workers`` processes, every run but the first submitted to it."""
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-    try:
-        pool = ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_worker_init, initargs=(progress, stop)
-        )
-        futures = {
-            pool.submit(
-                _worker_run, p * len(seeds) + r, policy, traffic, seed, extra_s, provider_factor
-            ): (p, r)
-            for p, policy in enumerate(policies)
-            for r, seed in enumerate(seeds)
-            if (p, r) != (0, 0)
-        }
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, previous)
-    return pool, futures
-
-
 _progress: Any = None
 _stop: Any = None
 
@@ -354,8 +399,8 @@ def _worker_init(progress: Any, stop: Any) -> None:
 def _worker_run(
     index: int,
     policy: Policy,
-    traffic: Traffic,
     seed: int,
+    traffic: Traffic,
     extra_s: float,
     provider_factor: float,
 ) -> RunResult | None:

@@ -123,15 +123,15 @@ class _PerMinute:
             row.extend(array(self.typecode, bytes(row.itemsize * (minute + 1 - len(row)))))
         return row
 
-    def add(self, name: str, minute: int, value: float) -> None:
+    def add(self, name: str, minute: int, value: int | float) -> None:
         if minute >= 0:
             self._row(name, minute)[minute] += value
 
-    def set(self, name: str, minute: int, value: float) -> None:
+    def set(self, name: str, minute: int, value: int | float) -> None:
         if minute >= 0:
             self._row(name, minute)[minute] = value
 
-    def most(self, name: str, minute: int, value: float) -> None:
+    def most(self, name: str, minute: int, value: int | float) -> None:
         if minute >= 0:
             row = self._row(name, minute)
             row[minute] = max(row[minute], value)

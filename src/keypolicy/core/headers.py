@@ -64,6 +64,11 @@ def parse_go_duration(text: str) -> float | None:
         head = text[:-1]
         if head.isascii() and head.replace(".", "", 1).isdigit():
             return float(head)
+    return _go_duration_by_parts(text)
+
+
+def _go_duration_by_parts(text: str) -> float | None:
+    """The general reading of a stripped Go duration: number-unit parts, summed."""
     pos, total = 0, 0.0
     for match in _GO_PART.finditer(text):
         if match.start() != pos:

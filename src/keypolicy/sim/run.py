@@ -184,9 +184,10 @@ def simulate_variants(
     """Every policy under ``traffic``, once per seed: ``{policy name: result}`` in order.
 
     With ``jobs`` above 1, runs go to that many processes at once (this one included): the
-    first policy's first run (the one whose records go to ``on_record``) here, the others in
-    worker processes. Each run depends on its policy and seed alone, so the results are the
-    same whatever ``jobs`` is. ``on_progress(policy_index, run_index, simulated_seconds)``.
+    first policy's first run (the one whose records go to ``on_record``) here, the others to
+    ``jobs - 1`` worker processes, one at a time, and back here once this process is free.
+    Each run depends on its policy and seed alone, so the results are the same whatever
+    ``jobs`` is. ``on_progress(policy_index, run_index, simulated_seconds)``.
     Ctrl-C stops every run; what was simulated is returned, marked partial.
     """
 

@@ -15,18 +15,30 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
+# The compiled build: the simulator's hot modules compiled with mypyc in place (about a minute).
+# keypolicy uses them only while they match their sources (src/keypolicy/_native.py); if they
+# cannot be built (no C compiler), everything runs as plain Python, only slower.
+NATIVE := src/keypolicy/_compiled.json
+HOT := $(wildcard src/keypolicy/core/*.py src/keypolicy/state/*.py src/keypolicy/upstream/*.py) \
+	src/keypolicy/sim/driver.py src/keypolicy/sim/metrics.py src/keypolicy/records.py \
+	src/keypolicy/_native.py
+
+$(NATIVE): $(STAMP) $(HOT)
+	-@$(BIN)/python -c 'import sys; from keypolicy._native import build; sys.exit(build())'
+
 POLICIES := policies/clinic-separate.yaml policies/clinic-merged.yaml policies/clinic-single.yaml
 
 ## demo: check the clinic policies, then simulate a hospital weekday through all three
-demo: $(STAMP)
+demo: $(STAMP) $(NATIVE)
 	$(BIN)/keypolicy check --quiet $(POLICIES)
 	$(BIN)/keypolicy compare $(POLICIES) --traffic simulations/clinic-day.yaml \
 		--json reports/clinic-compare.json --out reports/clinic-compare.html
 	@echo "open reports/clinic-compare.html (the summary is in reports/clinic-compare.json)"
 
-## test: the whole test suite, then ruff and mypy
-test: $(STAMP)
+## test: the whole test suite on the compiled build, again on plain Python, then ruff and mypy
+test: $(STAMP) $(NATIVE)
 	$(BIN)/python -m pytest -q
+	KEYPOLICY_PURE=1 $(BIN)/python -m pytest -q
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
@@ -37,4 +49,5 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build $(NATIVE)
+	find src -name '*.so' -delete

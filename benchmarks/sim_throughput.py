@@ -4,7 +4,9 @@ Both run side by side in this process on the same arrivals (the clinic day, at 1
 load, the first hours of it):
 
 - keypolicy: the decision core and the provider model driven by ``keypolicy.sim.driver`` (key
-  choice, reserves, budgets, retries, records, metrics: everything);
+  choice, reserves, budgets, retries, records, metrics: everything), as installed (the compiled
+  build when ``make`` built it), and again in plain Python (``KEYPOLICY_PURE=1``, in a process of
+  its own);
 - baseline: one SimPy process per request that waits until its project's RPM and TPM buckets
   have room (continuous refill, the same limits), then holds for a fixed latency. No priorities,
   no budgets, no provider model: the least a simulator can do.
@@ -19,6 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Generator
 from itertools import islice
@@ -27,6 +32,7 @@ from typing import Any
 
 import simpy
 
+from keypolicy._native import is_compiled
 from keypolicy.policy import load_policy
 from keypolicy.sim.driver import Simulation
 from keypolicy.sim.traffic import Arrival, load_traffic
@@ -56,8 +62,9 @@ def run_baseline(arrivals: list[Arrival], hours: float) -> float:
         project = policy.keys[policy.pools[domain.pool].keys[0]].project
         lim = policy.projects[project].models[domain.model]
         key = f"{project}/{domain.model}"
-        limits.setdefault(key, [lim.rpm or 1e9, lim.tpm or 1e18, 0.0, lim.rpm or 1e9,
-                                lim.tpm or 1e18])
+        limits.setdefault(
+            key, [lim.rpm or 1e9, lim.tpm or 1e18, 0.0, lim.rpm or 1e9, lim.tpm or 1e18]
+        )
         limits[name] = limits[key]
     env = simpy.Environment()
 
@@ -88,22 +95,53 @@ def run_baseline(arrivals: list[Arrival], hours: float) -> float:
     return time.perf_counter() - start
 
 
+def _plain_python(scale: float, hours: float) -> float:
+    """keypolicy's seconds for the same arrivals in plain Python (a process with KEYPOLICY_PURE)."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import sim_throughput as b; "
+        "a = b._arrivals(float(sys.argv[2]), float(sys.argv[3])); "
+        "print(b.run_keypolicy(a, float(sys.argv[3])))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "benchmarks"), str(scale), str(hours)],
+        env={**os.environ, "KEYPOLICY_PURE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     """Measure both simulators at 1x and 10x load."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hours", type=float, default=8.0, help="simulate the first N hours")
     args = parser.parse_args()
-    results: dict[str, Any] = {}
+    build = "compiled" if is_compiled() else "plain Python (no compiled build: run make)"
+    print(f"keypolicy build: {build}")
+    results: dict[str, Any] = {"build": build}
     for label, scale in (("1x", 1.0), ("10x", 10.0)):
         arrivals = _arrivals(scale, args.hours)
         ours = run_keypolicy(arrivals, args.hours)
+        plain = _plain_python(scale, args.hours)
         base = run_baseline(arrivals, args.hours)
-        results[label] = {"requests": len(arrivals), "keypolicy_s": ours, "baseline_s": base,
-                          "keypolicy_per_s": len(arrivals) / ours,
-                          "baseline_per_s": len(arrivals) / base, "ratio": base / ours}
+        n = len(arrivals)
+        results[label] = {
+            "requests": n,
+            "keypolicy_s": ours,
+            "plain_python_s": plain,
+            "baseline_s": base,
+            "keypolicy_per_s": n / ours,
+            "plain_python_per_s": n / plain,
+            "baseline_per_s": n / base,
+            "ratio": base / ours,
+        }
         r = results[label]
-        print(f"{label:>4}: {r['requests']:,} requests; keypolicy {r['keypolicy_per_s']:,.0f}/s, "
-              f"baseline {r['baseline_per_s']:,.0f}/s, keypolicy/baseline speed {r['ratio']:.2f}x")
+        print(
+            f"{label:>4}: {n:,} requests; keypolicy {r['keypolicy_per_s']:,.0f}/s "
+            f"(plain Python {r['plain_python_per_s']:,.0f}/s), baseline "
+            f"{r['baseline_per_s']:,.0f}/s, keypolicy/baseline speed {r['ratio']:.2f}x"
+        )
     out = ROOT / "benchmarks" / "results" / "sim_throughput.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -155,7 +155,7 @@ def parse_limit_override(spec: str) -> tuple[str, ModelLimits]:
     quantum: float | None = None
     for item in fields.split(","):
         name, eq, value = item.strip().partition("=")
-        if not eq or name not in (*DIMENSIONS, "quantum"):
+        if not eq or (name not in DIMENSIONS and name != "quantum"):
             raise ValueError(
                 f"'{item.strip()}' in '{spec}': use rpm=, tpm=, rpd=, tpd= or quantum="
             )

@@ -5,6 +5,7 @@ Errors meant for people go to stderr without a traceback and exit with status 2.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -230,24 +231,32 @@ def _run_all(
     seeds = list(range(seed, seed + runs))
     if jobs < 1:  # automatic: one process per run, up to the machine's cores
         jobs = min(os.cpu_count() or 1, len(policies) * len(seeds))
-    with progress_bar(console, names, traffic.duration_s) as update:
-        results = simulate_variants(
-            policies,
-            traffic,
-            seeds,
-            jobs=jobs,
-            on_record=writer.write if writer is not None else None,
-            on_progress=update,
-            provider_factor=factor,
-        )
-        for index, result in enumerate(results.values()):
-            if not result["partial"]:
-                update(index, result["runs"] - 1, traffic.duration_s)
+    try:
+        with progress_bar(console, names, traffic.duration_s) as update:
+            results = simulate_variants(
+                policies,
+                traffic,
+                seeds,
+                jobs=jobs,
+                on_record=writer.write if writer is not None else None,
+                on_progress=update,
+                provider_factor=factor,
+            )
+            for index, result in enumerate(results.values()):
+                if not result["partial"]:
+                    update(index, result["runs"] - 1, traffic.duration_s)
+    except OSError as exc:  # the records could not be written (a full disk, say)
+        if writer is None:
+            raise
+        with contextlib.suppress(OSError):
+            writer.close()
+        _err(f"--records {records}: cannot write the records: {exc}")
+        raise typer.Exit(EXIT_INVALID) from None
+    if writer is not None:
+        writer.close()
     missing = [name for name in names if name not in results]
     if missing:
         _err(f"interrupted before {', '.join(missing)} could run: not in the results")
-    if writer is not None:
-        writer.close()
     return results
 
 

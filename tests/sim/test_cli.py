@@ -154,3 +154,10 @@ def test_compare_in_several_processes_says_the_same(tiny: Path, tmp_path: Path) 
             variant["about"].pop("generated")
         outputs.append(data)
     assert outputs[0] == outputs[1]
+
+
+def test_records_that_cannot_be_written_exit_2_without_traceback(tiny: Path) -> None:
+    result = run_keypolicy("simulate", POLICIES[1], "--traffic", tiny, "--records", "/dev/full")
+    assert result.returncode == 2, result.stderr
+    assert "--records /dev/full: cannot write the records" in result.stderr
+    assert "Traceback" not in result.stderr

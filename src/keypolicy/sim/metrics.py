@@ -28,10 +28,14 @@ def percentile(values: array[float] | list[float], q: float, zeros: int = 0) -> 
 
     Sorted in numpy over the array's own buffer, so ten million waits cost 80 MB, not a list
     of ten million float objects."""
-    count = len(values) + zeros
+    return _quantile(np.sort(np.asarray(values, dtype=np.float64)), q, zeros)
+
+
+def _quantile(ordered: np.ndarray[Any, np.dtype[np.float64]], q: float, zeros: int) -> float:
+    """:func:`percentile` over values already sorted (several quantiles, one sort)."""
+    count = len(ordered) + zeros
     if not count:
         return 0.0
-    ordered = np.sort(np.asarray(values, dtype=np.float64))
     pos = (count - 1) * q
     low = math.floor(pos)
     high = min(low + 1, count - 1)
@@ -87,6 +91,7 @@ class _Tally:
             if self.budget_exhausted_at is not None
             else None
         )
+        ordered = np.sort(np.asarray(self.waits, dtype=np.float64))  # one sort, three quantiles
         return {
             "requests": self.requests,
             "ok": self.ok,
@@ -95,9 +100,9 @@ class _Tally:
             "rejected": self.rejected,
             "deferred": self.deferred,
             "batch": self.batch,
-            "wait_p50_s": round(percentile(self.waits, 0.50, self.zero_waits), 4),
-            "wait_p95_s": round(percentile(self.waits, 0.95, self.zero_waits), 4),
-            "wait_p99_s": round(percentile(self.waits, 0.99, self.zero_waits), 4),
+            "wait_p50_s": round(_quantile(ordered, 0.50, self.zero_waits), 4),
+            "wait_p95_s": round(_quantile(ordered, 0.95, self.zero_waits), 4),
+            "wait_p99_s": round(_quantile(ordered, 0.99, self.zero_waits), 4),
             "wait_max_s": round(self.max_wait, 4),
             "cost_usd": round(self.cost_usd, 6),
             "prompt_tokens": self.prompt_tokens,

@@ -210,19 +210,6 @@ def simulate_variants(
             if results[policy.name]["partial"]:
                 break
         return results
-    return _in_parallel(policies, traffic, seeds, jobs, on_record, tick, extra_s, provider_factor)
-
-
-def _in_parallel(
-    policies: list[Policy],
-    traffic: Traffic,
-    seeds: list[int],
-    jobs: int,
-    on_record: Callable[[UsageRecord], None] | None,
-    tick: Callable[[int, int, float], None],
-    extra_s: float,
-    provider_factor: float,
-) -> dict[str, dict[str, Any]]:
     runs = _Parallel(policies, traffic, seeds, jobs - 1, tick, extra_s, provider_factor)
     runs.run(on_record)
     return _assemble_all(policies, traffic, seeds, runs.done, provider_factor)

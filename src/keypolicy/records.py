@@ -23,7 +23,7 @@ OUTCOMES = ("ok", "upstream_429", "rejected", "deferred", "budget_exhausted", "e
 ``budget_exhausted``; ``error`` (the provider failed it otherwise)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class UsageRecord:
     """One request's life. Times are epoch seconds; tokens are counts; cost is USD."""
 
@@ -46,6 +46,48 @@ class UsageRecord:
     cost_usd: float
     batch: bool
     deferred: bool
+
+    def __init__(
+        self,
+        request_id: str,
+        domain: str,
+        model: str,
+        key: str,
+        project: str,
+        priority: str,
+        submitted: float,
+        started: float | None,
+        finished: float,
+        wait_s: float,
+        attempts: int,
+        outcome: str,
+        reason: str,
+        prompt_tokens: int,
+        cached_tokens: int,
+        completion_tokens: int,
+        cost_usd: float,
+        batch: bool,
+        deferred: bool,
+    ) -> None:
+        object.__setattr__(self, "request_id", request_id)
+        object.__setattr__(self, "domain", domain)
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "project", project)
+        object.__setattr__(self, "priority", priority)
+        object.__setattr__(self, "submitted", submitted)
+        object.__setattr__(self, "started", started)
+        object.__setattr__(self, "finished", finished)
+        object.__setattr__(self, "wait_s", wait_s)
+        object.__setattr__(self, "attempts", attempts)
+        object.__setattr__(self, "outcome", outcome)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "prompt_tokens", prompt_tokens)
+        object.__setattr__(self, "cached_tokens", cached_tokens)
+        object.__setattr__(self, "completion_tokens", completion_tokens)
+        object.__setattr__(self, "cost_usd", cost_usd)
+        object.__setattr__(self, "batch", batch)
+        object.__setattr__(self, "deferred", deferred)
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(UsageRecord))

@@ -27,7 +27,7 @@ __all__ = ["Admission", "Admitted", "Blocked", "BudgetShort"]
 INF = math.inf
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Admitted:
     """Taken: the request goes out on ``route``, holding ``holds`` of its budgets."""
 
@@ -36,8 +36,20 @@ class Admitted:
     estimate: float
     amounts: tuple[float, ...]  # what it took from each of the route's buckets
 
+    def __init__(
+        self,
+        route: Route,
+        holds: list[Hold],
+        estimate: float,
+        amounts: tuple[float, ...],
+    ) -> None:
+        object.__setattr__(self, "route", route)
+        object.__setattr__(self, "holds", holds)
+        object.__setattr__(self, "estimate", estimate)
+        object.__setattr__(self, "amounts", amounts)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Blocked:
     """Not now: the buckets the request holds back while it waits, and the soonest it could
     fit (seconds; ``inf`` if only another event can tell)."""
@@ -45,12 +57,26 @@ class Blocked:
     buckets: frozenset[int]
     wait: float
 
+    def __init__(
+        self,
+        buckets: frozenset[int],
+        wait: float,
+    ) -> None:
+        object.__setattr__(self, "buckets", buckets)
+        object.__setattr__(self, "wait", wait)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class BudgetShort:
     """A budget, not a limit, stands in the way."""
 
     budget: int
+
+    def __init__(
+        self,
+        budget: int,
+    ) -> None:
+        object.__setattr__(self, "budget", budget)
 
 
 class Admission:

@@ -93,7 +93,7 @@ def _number(value: str | None) -> float | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RateLimitHeaders:
     """The ``x-ratelimit-*`` headers of one response; ``None`` for each that was absent.
 
@@ -107,6 +107,22 @@ class RateLimitHeaders:
     remaining_tokens: float | None = None
     reset_requests: float | None = None
     reset_tokens: float | None = None
+
+    def __init__(
+        self,
+        limit_requests: float | None = None,
+        limit_tokens: float | None = None,
+        remaining_requests: float | None = None,
+        remaining_tokens: float | None = None,
+        reset_requests: float | None = None,
+        reset_tokens: float | None = None,
+    ) -> None:
+        object.__setattr__(self, "limit_requests", limit_requests)
+        object.__setattr__(self, "limit_tokens", limit_tokens)
+        object.__setattr__(self, "remaining_requests", remaining_requests)
+        object.__setattr__(self, "remaining_tokens", remaining_tokens)
+        object.__setattr__(self, "reset_requests", reset_requests)
+        object.__setattr__(self, "reset_tokens", reset_tokens)
 
     def any(self) -> bool:
         """Whether the response carried any of the headers."""

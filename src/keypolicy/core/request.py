@@ -11,7 +11,7 @@ from keypolicy.core.config import DomainDef
 __all__ = ["Pending"]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Pending:
     """One request in the engine. Tokens are counts; times are epoch seconds.
 
@@ -42,6 +42,51 @@ class Pending:
     tried: set[str] = field(default_factory=set)  # models it was downgraded from
     sent_at: float = 0.0  # when the current attempt was sent
     fit_epoch: int = -1  # the limits epoch in which it was last found to fit some key
+
+    def __init__(
+        self,
+        id: str,
+        domain: DomainDef,
+        model: str,
+        prompt: int,
+        rate_prompt: int,
+        max_out: int,
+        n: int,
+        submitted: float,
+        seq: int,
+        deadline: float = math.inf,
+        attempts: int = 0,
+        state: str = "new",
+        key: int = -1,
+        pinned: int = -1,
+        deferred: bool = False,
+        estimate_usd: float = 0.0,
+        submitted_wait: float = 0.0,
+        sent_at: float = 0.0,
+        fit_epoch: int = -1,
+    ) -> None:
+        self.id = id
+        self.domain = domain
+        self.model = model
+        self.prompt = prompt
+        self.rate_prompt = rate_prompt
+        self.max_out = max_out
+        self.n = n
+        self.submitted = submitted
+        self.seq = seq
+        self.deadline = deadline
+        self.attempts = attempts
+        self.state = state
+        self.key = key
+        self.pinned = pinned
+        self.deferred = deferred
+        self.estimate_usd = estimate_usd
+        self.charges = []
+        self.holds = []
+        self.submitted_wait = submitted_wait
+        self.tried = set()
+        self.sent_at = sent_at
+        self.fit_epoch = fit_epoch
 
     @property
     def rank(self) -> int:

@@ -27,7 +27,7 @@ RETRYABLE = frozenset({408, 409, 429})
 KEY_PROBLEMS = frozenset({401, 403})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Verdict:
     """What to do after a failed attempt.
 
@@ -41,6 +41,20 @@ class Verdict:
     reason: str
     rate_limit: str | None = None
     body: ErrorBody | None = None
+
+    def __init__(
+        self,
+        kind: str,
+        delay: float,
+        reason: str,
+        rate_limit: str | None = None,
+        body: ErrorBody | None = None,
+    ) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "delay", delay)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "rate_limit", rate_limit)
+        object.__setattr__(self, "body", body)
 
 
 def backoff_delay(retry: RetryDef, attempt: int, rng: random.Random) -> float:

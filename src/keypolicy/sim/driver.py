@@ -49,7 +49,7 @@ BATCH_TURNAROUND_S = 3600.0
 """How long the modelled Batch API takes to complete a request (well inside its 24h window)."""
 
 
-@dataclass
+@dataclass(init=False)
 class _Life:
     """What the driver remembers of a request until it ends."""
 
@@ -66,6 +66,36 @@ class _Life:
     cached: int = 0
     completion: int = 0
     prompt: int = 0
+
+    def __init__(
+        self,
+        arrival: Arrival,
+        submitted: float,
+        started: float | None = None,
+        key: str = "",
+        project: str = "",
+        model: str = "",
+        deferred: bool = False,
+        batch: bool = False,
+        attempt: int = 0,
+        ticket: int | None = None,
+        cached: int = 0,
+        completion: int = 0,
+        prompt: int = 0,
+    ) -> None:
+        self.arrival = arrival
+        self.submitted = submitted
+        self.started = started
+        self.key = key
+        self.project = project
+        self.model = model
+        self.deferred = deferred
+        self.batch = batch
+        self.attempt = attempt
+        self.ticket = ticket
+        self.cached = cached
+        self.completion = completion
+        self.prompt = prompt
 
 
 def _request(arrival: Arrival, project: str, model: str) -> UpstreamRequest:

@@ -32,7 +32,7 @@ fault (``insufficient_quota``, ``bare_429``, ``server_error``, ``timeout``, ``di
 ``malformed``); or a model neither the project nor the organization has (``model_not_found``)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Usage:
     """Tokens of one request: prompt (``cached`` of them from the prompt cache) and completion.
 
@@ -45,13 +45,25 @@ class Usage:
     cached_tokens: int = 0
     choices: tuple[int, ...] = ()
 
+    def __init__(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int = 0,
+        cached_tokens: int = 0,
+        choices: tuple[int, ...] = (),
+    ) -> None:
+        object.__setattr__(self, "prompt_tokens", prompt_tokens)
+        object.__setattr__(self, "completion_tokens", completion_tokens)
+        object.__setattr__(self, "cached_tokens", cached_tokens)
+        object.__setattr__(self, "choices", choices)
+
     @property
     def total_tokens(self) -> int:
         """Prompt plus completion tokens."""
         return self.prompt_tokens + self.completion_tokens
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Timing:
     """When the answer comes, in seconds after the request arrived.
 
@@ -62,8 +74,16 @@ class Timing:
     first_token: float = 0.0
     total: float = 0.0
 
+    def __init__(
+        self,
+        first_token: float = 0.0,
+        total: float = 0.0,
+    ) -> None:
+        object.__setattr__(self, "first_token", first_token)
+        object.__setattr__(self, "total", total)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Hit:
     """The limit that refused a request: which one, and the arithmetic of its bucket.
 
@@ -79,8 +99,24 @@ class Hit:
     requested: int
     wait: float
 
+    def __init__(
+        self,
+        dimension: Dimension,
+        scope: str,
+        limit: int,
+        used: float,
+        requested: int,
+        wait: float,
+    ) -> None:
+        object.__setattr__(self, "dimension", dimension)
+        object.__setattr__(self, "scope", scope)
+        object.__setattr__(self, "limit", limit)
+        object.__setattr__(self, "used", used)
+        object.__setattr__(self, "requested", requested)
+        object.__setattr__(self, "wait", wait)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Outcome:
     """The provider's answer to one request.
 
@@ -97,6 +133,26 @@ class Outcome:
     timing: Timing = field(default_factory=Timing)
     ticket: int | None = None
     hit: Hit | None = None
+
+    def __init__(
+        self,
+        kind: Kind,
+        status: int,
+        headers: dict[str, str] | None = None,
+        error: dict[str, Any] | None = None,
+        usage: Usage | None = None,
+        timing: Timing | None = None,
+        ticket: int | None = None,
+        hit: Hit | None = None,
+    ) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "headers", {} if headers is None else headers)
+        object.__setattr__(self, "error", error)
+        object.__setattr__(self, "usage", usage)
+        object.__setattr__(self, "timing", Timing() if timing is None else timing)
+        object.__setattr__(self, "ticket", ticket)
+        object.__setattr__(self, "hit", hit)
 
     @property
     def ok(self) -> bool:

@@ -35,7 +35,7 @@ __all__ = ["Draw", "Provider"]
 _HEADER_DIMENSIONS: tuple[tuple[Dimension, str], ...] = (("rpm", "requests"), ("tpm", "tokens"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Draw:
     """One bucket a request draws on: its scope (project or ``*``), dimension and amount."""
 
@@ -44,14 +44,36 @@ class Draw:
     bucket: Bucket
     amount: int
 
+    def __init__(
+        self,
+        scope: str,
+        dimension: Dimension,
+        bucket: Bucket,
+        amount: int,
+    ) -> None:
+        object.__setattr__(self, "scope", scope)
+        object.__setattr__(self, "dimension", dimension)
+        object.__setattr__(self, "bucket", bucket)
+        object.__setattr__(self, "amount", amount)
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class _Charge:
     """What an admitted request was charged (tokens), and what it will be settled at."""
 
     token_buckets: list[Bucket]
     charged: int
     actual: int
+
+    def __init__(
+        self,
+        token_buckets: list[Bucket],
+        charged: int,
+        actual: int,
+    ) -> None:
+        self.token_buckets = token_buckets
+        self.charged = charged
+        self.actual = actual
 
 
 class Provider:

@@ -51,7 +51,7 @@ class ExactCounts:
     cached_tokens: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class UpstreamRequest:
     """One request to the provider, charged to ``project``.
 
@@ -70,6 +70,28 @@ class UpstreamRequest:
     completion_tokens: int | None = None
     cached_tokens: int | None = None
     prompt: str = ""
+
+    def __init__(
+        self,
+        project: str,
+        model: str,
+        endpoint: Endpoint = "chat.completions",
+        prompt_tokens: int = 0,
+        max_output: int | None = None,
+        n: int = 1,
+        completion_tokens: int | None = None,
+        cached_tokens: int | None = None,
+        prompt: str = "",
+    ) -> None:
+        object.__setattr__(self, "project", project)
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "endpoint", endpoint)
+        object.__setattr__(self, "prompt_tokens", prompt_tokens)
+        object.__setattr__(self, "max_output", max_output)
+        object.__setattr__(self, "n", n)
+        object.__setattr__(self, "completion_tokens", completion_tokens)
+        object.__setattr__(self, "cached_tokens", cached_tokens)
+        object.__setattr__(self, "prompt", prompt)
 
 
 def split_extension(body: Mapping[str, Any]) -> tuple[dict[str, Any], ExactCounts]:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keypolicy.upstream import FaultSettings, LatencySettings, ModelSpeed, Timing
+from keypolicy.upstream.latency import lognormal
 from tests.upstream.conftest import T0, provider, req
 
 
@@ -108,3 +111,12 @@ def test_latency_noise_is_seeded() -> None:
     p = provider(seed=4, latency=noisy)
     out = p.submit(req(max_output=100), T0)
     assert out.timing.total > out.timing.first_token > 0
+
+
+@settings(max_examples=200)
+@given(seed=st.integers(0, 2**32), sigma=st.floats(0.01, 3.0))
+def test_lognormal_draws_exactly_what_random_draws(seed: int, sigma: float) -> None:
+    ours, theirs = random.Random(seed), random.Random(seed)
+    for _ in range(20):
+        assert lognormal(ours, sigma) == theirs.lognormvariate(0.0, sigma)
+    assert ours.random() == theirs.random()  # and used the stream alike

@@ -140,13 +140,16 @@ class Simulation:
             start, policy.timezone, {n: d.pool for n, d in policy.domains.items()}, self._priority
         )
         self.stopped = False
+        self._due: Arrival | None = None  # the next arrival, once its time has come
+        self._count = 0  # arrivals so far
+        self._fed = False  # whether every arrival has come
 
     # ------------------------------------------------------------------ running
 
     def run(self, until: float | None = None) -> Metrics:
         """Simulate until the traffic is over and every request has ended (or until ``until``
         seconds), then close the requests still open as deferred."""
-        self.env.process(self._feed())
+        self.env.process(self._start())
         self.env.process(self._sample())
         try:
             self.env.run(until=until)
@@ -157,37 +160,49 @@ class Simulation:
     def _now(self) -> float:
         return self.start + self.env.now
 
-    def _feed(self) -> Generator[simpy.Event, Any, None]:
-        env, start, lives, arrived, handle = (
-            self.env,
-            self.start,
-            self._lives,
-            self.metrics.arrival,
-            self._handle,
-        )
-        for count, arrival in enumerate(self._arrivals, start=1):
+    def _start(self) -> Generator[simpy.Event, Any, None]:
+        """The arrivals due at the very start, first of all (the sampler comes after)."""
+        self._feed(None)
+        return
+        yield  # a generator: SimPy runs it as the first process
+
+    def _feed(self, _: simpy.Event | None) -> None:
+        """Submit the arrival due now, and any others at the same time, then wait for the next:
+        one timeout per arrival, with this as its callback (cheaper than a process's resume)."""
+        env, arrivals = self.env, self._arrivals
+        arrival = self._due
+        while True:
+            if arrival is not None:
+                self._arrive(arrival)
+            arrival = next(arrivals, None)
+            if arrival is None:
+                self._fed = True
+                return
             if arrival.time > env.now:
-                yield env.timeout(arrival.time - env.now)
-            rid = f"r{count}"
-            now = start + env.now
-            lives[rid] = _Life(arrival, now)
-            arrived(arrival.domain, now)
-            handle(
-                Submit(
-                    rid,
-                    arrival.domain,
-                    now,
-                    arrival.prompt_tokens,
-                    arrival.max_output_tokens,
-                    1,
-                    arrival.model,
-                )
+                self._due = arrival
+                env.timeout(arrival.time - env.now).callbacks.append(self._feed)
+                return
+
+    def _arrive(self, arrival: Arrival) -> None:
+        self._count += 1
+        rid = f"r{self._count}"
+        now = self.start + self.env.now
+        self._lives[rid] = _Life(arrival, now)
+        self.metrics.arrival(arrival.domain, now)
+        self._handle(
+            Submit(
+                rid,
+                arrival.domain,
+                now,
+                arrival.prompt_tokens,
+                arrival.max_output_tokens,
+                1,
+                arrival.model,
             )
-        self._fed = True
+        )
 
     def _sample(self) -> Generator[simpy.Event, Any, None]:
         """Once a simulated minute: queue depth per class, and progress."""
-        self._fed = False
         while not self._fed or self._lives:
             depths: dict[str, int] = dict.fromkeys(self.engine.config.classes, 0)
             for rid in self.engine.waiting():

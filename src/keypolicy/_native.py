@@ -56,6 +56,7 @@ COMPILED = (
     "keypolicy.upstream.provider",
     "keypolicy.upstream.requests",
     "keypolicy.upstream.settings",
+    "keypolicy.sim.arrival",
     "keypolicy.sim.driver",
     "keypolicy.sim.metrics",
     "keypolicy.records",

@@ -19,20 +19,25 @@ from dataclasses import dataclass
 
 from keypolicy.core.calendar import period_of
 from keypolicy.core.config import BudgetDef
-from keypolicy.core.store import Store
+from keypolicy.core.store import BucketRef, Store
 
 __all__ = ["BudgetBook", "BudgetBucket", "Hold"]
 
 
-@dataclass(frozen=True, slots=True)
-class BudgetBucket:
-    """One budget's bucket for one period (a :class:`~keypolicy.core.store.BucketRef`)."""
+@dataclass(frozen=True, slots=True, init=False)
+class BudgetBucket(BucketRef):
+    """One budget's bucket for one period."""
 
-    name: str
-    capacity: float
-    rate: float
+    # name, capacity, rate: from BucketRef
     budget: int
     end: float  # when the period ends (inf for a rolling budget)
+
+    def __init__(self, name: str, capacity: float, rate: float, budget: int, end: float) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "capacity", capacity)
+        object.__setattr__(self, "rate", rate)
+        object.__setattr__(self, "budget", budget)
+        object.__setattr__(self, "end", end)
 
 
 Hold = tuple[BudgetBucket, float]

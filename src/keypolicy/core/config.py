@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from keypolicy.core.store import BucketRef
+
 __all__ = [
     "BucketDef",
     "BudgetDef",
@@ -22,22 +24,40 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class BucketDef:
+@dataclass(frozen=True, slots=True, init=False)
+class BucketDef(BucketRef):
     """A continuously refilled bucket: ``capacity`` units, refilled at ``rate`` units a second.
 
     ``tokens`` tells a token bucket (charged with a request's tokens) from a request bucket
     (charged 1 per request). ``name`` is stable across processes (it keys shared state).
     """
 
-    name: str
-    capacity: float
-    rate: float
+    # name, capacity, rate: from BucketRef
     tokens: bool
     scope: str  # "project" or "organization"
     owner: str  # the project's name, or the organization's id
     model: str
     dimension: str  # rpm, rpd, tpm, tpd
+
+    def __init__(
+        self,
+        name: str,
+        capacity: float,
+        rate: float,
+        tokens: bool,
+        scope: str,
+        owner: str,
+        model: str,
+        dimension: str,
+    ) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "capacity", capacity)
+        object.__setattr__(self, "rate", rate)
+        object.__setattr__(self, "tokens", tokens)
+        object.__setattr__(self, "scope", scope)
+        object.__setattr__(self, "owner", owner)
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "dimension", dimension)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,26 +11,35 @@ simulator's) and, later, a Redis store (one round trip per call, atomic via a sc
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
 
 __all__ = ["BucketRef", "Store", "level_at", "shortfall_wait"]
 
 
-class BucketRef(Protocol):
-    """A bucket as the store sees it: a stable ``name``, ``capacity`` units, ``rate`` units/s."""
+@dataclass(frozen=True, slots=True, init=False)
+class BucketRef:
+    """A bucket as the store sees it: a stable ``name``, ``capacity`` units, ``rate`` units/s.
 
-    @property
-    def name(self) -> str: ...
+    The limits' and the budgets' buckets extend it. A class, not a protocol: compiled, its fields
+    are read natively on every decision.
+    """
 
-    @property
-    def capacity(self) -> float: ...
+    name: str
+    capacity: float
+    rate: float
 
-    @property
-    def rate(self) -> float: ...
+    def __init__(self, name: str, capacity: float, rate: float) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "capacity", capacity)
+        object.__setattr__(self, "rate", rate)
 
 
-class Store(Protocol):
-    """Shared counters. All amounts are in the bucket's units; all times in epoch seconds."""
+class Store:
+    """Shared counters. All amounts are in the bucket's units; all times in epoch seconds.
+
+    The interface every store implements (subclasses override every method). A base class, not
+    a protocol: compiled, the engine's calls into the store are direct.
+    """
 
     def acquire(
         self,
@@ -44,28 +53,28 @@ class Store(Protocol):
         All or nothing. Returns 0.0 when taken, else the seconds until all could be taken if
         nothing else drew on them (``inf`` when a bucket that never refills is short).
         """
-        ...
+        raise NotImplementedError
 
     def adjust(self, bucket: BucketRef, delta: float, now: float) -> float:
         """Add ``delta`` units (give back if positive, take more if negative), up to capacity;
         return the new level."""
-        ...
+        raise NotImplementedError
 
     def clamp(self, bucket: BucketRef, level: float, now: float) -> None:
         """Lower the bucket's level to at most ``level`` (what the provider says is left)."""
-        ...
+        raise NotImplementedError
 
     def levels(self, buckets: Sequence[BucketRef], now: float) -> list[float]:
         """Current levels (units available), refilled up to ``now``."""
-        ...
+        raise NotImplementedError
 
     def set_cooldown(self, name: str, until: float) -> None:
         """Mark ``name`` (a project/model, or a key) unusable until ``until``; keeps the later."""
-        ...
+        raise NotImplementedError
 
     def cooldown(self, name: str) -> float:
         """When ``name``'s cooldown ends (0.0 if it has none)."""
-        ...
+        raise NotImplementedError
 
 
 def level_at(level: float, last: float, capacity: float, rate: float, now: float) -> float:

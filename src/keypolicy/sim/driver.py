@@ -38,8 +38,8 @@ from keypolicy.core import (
 from keypolicy.policy.compile import compile_policy
 from keypolicy.policy.model import Policy
 from keypolicy.records import UsageRecord
+from keypolicy.sim.arrival import Arrival
 from keypolicy.sim.metrics import Metrics
-from keypolicy.sim.traffic import Arrival
 from keypolicy.state import MemoryStore
 from keypolicy.upstream import Provider, ProviderLimits, ProviderSettings, UpstreamRequest
 

@@ -31,6 +31,7 @@ from keypolicy.policy.errors import Issue, PolicyError
 from keypolicy.policy.loader import _dotted, _fields_at, _issue_from_error
 from keypolicy.policy.references import did_you_mean
 from keypolicy.policy.source import SourceDoc, read_source
+from keypolicy.sim.arrival import Arrival
 from keypolicy.sim.profile import DomainTraffic, Profile, Sizes
 
 if TYPE_CHECKING:
@@ -51,23 +52,6 @@ _TRACE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".parquet")
 _M = TypeVar("_M", bound=BaseModel)
 _CHUNK = 4096  # arrivals drawn per numpy call: large enough to be fast, small enough to stream
 _SEED_MASK = (1 << 64) - 1
-
-
-@dataclass(frozen=True, slots=True)
-class Arrival:
-    """One request as it arrives.
-
-    ``time`` is seconds since the start of the simulated period (>= 0); token counts are tokens;
-    ``completion_tokens`` None lets the provider model draw it; ``model`` None means the domain's
-    default model.
-    """
-
-    time: float
-    domain: str
-    prompt_tokens: int
-    max_output_tokens: int
-    completion_tokens: int | None
-    model: str | None = None
 
 
 class Traffic(Protocol):

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from keypolicy.core.store import BucketRef, shortfall_wait
+from keypolicy.core.store import BucketRef, Store, shortfall_wait
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore:
+class MemoryStore(Store):
     """A :class:`keypolicy.core.store.Store` in a dict. New buckets start full."""
 
     def __init__(self) -> None:

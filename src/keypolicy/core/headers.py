@@ -126,32 +126,39 @@ class RateLimitHeaders:
 
     def any(self) -> bool:
         """Whether the response carried any of the headers."""
-        return any(
-            v is not None
-            for v in (
-                self.limit_requests,
-                self.limit_tokens,
-                self.remaining_requests,
-                self.remaining_tokens,
-            )
+        return (
+            self.limit_requests is not None
+            or self.limit_tokens is not None
+            or self.remaining_requests is not None
+            or self.remaining_tokens is not None
         )
+
+
+_RATE_LIMIT_NAMES = (
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
+)
 
 
 def parse_rate_limit_headers(headers: Mapping[str, str]) -> RateLimitHeaders:
     """Read the ``x-ratelimit-*`` headers; malformed values count as absent."""
-    h = _lower(headers)
-
-    def reset(name: str) -> float | None:
-        value = h.get(name)
-        return None if value is None else parse_go_duration(value)
-
+    get = headers.get
+    values = [get(name) for name in _RATE_LIMIT_NAMES]
+    if None in values:  # absent, or spelt in other case: look again, case-blind
+        lowered = _lower(headers)
+        values = [lowered.get(name) for name in _RATE_LIMIT_NAMES]
+    reset_requests, reset_tokens = values[4], values[5]
     return RateLimitHeaders(
-        limit_requests=_number(h.get("x-ratelimit-limit-requests")),
-        limit_tokens=_number(h.get("x-ratelimit-limit-tokens")),
-        remaining_requests=_number(h.get("x-ratelimit-remaining-requests")),
-        remaining_tokens=_number(h.get("x-ratelimit-remaining-tokens")),
-        reset_requests=reset("x-ratelimit-reset-requests"),
-        reset_tokens=reset("x-ratelimit-reset-tokens"),
+        _number(values[0]),
+        _number(values[1]),
+        _number(values[2]),
+        _number(values[3]),
+        None if reset_requests is None else parse_go_duration(reset_requests),
+        None if reset_tokens is None else parse_go_duration(reset_tokens),
     )
 
 

@@ -163,6 +163,8 @@ class Provider:
 
     def _completions(self, request: UpstreamRequest) -> tuple[int, ...]:
         if request.completion_tokens is not None:
+            if request.n == 1:
+                return (request.completion_tokens,)
             share, extra = divmod(request.completion_tokens, request.n)
             return tuple(share + (1 if i < extra else 0) for i in range(request.n))
         most = request.max_output

@@ -124,8 +124,10 @@ class BudgetBook:
         A threshold alerts the first time spend reaches it in a period, and again whenever a
         settlement carries spend across it (a rolling window that forgot old spend re-arms).
         """
+        if len(holds) != len(levels):
+            raise ValueError("crossed needs one level per hold")
         found = []
-        for (bucket, _), level in zip(holds, levels, strict=True):
+        for (bucket, _), level in zip(holds, levels):  # noqa: B905 (checked above)
             lines = self._lines[bucket.budget]
             spent = bucket.capacity - level
             reached = bisect_right(lines, spent + 1e-12)

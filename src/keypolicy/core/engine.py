@@ -420,7 +420,9 @@ class Engine:
         req.sent_at = now
         req.state = "inflight"
         req.key = route.key
-        req.charges = list(zip(route.buckets, admitted.amounts, strict=True))
+        # One amount per bucket of the route (Admission builds them so); a compiled zip without
+        # strict= is a plain loop, with it a zip object.
+        req.charges = [(b, a) for b, a in zip(route.buckets, admitted.amounts)]  # noqa: B905
         req.holds = admitted.holds
         req.estimate_usd = admitted.estimate
         key = self.config.keys[route.key]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import simpy
+from simpy.events import Timeout
 
 from keypolicy.core import (
     Action,
@@ -143,6 +144,7 @@ class Simulation:
         self._due: Arrival | None = None  # the next arrival, once its time has come
         self._count = 0  # arrivals so far
         self._fed = False  # whether every arrival has come
+        self._t = 0.0  # SimPy's clock as last read (seconds since the start)
 
     # ------------------------------------------------------------------ running
 
@@ -157,8 +159,14 @@ class Simulation:
             self._close_open()
         return self.metrics
 
+    def _clock(self) -> float:
+        """Read SimPy's clock, once per callback (``env.now`` is a property: a Python call)."""
+        self._t = self.env.now
+        return self._t
+
     def _now(self) -> float:
-        return self.start + self.env.now
+        """The engine's time (epoch seconds) as of the last :meth:`_clock`."""
+        return self.start + self._t
 
     def _start(self) -> Generator[simpy.Event, Any, None]:
         """The arrivals due at the very start, first of all (the sampler comes after)."""
@@ -169,7 +177,7 @@ class Simulation:
     def _feed(self, _: simpy.Event | None) -> None:
         """Submit the arrival due now, and any others at the same time, then wait for the next:
         one timeout per arrival, with this as its callback (cheaper than a process's resume)."""
-        env, arrivals = self.env, self._arrivals
+        arrivals, t = self._arrivals, self._clock()
         arrival = self._due
         while True:
             if arrival is not None:
@@ -178,15 +186,15 @@ class Simulation:
             if arrival is None:
                 self._fed = True
                 return
-            if arrival.time > env.now:
+            if arrival.time > t:
                 self._due = arrival
-                env.timeout(arrival.time - env.now).callbacks.append(self._feed)
+                Timeout(self.env, arrival.time - t).callbacks.append(self._feed)
                 return
 
     def _arrive(self, arrival: Arrival) -> None:
         self._count += 1
         rid = f"r{self._count}"
-        now = self.start + self.env.now
+        now = self.start + self._t
         self._lives[rid] = _Life(arrival, now)
         self.metrics.arrival(arrival.domain, now)
         self._handle(
@@ -204,13 +212,14 @@ class Simulation:
     def _sample(self) -> Generator[simpy.Event, Any, None]:
         """Once a simulated minute: queue depth per class, and progress."""
         while not self._fed or self._lives:
+            self._clock()
             depths: dict[str, int] = dict.fromkeys(self.engine.config.classes, 0)
             for rid in self.engine.waiting():
                 depths[self._priority[self._lives[rid].arrival.domain]] += 1
             self.metrics.queue_depth(depths, self._now())
             if self._on_progress is not None:
-                self._on_progress(self.env.now)
-            yield self.env.timeout(60.0)
+                self._on_progress(self._t)
+            yield Timeout(self.env, 60.0)
 
     # ------------------------------------------------------------------ the engine
 
@@ -220,8 +229,9 @@ class Simulation:
         wake = self.engine.next_wake
         if wake is None:
             return
-        at = max(wake - self.start, self.env.now)
-        if at < self._wake_at or self._wake_at < self.env.now:
+        t = self._t
+        at = max(wake - self.start, t)
+        if at < self._wake_at or self._wake_at < t:
             # One wake-up is pending at a time: an earlier one replaces it, and the replaced
             # timeout, when it fires, does nothing (else stale timeouts would multiply).
             self._wake_at = at
@@ -231,12 +241,13 @@ class Simulation:
             def fire(_: simpy.Event, token: int = token) -> None:
                 self._wake(token)
 
-            self.env.timeout(at - self.env.now).callbacks.append(fire)
+            Timeout(self.env, at - t).callbacks.append(fire)
 
     def _wake(self, token: int) -> None:
         if token != self._wake_token:
             return
         self._wake_at = float("inf")
+        self._clock()
         self._handle(Advance(self._now()))
 
     def _carry_out(self, action: Action) -> None:
@@ -263,7 +274,7 @@ class Simulation:
         )
         life.attempt = send.attempt
         a = life.arrival
-        outcome = self.provider.submit(_request(a, send.project, send.model), self.env.now)
+        outcome = self.provider.submit(_request(a, send.project, send.model), self._t)
         self.metrics.admitted(send.project, send.model, send.charge_tokens, self._now())
         life.ticket = outcome.ticket
         if outcome.usage is not None:
@@ -273,8 +284,9 @@ class Simulation:
             self.metrics.rate_limit(a.domain, send.project, self._now())
 
         def answer(_: simpy.Event) -> None:
+            t = self._clock()
             if life.ticket is not None:
-                self.provider.settle(life.ticket, self.env.now)
+                self.provider.settle(life.ticket, t)
                 life.ticket = None
             if outcome.ok:
                 self._handle(
@@ -297,7 +309,7 @@ class Simulation:
                     )
                 )
 
-        self.env.timeout(outcome.timing.total).callbacks.append(answer)
+        Timeout(self.env, outcome.timing.total).callbacks.append(answer)
 
     def _defer(self, defer: Defer) -> None:
         life = self._lives[defer.request_id]
@@ -312,7 +324,7 @@ class Simulation:
             self._now(),
         )
         life.project = self._project_of(life.key)
-        usage = self.provider.usage(_request(life.arrival, life.project, defer.model), self.env.now)
+        usage = self.provider.usage(_request(life.arrival, life.project, defer.model), self._t)
         life.prompt, life.completion, life.cached = (
             usage.prompt_tokens,
             usage.completion_tokens,
@@ -320,11 +332,12 @@ class Simulation:
         )
 
         def done(_: simpy.Event) -> None:
+            self._clock()
             self._handle(
                 Settled(defer.request_id, self._now(), life.prompt, life.completion, life.cached)
             )
 
-        self.env.timeout(BATCH_TURNAROUND_S).callbacks.append(done)
+        Timeout(self.env, BATCH_TURNAROUND_S).callbacks.append(done)
 
     def _project_of(self, alias: str) -> str:
         for key in self.engine.config.keys:
@@ -394,6 +407,7 @@ class Simulation:
 
     def _close_open(self) -> None:
         """Requests still open when the run stops: parked, queued or in flight."""
+        self._clock()
         for rid, life in list(self._lives.items()):
             self._lives.pop(rid)
             self._end(

@@ -130,7 +130,10 @@ class _PerMinute:
 
     def add(self, name: str, minute: int, value: int | float) -> None:
         if minute >= 0:
-            self._row(name, minute)[minute] += value
+            row = self.rows.get(name)
+            if row is None or minute >= len(row):
+                row = self._row(name, minute)
+            row[minute] += value
 
     def set(self, name: str, minute: int, value: int | float) -> None:
         if minute >= 0:
@@ -174,10 +177,12 @@ class Metrics:
         self.waits = _PerMinute("d")  # the longest wait, by class
         self.alerts: list[dict[str, Any]] = []
         self.minutes = 0
+        self._series_names: dict[str, dict[str, str]] = {}  # project -> model -> "project/model"
 
     def _minute(self, at: float) -> int:
         minute = int((at - self.start) // 60)
-        self.minutes = max(self.minutes, minute + 1)
+        if minute >= self.minutes:
+            self.minutes = minute + 1
         return minute
 
     def arrival(self, domain: str, at: float) -> None:
@@ -186,7 +191,12 @@ class Metrics:
 
     def admitted(self, project: str, model: str, tokens: int, at: float) -> None:
         """An attempt went out, charging ``tokens`` against the project's limits."""
-        series = f"{project}/{model}"
+        names = self._series_names.get(project)
+        if names is None:
+            names = self._series_names[project] = {}
+        series = names.get(model)
+        if series is None:
+            series = names[model] = f"{project}/{model}"
         minute = self._minute(at)
         self.admitted_tokens.add(series, minute, tokens)
         self.admitted_requests.add(series, minute, 1)

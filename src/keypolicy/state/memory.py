@@ -45,10 +45,13 @@ class MemoryStore(Store):
     ) -> float:
         """See :meth:`keypolicy.core.store.Store.acquire`."""
         # The hot path of every decision: refill and check in one pass, take in a second.
+        if not len(buckets) == len(amounts) == len(floors):
+            raise ValueError("acquire needs one amount and one floor per bucket")
         table = self._buckets
         states = []
         wait = 0.0
-        for bucket, amount, floor in zip(buckets, amounts, floors, strict=True):
+        # zip without strict=: compiled, it is a plain loop (strict= builds a zip object).
+        for bucket, amount, floor in zip(buckets, amounts, floors):  # noqa: B905 (checked above)
             state = table.get(bucket.name)
             capacity = bucket.capacity
             if state is None:
@@ -62,7 +65,7 @@ class MemoryStore(Store):
                 wait = max(wait, shortfall_wait(state[0], amount, floor, bucket.rate, capacity))
         if wait > 0:
             return wait
-        for state, amount in zip(states, amounts, strict=True):
+        for state, amount in zip(states, amounts):  # noqa: B905 (one state per amount)
             state[0] -= amount
         return 0.0
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 __all__ = ["FIELDS", "OUTCOMES", "RecordWriter", "UsageRecord"]
 
-OUTCOMES = ("ok", "upstream_429", "rejected", "deferred", "budget_exhausted", "error")
+OUTCOMES: Final = ("ok", "upstream_429", "rejected", "deferred", "budget_exhausted", "error")
 """``ok``; ``upstream_429`` (gave up after the provider's 429s); ``rejected`` by the policy
 (max_wait, too large, model not allowed...); ``deferred`` (still parked when the period ended);
 ``budget_exhausted``; ``error`` (the provider failed it otherwise)."""
@@ -90,9 +90,11 @@ class UsageRecord:
         object.__setattr__(self, "deferred", deferred)
 
 
-FIELDS = tuple(f.name for f in dataclasses.fields(UsageRecord))
+FIELDS: Final = tuple(f.name for f in dataclasses.fields(UsageRecord))
 
-_ROW = attrgetter(*FIELDS)  # a record's values in FIELDS order (astuple deep-copies: 10x slower)
+_ROW: Final = attrgetter(
+    *FIELDS
+)  # a record's values in FIELDS order (astuple deep-copies: 10x slower)
 
 
 class RecordWriter:

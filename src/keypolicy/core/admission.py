@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Final
 
 from keypolicy.core.budgets import BudgetBook, Hold
 from keypolicy.core.config import BucketDef, EngineConfig, Route
@@ -24,7 +25,7 @@ from keypolicy.core.store import BucketRef, Store
 
 __all__ = ["Admission", "Admitted", "Blocked", "BudgetShort"]
 
-INF = math.inf
+INF: Final = math.inf
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+from typing import Final
 
 from keypolicy.core.actions import Action, Alert, Complete, Defer, Reject, Retry, Send
 from keypolicy.core.admission import Admission, Admitted, Blocked
@@ -27,13 +28,13 @@ from keypolicy.core.store import Store
 
 __all__ = ["Engine"]
 
-INF = math.inf
-KEY_COOLDOWN_S = 600.0  # a key the provider refused (401/403) rests this long
-QUOTA_COOLDOWN_S = 300.0  # a project out of quota rests this long before it is tried again
-DEFAULT_MAX_OUTPUT = 4096  # output cap assumed for a model the catalog does not know
+INF: Final = math.inf
+KEY_COOLDOWN_S: Final = 600.0  # a key the provider refused (401/403) rests this long
+QUOTA_COOLDOWN_S: Final = 300.0  # a project out of quota rests this long before it is tried again
+DEFAULT_MAX_OUTPUT: Final = 4096  # output cap assumed for a model the catalog does not know
 # Wake no sooner than this after finding a request short: float time at epoch magnitude moves
 # in steps of ~0.2µs, so a shortfall of a hair would otherwise ask to be woken "now" forever.
-MIN_WAKE_S = 1e-3
+MIN_WAKE_S: Final = 1e-3
 
 QueueKey = tuple[int, str, str]  # (class rank, pool, model)
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Final
 
 __all__ = [
     "ErrorBody",
@@ -24,7 +25,7 @@ __all__ = [
     "retry_after_seconds",
 ]
 
-_GO_UNITS = {
+_GO_UNITS: Final = {
     "ns": 1e-9,
     "us": 1e-6,
     "µs": 1e-6,
@@ -34,10 +35,12 @@ _GO_UNITS = {
     "m": 60.0,
     "h": 3600.0,
 }
-_GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_TRY_AGAIN = re.compile(r"try again in ((?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+)")
+_GO_PART: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_TRY_AGAIN: Final = re.compile(
+    r"try again in ((?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+)"
+)
 
-QUOTA_CODES = frozenset(
+QUOTA_CODES: Final = frozenset(
     {
         "insufficient_quota",
         "billing_hard_limit_reached",
@@ -134,7 +137,7 @@ class RateLimitHeaders:
         )
 
 
-_RATE_LIMIT_NAMES = (
+_RATE_LIMIT_NAMES: Final = (
     "x-ratelimit-limit-requests",
     "x-ratelimit-limit-tokens",
     "x-ratelimit-remaining-requests",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from keypolicy.core.config import RetryDef
 from keypolicy.core.headers import (
@@ -23,8 +24,8 @@ from keypolicy.core.headers import (
 
 __all__ = ["Verdict", "backoff_delay", "judge_failure"]
 
-RETRYABLE = frozenset({408, 409, 429})
-KEY_PROBLEMS = frozenset({401, 403})
+RETRYABLE: Final = frozenset({408, 409, 429})
+KEY_PROBLEMS: Final = frozenset({401, 403})
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -16,7 +16,7 @@ import json
 import random
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import simpy
 from simpy.events import Timeout
@@ -46,7 +46,7 @@ from keypolicy.upstream import Provider, ProviderLimits, ProviderSettings, Upstr
 
 __all__ = ["BATCH_TURNAROUND_S", "Simulation"]
 
-BATCH_TURNAROUND_S = 3600.0
+BATCH_TURNAROUND_S: Final = 3600.0
 """How long the modelled Batch API takes to complete a request (well inside its 24h window)."""
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = ["EPSILON", "TIME_SLACK", "Bucket"]
 
-EPSILON = 1e-9
+EPSILON: Final = 1e-9
 """Units of float noise forgiven when checking that a draw fits."""
 
-TIME_SLACK = 1e-6
+TIME_SLACK: Final = 1e-6
 """Seconds of clock noise forgiven: a draw that would fit within a microsecond fits now.
 
 Timestamps near the Unix epoch's present (1.8e9 s) are exact only to about 2e-7 s, so a client

@@ -7,7 +7,7 @@ that nothing secret can end up in a log that records responses.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from keypolicy.upstream.durations import go_duration
 from keypolicy.upstream.limits import Dimension
@@ -31,9 +31,9 @@ __all__ = [
 ErrorBody = dict[str, Any]
 """``{"error": {"message": ..., "type": ..., "param": ..., "code": ...}}``."""
 
-_LEARN_MORE = "Visit https://platform.openai.com/account/rate-limits to learn more."
+_LEARN_MORE: Final = "Visit https://platform.openai.com/account/rate-limits to learn more."
 
-DIMENSION_NAMES: dict[Dimension, str] = {
+DIMENSION_NAMES: Final[dict[Dimension, str]] = {
     "rpm": "requests per min (RPM)",
     "tpm": "tokens per min (TPM)",
     "rpd": "requests per day (RPD)",
@@ -133,7 +133,7 @@ def bad_request(message: str, param: str | None = None) -> ErrorBody:
     return error_body(message, "invalid_request_error", None, param)
 
 
-_SERVER_MESSAGES = {
+_SERVER_MESSAGES: Final = {
     500: "The server had an error while processing your request. Sorry about that!",
     502: "Bad gateway.",
     503: "The server is overloaded or not ready yet.",

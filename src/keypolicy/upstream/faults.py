@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Final, Literal
 
 __all__ = ["FaultKind", "FaultSettings"]
 
@@ -27,7 +27,7 @@ FaultKind = Literal[
     "insufficient_quota", "bare_429", "server_error", "timeout", "disconnect", "malformed"
 ]
 
-_ORDER: tuple[FaultKind, ...] = (
+_ORDER: Final[tuple[FaultKind, ...]] = (
     "insufficient_quota",
     "bare_429",
     "server_error",

@@ -11,6 +11,7 @@ import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from keypolicy.upstream.outcome import Timing
 
@@ -25,7 +26,7 @@ class ModelSpeed:
     tokens_per_second: float = math.inf
 
 
-DEFAULT_SPEEDS: dict[str, ModelSpeed] = {
+DEFAULT_SPEEDS: Final[dict[str, ModelSpeed]] = {
     "gpt-5": ModelSpeed(3.0, 60.0),
     "gpt-5-mini": ModelSpeed(1.5, 90.0),
     "gpt-5-nano": ModelSpeed(1.0, 130.0),
@@ -83,7 +84,7 @@ class LatencySettings:
         return lognormal(rng, self.jitter) if self.jitter > 0 else 1.0
 
 
-_NV_MAGIC = 4 * math.exp(-0.5) / math.sqrt(2.0)
+_NV_MAGIC: Final = 4 * math.exp(-0.5) / math.sqrt(2.0)
 
 
 def lognormal(rng: random.Random, sigma: float) -> float:

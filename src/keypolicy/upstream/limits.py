@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Final, Literal
 
 from keypolicy.policy.model import Limits, Policy
 from keypolicy.policy.units import parse_count, parse_duration
@@ -29,14 +29,14 @@ __all__ = [
 ]
 
 Dimension = Literal["rpm", "tpm", "rpd", "tpd"]
-DIMENSIONS: tuple[Dimension, ...] = ("rpm", "tpm", "rpd", "tpd")
-WINDOW: dict[Dimension, float] = {"rpm": 60.0, "tpm": 60.0, "rpd": 86400.0, "tpd": 86400.0}
+DIMENSIONS: Final[tuple[Dimension, ...]] = ("rpm", "tpm", "rpd", "tpd")
+WINDOW: Final[dict[Dimension, float]] = {"rpm": 60.0, "tpm": 60.0, "rpd": 86400.0, "tpd": 86400.0}
 """Seconds each dimension's limit is counted over."""
 
-ORGANIZATION = "*"
+ORGANIZATION: Final = "*"
 """The scope name of organization-wide limits (no project may be called ``*``)."""
 
-DEFAULT_ORGANIZATION_ID = "org-keypolicy-mock"
+DEFAULT_ORGANIZATION_ID: Final = "org-keypolicy-mock"
 """Organization id written in 429 messages when the policy names none."""
 
 

@@ -19,6 +19,7 @@ import itertools
 import math
 import random
 from dataclasses import dataclass
+from typing import Final
 
 from keypolicy.upstream import errors
 from keypolicy.upstream.buckets import Bucket
@@ -32,7 +33,10 @@ from keypolicy.upstream.settings import ProviderSettings
 
 __all__ = ["Draw", "Provider"]
 
-_HEADER_DIMENSIONS: tuple[tuple[Dimension, str], ...] = (("rpm", "requests"), ("tpm", "tokens"))
+_HEADER_DIMENSIONS: Final[tuple[tuple[Dimension, str], ...]] = (
+    ("rpm", "requests"),
+    ("tpm", "tokens"),
+)
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 __all__ = [
     "EXTENSION_FIELD",
@@ -32,10 +32,10 @@ __all__ = [
 
 Endpoint = Literal["chat.completions", "responses", "embeddings"]
 
-EXTENSION_FIELD = "keypolicy"
+EXTENSION_FIELD: Final = "keypolicy"
 """Name of the body field that carries exact token counts (removed before the body is read)."""
 
-_MAX_FIELDS: dict[Endpoint, tuple[str, ...]] = {
+_MAX_FIELDS: Final[dict[Endpoint, tuple[str, ...]]] = {
     "chat.completions": ("max_completion_tokens", "max_tokens"),
     "responses": ("max_output_tokens",),
     "embeddings": (),

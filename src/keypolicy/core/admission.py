@@ -17,7 +17,7 @@ from typing import Final
 
 from keypolicy.core.budgets import BudgetBook, Hold
 from keypolicy.core.config import BucketDef, EngineConfig, Route
-from keypolicy.core.headers import parse_rate_limit_headers
+from keypolicy.core.headers import RateLimitHeaders, parse_rate_limit_headers
 from keypolicy.core.pricing import estimated_cost
 from keypolicy.core.request import Pending
 from keypolicy.core.selection import Selector
@@ -323,10 +323,17 @@ class Admission:
             self.store.adjust(self.buckets[b], amount, now)
         req.charges = []
 
-    def learn(self, req: Pending, headers: Mapping[str, str], now: float) -> None:
+    def learn(
+        self,
+        req: Pending,
+        headers: Mapping[str, str],
+        now: float,
+        read: RateLimitHeaders | None = None,
+    ) -> None:
         """Correct the project's per-minute buckets from a response's rate-limit headers:
-        adopt a lower real limit, and lower our level to what the provider says remains."""
-        info = parse_rate_limit_headers(headers)
+        adopt a lower real limit, and lower our level to what the provider says remains.
+        ``read``: the headers already read (else they are read here)."""
+        info = read if read is not None else parse_rate_limit_headers(headers)
         if not info.any():
             return
         project = self.config.keys[req.key].project

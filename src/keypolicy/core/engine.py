@@ -465,8 +465,8 @@ class Engine:
         for budget, threshold, spent in self._budgets.crossed(req.holds, levels, cost):
             b = self.config.budgets[budget]
             out.append(Alert(b.name, threshold, spent, b.usd, now))
-        if req.key >= 0 and ev.headers:
-            self._admission.learn(req, ev.headers, now)
+        if req.key >= 0 and (ev.headers or ev.rate_limits is not None):
+            self._admission.learn(req, ev.headers, now, ev.rate_limits)
         key = self.config.keys[req.key] if req.key >= 0 else None
         self._finish(
             req,

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from keypolicy.core.headers import RateLimitHeaders
+
 __all__ = ["Advance", "Cancel", "Event", "Failed", "Settled", "Submit"]
 
 
@@ -58,7 +60,9 @@ class Settled:
     """An attempt succeeded; its actual usage (tokens) and the response's headers.
 
     ``attempt`` (from the Send action) guards against a late answer to an attempt that was
-    already given up on; ``None`` skips the check.
+    already given up on; ``None`` skips the check. ``rate_limits``: the ``x-ratelimit-*``
+    headers already read, by a driver that has them as numbers (the simulator's provider model);
+    ``None`` (the runtime): the engine reads ``headers``.
     """
 
     request_id: str
@@ -68,6 +72,7 @@ class Settled:
     cached_tokens: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
     attempt: int | None = None
+    rate_limits: RateLimitHeaders | None = None
 
     def __init__(
         self,
@@ -78,6 +83,7 @@ class Settled:
         cached_tokens: int = 0,
         headers: Mapping[str, str] | None = None,
         attempt: int | None = None,
+        rate_limits: RateLimitHeaders | None = None,
     ) -> None:
         object.__setattr__(self, "request_id", request_id)
         object.__setattr__(self, "now", now)
@@ -86,6 +92,7 @@ class Settled:
         object.__setattr__(self, "cached_tokens", cached_tokens)
         object.__setattr__(self, "headers", {} if headers is None else headers)
         object.__setattr__(self, "attempt", attempt)
+        object.__setattr__(self, "rate_limits", rate_limits)
 
 
 @dataclass(frozen=True, slots=True, init=False)

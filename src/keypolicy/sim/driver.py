@@ -36,6 +36,7 @@ from keypolicy.core import (
     Settled,
     Submit,
 )
+from keypolicy.core.headers import RateLimitHeaders
 from keypolicy.policy.compile import compile_policy
 from keypolicy.policy.model import Policy
 from keypolicy.records import UsageRecord
@@ -43,6 +44,7 @@ from keypolicy.sim.arrival import Arrival
 from keypolicy.sim.metrics import Metrics
 from keypolicy.state import MemoryStore
 from keypolicy.upstream import Provider, ProviderLimits, ProviderSettings, UpstreamRequest
+from keypolicy.upstream.outcome import RateLimitNumbers
 
 __all__ = ["BATCH_TURNAROUND_S", "Simulation"]
 
@@ -108,6 +110,16 @@ def _request(arrival: Arrival, project: str, model: str) -> UpstreamRequest:
         max_output=arrival.max_output_tokens,
         completion_tokens=arrival.completion_tokens,
     )
+
+
+def _read(numbers: RateLimitNumbers | None) -> RateLimitHeaders | None:
+    """The provider model's rate-limit numbers as the engine reads headers: the values its
+    headers state (tests/sim/test_read_headers.py holds the two equal), without writing them
+    out as text and parsing them back on every answer."""
+    if numbers is None:
+        return None
+    limit_requests, limit_tokens, remaining_requests, remaining_tokens = numbers
+    return RateLimitHeaders(limit_requests, limit_tokens, remaining_requests, remaining_tokens)
 
 
 class Simulation:
@@ -298,6 +310,7 @@ class Simulation:
                         life.cached,
                         outcome.headers,
                         send.attempt,
+                        _read(outcome.rate_limits),
                     )
                 )
             else:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from keypolicy.upstream.limits import Dimension
 
-__all__ = ["Hit", "Kind", "Outcome", "Timing", "Usage"]
+__all__ = ["Hit", "Kind", "Outcome", "RateLimitNumbers", "Timing", "Usage"]
 
 Kind = Literal[
     "ok",
@@ -30,6 +30,11 @@ Kind = Literal[
 """What happened: ``ok``; a refusal by the limits (``rate_limited``, ``too_large``); an injected
 fault (``insufficient_quota``, ``bare_429``, ``server_error``, ``timeout``, ``disconnect``,
 ``malformed``); or a model neither the project nor the organization has (``model_not_found``)."""
+
+
+RateLimitNumbers = tuple[float | None, float | None, float | None, float | None]
+"""The numbers of ``x-ratelimit-limit-requests``, ``-limit-tokens``, ``-remaining-requests`` and
+``-remaining-tokens`` (``None`` where there is no such header)."""
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -122,7 +127,9 @@ class Outcome:
 
     ``status`` is the HTTP status (0 when no answer comes: a timeout or a dropped connection),
     ``error`` the JSON error body for a non-2xx status. ``ticket`` is set when the request was
-    admitted (and must be settled); ``usage`` when it produced tokens.
+    admitted (and must be settled); ``usage`` when it produced tokens. ``rate_limits``, on an
+    answer with usage, is what the rate-limit headers say, as numbers (for the simulator, which
+    hands them to the engine as read).
     """
 
     kind: Kind
@@ -133,6 +140,7 @@ class Outcome:
     timing: Timing = field(default_factory=Timing)
     ticket: int | None = None
     hit: Hit | None = None
+    rate_limits: RateLimitNumbers | None = None
 
     def __init__(
         self,
@@ -144,6 +152,7 @@ class Outcome:
         timing: Timing | None = None,
         ticket: int | None = None,
         hit: Hit | None = None,
+        rate_limits: RateLimitNumbers | None = None,
     ) -> None:
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "status", status)
@@ -153,6 +162,7 @@ class Outcome:
         object.__setattr__(self, "timing", Timing() if timing is None else timing)
         object.__setattr__(self, "ticket", ticket)
         object.__setattr__(self, "hit", hit)
+        object.__setattr__(self, "rate_limits", rate_limits)
 
     @property
     def ok(self) -> bool:

@@ -27,7 +27,7 @@ from keypolicy.upstream.caching import PromptCache
 from keypolicy.upstream.durations import go_duration
 from keypolicy.upstream.faults import FaultKind
 from keypolicy.upstream.limits import DIMENSIONS, ORGANIZATION, WINDOW, Dimension, ProviderLimits
-from keypolicy.upstream.outcome import Hit, Outcome, Timing, Usage
+from keypolicy.upstream.outcome import Hit, Outcome, RateLimitNumbers, Timing, Usage
 from keypolicy.upstream.requests import UpstreamRequest
 from keypolicy.upstream.settings import ProviderSettings
 
@@ -225,6 +225,31 @@ class Provider:
         The project's buckets are shown, or the organization's where the project has none;
         a dimension without any limit has no headers.
         """
+        headers = {}
+        for bucket, limit_name, limit, remaining_name, reset_name in self._shown_plan(
+            project, model, now
+        ):
+            headers[limit_name] = limit
+            headers[remaining_name] = str(bucket.remaining(now))
+            headers[reset_name] = go_duration(bucket.reset(now))
+        return headers
+
+    def rate_limits(self, project: str, model: str, now: float) -> RateLimitNumbers:
+        """What :meth:`headers` states as numbers: the limits and what remains, requests then
+        tokens (``None`` where it shows no header). Read back from the headers, they are these."""
+        limit_requests = limit_tokens = remaining_requests = remaining_tokens = None
+        for bucket, limit_name, _, _, _ in self._shown_plan(project, model, now):
+            if limit_name == "x-ratelimit-limit-requests":
+                limit_requests = float(bucket.limit)
+                remaining_requests = float(bucket.remaining(now))
+            else:
+                limit_tokens = float(bucket.limit)
+                remaining_tokens = float(bucket.remaining(now))
+        return (limit_requests, limit_tokens, remaining_requests, remaining_tokens)
+
+    def _shown_plan(
+        self, project: str, model: str, now: float
+    ) -> tuple[tuple[Bucket, str, str, str, str], ...]:
         shown = self._shown.get((project, model))
         if shown is None:
             found = []
@@ -243,12 +268,7 @@ class Provider:
                         )
                     )
             shown = self._shown[(project, model)] = tuple(found)
-        headers = {}
-        for bucket, limit_name, limit, remaining_name, reset_name in shown:
-            headers[limit_name] = limit
-            headers[remaining_name] = str(bucket.remaining(now))
-            headers[reset_name] = go_duration(bucket.reset(now))
-        return headers
+        return shown
 
     def _where(self, scope: str) -> str:
         if scope != ORGANIZATION and self.settings.project_in_message:
@@ -319,7 +339,8 @@ class Provider:
         self._tickets[ticket] = _Charge(token_buckets, self.charge(request), actual)
         headers = self.headers(request.project, request.model, now)
         if fault is None or fault == "malformed":
-            return Outcome(fault or "ok", 200, headers, None, usage, timing, ticket)
+            numbers = self.rate_limits(request.project, request.model, now)
+            return Outcome(fault or "ok", 200, headers, None, usage, timing, ticket, None, numbers)
         if fault == "server_error":
             status = self.rng.choice((500, 502, 503))
             first = Timing(timing.first_token, timing.first_token)

@@ -53,18 +53,17 @@ class Admitted:
 @dataclass(frozen=True, slots=True, init=False)
 class Blocked:
     """Not now: the buckets the request holds back while it waits, and the soonest it could
-    fit (seconds; ``inf`` if only another event can tell)."""
+    fit (seconds; ``inf`` if only another event can tell). ``exact``: no budget stood in the
+    way of any key, so until ``wait`` has passed only capacity given back can change this."""
 
     buckets: frozenset[int]
     wait: float
+    exact: bool = False
 
-    def __init__(
-        self,
-        buckets: frozenset[int],
-        wait: float,
-    ) -> None:
+    def __init__(self, buckets: frozenset[int], wait: float, exact: bool = False) -> None:
         object.__setattr__(self, "buckets", buckets)
         object.__setattr__(self, "wait", wait)
+        object.__setattr__(self, "exact", exact)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -193,7 +192,7 @@ class Admission:
                 claims.update(route.buckets)
         if budget_short is not None and not claims and wait == INF:
             return BudgetShort(budget_short)
-        return Blocked(frozenset(claims), wait)
+        return Blocked(frozenset(claims), wait, budget_short is None)
 
     def budgets_of(self, domain: str, key: int) -> tuple[int, ...]:
         """The budgets a request of ``domain`` draws on when it goes out on ``key``."""

@@ -35,6 +35,9 @@ DEFAULT_MAX_OUTPUT: Final = 4096  # output cap assumed for a model the catalog d
 # Wake no sooner than this after finding a request short: float time at epoch magnitude moves
 # in steps of ~0.2µs, so a shortfall of a hair would otherwise ask to be woken "now" forever.
 MIN_WAKE_S: Final = 1e-3
+# A blocked request is tried again, whatever happened, from this long before the time it was
+# found to fit by refill alone: far more than float time's steps and the store's tolerances.
+STALL_MARGIN_S: Final = 1e-3
 
 QueueKey = tuple[int, str, str]  # (class rank, pool, model)
 
@@ -60,6 +63,13 @@ class Engine:
         self._seq = 0
         self._now = -INF
         self._wake_blocked = INF
+        # Counts what may let a blocked request through sooner than refill alone: capacity or
+        # budget given back, budget held, a key or project resting. Only with a store that
+        # this engine alone changes (else another replica may give capacity back unseen).
+        self._changes = 0
+        self._stalls = store.exclusive()
+        self.retries_saved = 0
+        """How many times a blocked request was known to be still blocked without trying it."""
         self.next_wake: float | None = None
         """When the engine next needs an Advance (epoch seconds), or None if it does not."""
 
@@ -179,6 +189,7 @@ class Engine:
         if req.deadline < INF:
             heapq.heappush(self._deadlines, (max(req.deadline, now), req.seq, req.id))
         req.state = "queued"
+        req.stall_until = -INF
         qkey = (req.rank, req.domain.pool, req.model)
         heapq.heappush(self._queues.setdefault(qkey, []), (req.submitted, req.seq, req.id))
         self._busy.add(qkey)
@@ -197,6 +208,7 @@ class Engine:
                 return
         req.holds = self._budgets.holds(budgets, req.estimate_usd, now)
         self._budgets.take(req.holds, now)
+        self._changes += 1
         req.state = "batch"
         until = now + min(req.domain.defer_deadline, 86400.0)
         out.append(
@@ -388,24 +400,53 @@ class Engine:
             until = next_window_start(req.domain.windows, self.config.timezone, now)
             self._park(req, until, "its deferral window closed", out)
             return True
+        mark = (self._changes, self._admission.epoch, self._budgets.generation)
+        if now < req.stall_until and req.stall_mark == mark and req.stall_blocked == blocked:
+            # Found blocked before, and since then nothing was given back, no budget held, no
+            # limit learnt, no key rested, its elders unchanged: trying again must find it
+            # blocked again, the same way. (Takes by others only make it wait longer.)
+            claims |= req.stall_claims
+            self._wake_blocked = min(self._wake_blocked, req.stall_wake)
+            self.retries_saved += 1
+            return False
         result = self._admission.try_admit(req, blocked, now)
         if isinstance(result, Admitted):
             self._send(req, result, now, out)
             return True
         if isinstance(result, Blocked):
-            # Whether it can ever fit changes only when a limit is learnt: check once per epoch.
-            if req.fit_epoch != self._admission.epoch:
-                too_large = self._admission.too_large(req)
-                if too_large:
-                    self._finish(req, Reject(req.id, "too_large", too_large, req.attempts), out)
-                    return True
-                req.fit_epoch = self._admission.epoch
-            claims |= result.buckets
-            self._wake_blocked = min(self._wake_blocked, now + max(result.wait, MIN_WAKE_S))
-            return False
+            return self._blocked(req, result, blocked, claims, mark, now, out)
         if self._exhausted(req, result.budget, now, out):  # downgraded: try the new model
             return self._try(req, blocked, claims, now, out)
         return True
+
+    def _blocked(
+        self,
+        req: Pending,
+        result: Blocked,
+        blocked: set[int],
+        claims: set[int],
+        mark: tuple[int, int, int],
+        now: float,
+        out: list[Action],
+    ) -> bool:
+        """A queue head that cannot go now: True if it never can (rejected as too large)."""
+        # Whether it can ever fit changes only when a limit is learnt: check once per epoch.
+        if req.fit_epoch != self._admission.epoch:
+            too_large = self._admission.too_large(req)
+            if too_large:
+                self._finish(req, Reject(req.id, "too_large", too_large, req.attempts), out)
+                return True
+            req.fit_epoch = self._admission.epoch
+        claims |= result.buckets
+        wake = now + max(result.wait, MIN_WAKE_S)
+        self._wake_blocked = min(self._wake_blocked, wake)
+        if self._stalls and result.exact and result.wait > STALL_MARGIN_S:
+            req.stall_until = now + result.wait - STALL_MARGIN_S
+            req.stall_mark = mark
+            req.stall_blocked = frozenset(blocked)
+            req.stall_claims = result.buckets
+            req.stall_wake = wake
+        return False
 
     def _clean_head(self, queue: list[tuple[float, int, str]]) -> bool:
         while queue:
@@ -425,6 +466,8 @@ class Engine:
         # strict= is a plain loop, with it a zip object.
         req.charges = [(b, a) for b, a in zip(route.buckets, admitted.amounts)]  # noqa: B905
         req.holds = admitted.holds
+        if req.holds:
+            self._changes += 1  # budget held: another request's key may now be short of it
         req.estimate_usd = admitted.estimate
         key = self.config.keys[route.key]
         out.append(
@@ -452,6 +495,7 @@ class Engine:
         batch = req.state == "batch"
         prompt = ev.prompt_tokens if ev.prompt_tokens > 0 else 0
         completion = ev.completion_tokens if ev.completion_tokens > 0 else 0
+        self._changes += 1  # tokens and budget given back
         self._admission.settle(req, prompt + completion, now)
         cost = actual_cost(
             self.config.prices[req.model],
@@ -490,6 +534,7 @@ class Engine:
             or (ev.attempt is not None and ev.attempt != req.attempts)
         ):
             return
+        self._changes += 1  # budget released, tokens refunded, a key or project rested
         self._budgets.release(req.holds, now)
         req.holds = []
         if req.state == "batch":
@@ -543,6 +588,7 @@ class Engine:
         if req is None:
             return
         if req.state in ("queued", "delayed"):
+            self._changes += 1
             self._budgets.release(req.holds, now)
         # In flight, the provider has it: its charges and its budget hold stay, as spent.
         self._finish(req, Reject(req.id, "cancelled", "cancelled by the caller", req.attempts), out)

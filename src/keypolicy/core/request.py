@@ -42,6 +42,12 @@ class Pending:
     tried: set[str] = field(default_factory=set)  # models it was downgraded from
     sent_at: float = 0.0  # when the current attempt was sent
     fit_epoch: int = -1  # the limits epoch in which it was last found to fit some key
+    # Found blocked, and what would change that: see Engine._try. Valid before stall_until.
+    stall_until: float = -math.inf
+    stall_mark: tuple[int, int, int] = (-1, -1, -1)
+    stall_blocked: frozenset[int] = frozenset()
+    stall_claims: frozenset[int] = frozenset()
+    stall_wake: float = math.inf
 
     def __init__(
         self,
@@ -64,6 +70,11 @@ class Pending:
         submitted_wait: float = 0.0,
         sent_at: float = 0.0,
         fit_epoch: int = -1,
+        stall_until: float = -math.inf,
+        stall_mark: tuple[int, int, int] = (-1, -1, -1),
+        stall_blocked: frozenset[int] = frozenset(),
+        stall_claims: frozenset[int] = frozenset(),
+        stall_wake: float = math.inf,
     ) -> None:
         self.id = id
         self.domain = domain
@@ -87,6 +98,11 @@ class Pending:
         self.tried = set()
         self.sent_at = sent_at
         self.fit_epoch = fit_epoch
+        self.stall_until = stall_until
+        self.stall_mark = stall_mark
+        self.stall_blocked = stall_blocked
+        self.stall_claims = stall_claims
+        self.stall_wake = stall_wake
 
     @property
     def rank(self) -> int:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 __all__ = ["BucketRef", "Store", "level_at", "shortfall_wait"]
 
 
@@ -34,11 +36,13 @@ class BucketRef:
         object.__setattr__(self, "rate", rate)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Store:
     """Shared counters. All amounts are in the bucket's units; all times in epoch seconds.
 
-    The interface every store implements (subclasses override every method). A base class, not
-    a protocol: compiled, the engine's calls into the store are direct.
+    The interface every store implements (subclasses override every method but
+    :meth:`exclusive`). A base class, not a protocol: compiled, the engine's calls into the
+    store are direct. Stores written in plain Python may subclass it too.
     """
 
     def acquire(
@@ -75,6 +79,10 @@ class Store:
     def cooldown(self, name: str) -> float:
         """When ``name``'s cooldown ends (0.0 if it has none)."""
         raise NotImplementedError
+
+    def exclusive(self) -> bool:
+        """Whether one engine alone changes this store (then it sees every change itself)."""
+        return False
 
 
 def level_at(level: float, last: float, capacity: float, rate: float, now: float) -> float:

@@ -99,6 +99,10 @@ class MemoryStore(Store):
         if until > self._cooldowns.get(name, 0.0):
             self._cooldowns[name] = until
 
+    def exclusive(self) -> bool:
+        """See :meth:`keypolicy.core.store.Store.exclusive`: one engine drives it."""
+        return True
+
     def cooldown(self, name: str) -> float:
         """See :meth:`keypolicy.core.store.Store.cooldown`."""
         return self._cooldowns.get(name, 0.0) if self._cooldowns else 0.0

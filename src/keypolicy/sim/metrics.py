@@ -130,14 +130,18 @@ class _PerMinute:
     def __init__(self, typecode: str) -> None:
         self.typecode = typecode
         self.rows: dict[str, array[Any]] = {}
+        self._used: dict[str, int] = {}  # minutes of each row in use (the rest is room to grow)
         self._open: dict[str, _Open] = {}
 
     def _row(self, name: str, minute: int) -> array[Any]:
         row = self.rows.get(name)
         if row is None:
             row = self.rows[name] = array(self.typecode)
-        if minute >= len(row):
-            row.extend(array(self.typecode, bytes(row.itemsize * (minute + 1 - len(row)))))
+        if minute >= len(row):  # grown by half again at least: a day grows it a dozen times
+            more = max(minute + 1 - len(row), len(row) // 2, 64)
+            row.extend(array(self.typecode, bytes(row.itemsize * more)))
+        if minute >= self._used.get(name, 0):
+            self._used[name] = minute + 1
         return row
 
     def _at(self, name: str, minute: int) -> _Open:
@@ -173,10 +177,11 @@ class _PerMinute:
         """Each series as a list over ``minutes`` minutes (zeros where nothing happened)."""
         for name, acc in self._open.items():
             self._close(name, acc)
-        return {
-            name: [round(v, 6) for v in row[:minutes]] + [0] * max(0, minutes - len(row))
-            for name, row in sorted(self.rows.items())
-        }
+        out = {}
+        for name, row in sorted(self.rows.items()):
+            used = min(self._used[name], minutes)
+            out[name] = [round(v, 6) for v in row[:used]] + [0] * (minutes - used)
+        return out
 
 
 class _Open:

@@ -91,25 +91,24 @@ class Admission:
             pool: Selector(config.strategies[pool], keys, [config.keys[k].weight for k in keys])
             for pool, keys in config.pools.items()
         }
-        self._cool_names = {
-            (k, model): (f"key:{config.keys[k].alias}", f"project:{config.keys[k].project}/{model}")
-            for (k, model) in config.routes
-        }
+        # By route index: the cooldown names of the route's key and of its project/model.
+        self._cool_names = [
+            (f"key:{config.keys[r.key].alias}", f"project:{config.keys[r.key].project}/{r.model}")
+            for r in sorted(config.routes.values(), key=lambda r: r.index)
+        ]
+        self._ranks = len(config.classes)
         self.epoch = 0
         """Counts the limits learnt from the provider: what fits may have changed."""
         self._taken: tuple[float, ...] = ()  # the limit amounts of the last _take
-        self._budget_sets: dict[tuple[str, int], tuple[int, ...]] = {}
-        # (key, model, class, budgets, budget generation) -> the limits' and budgets' buckets
-        # and floors in one list, for the store's atomic acquire.
-        self._combined: dict[
-            tuple[int, str, int, tuple[int, ...], int], tuple[list[BucketRef], list[float]]
-        ] = {}
+        self._budget_sets: dict[str, dict[int, tuple[int, ...]]] = {}  # domain -> key -> budgets
+        # Per route and class (route.index * classes + rank): the limits' and the budgets'
+        # buckets and floors in one list for the store's atomic acquire, with the budgets and
+        # the budget generation they were built for.
+        self._combined: dict[int, tuple[tuple[int, ...], int, list[BucketRef], list[float]]] = {}
         self._routes: dict[tuple[str, str, int], list[Route]] = {}
-        # (key, model, rank) -> the route's bucket refs, absolute floors, token flags; rebuilt
+        # Per route and class: the route's bucket refs, absolute floors, token flags; rebuilt
         # when a limit is learnt. Decisions are arithmetic on these, not walks of the config.
-        self._plans: dict[
-            tuple[int, str, int], tuple[list[BucketRef], list[float], tuple[bool, ...]]
-        ] = {}
+        self._plans: dict[int, tuple[list[BucketRef], list[float], tuple[bool, ...]]] = {}
 
     def routes(self, req: Pending) -> list[Route]:
         """The routes (key, model) the request may take, in pool order."""
@@ -125,7 +124,8 @@ class Admission:
     def _plan(
         self, route: Route, rank: int
     ) -> tuple[list[BucketRef], list[float], tuple[bool, ...]]:
-        plan = self._plans.get((route.key, route.model, rank))
+        slot = route.index * self._ranks + rank
+        plan = self._plans.get(slot)
         if plan is None:
             refs: list[BucketRef] = [self.buckets[b] for b in route.buckets]
             floors = [
@@ -133,7 +133,7 @@ class Admission:
                 for share, b in zip(route.floors[rank], route.buckets, strict=True)
             ]
             plan = (refs, floors, tuple(self.buckets[b].tokens for b in route.buckets))
-            self._plans[(route.key, route.model, rank)] = plan
+            self._plans[slot] = plan
         return plan
 
     def amounts(self, req: Pending, route: Route) -> list[float]:
@@ -196,10 +196,13 @@ class Admission:
 
     def budgets_of(self, domain: str, key: int) -> tuple[int, ...]:
         """The budgets a request of ``domain`` draws on when it goes out on ``key``."""
-        found = self._budget_sets.get((domain, key))
+        by_key = self._budget_sets.get(domain)
+        if by_key is None:
+            by_key = self._budget_sets[domain] = {}
+        found = by_key.get(key)
         if found is None:
             found = self.config.domains[domain].budgets + self.config.key_budgets.get(key, ())
-            self._budget_sets[(domain, key)] = found
+            by_key[key] = found
         return found
 
     def _fits(self, req: Pending, route: Route) -> bool:
@@ -260,12 +263,18 @@ class Admission:
         if holds:
             # The limits' and the budgets' buckets, in one list, rebuilt only when a budget
             # period rolls over (or a limit is learnt): a decision is then arithmetic.
-            key = (route.key, route.model, req.rank, budgets, self.budgets.generation)
-            both = self._combined.get(key)
-            if both is None:
-                both = ([*refs, *(bucket for bucket, _ in holds)], [*floors, *([0.0] * len(holds))])
-                self._combined[key] = both
-            refs, floors = both
+            slot = route.index * self._ranks + req.rank
+            generation = self.budgets.generation
+            both = self._combined.get(slot)
+            if both is None or both[1] != generation or both[0] != budgets:
+                both = (
+                    budgets,
+                    generation,
+                    [*refs, *(bucket for bucket, _ in holds)],
+                    [*floors, *([0.0] * len(holds))],
+                )
+                self._combined[slot] = both
+            refs, floors = both[2], both[3]
             amounts += [usd for _, usd in holds]
         wait = self.store.acquire(refs, amounts, floors, now)
         if wait == 0.0 or not holds:
@@ -298,14 +307,14 @@ class Admission:
 
     def cooldown_end(self, route: Route) -> float:
         """When the route's key and project/model may be used again (epoch seconds)."""
-        key_name, project_name = self._cool_names[(route.key, route.model)]
+        key_name, project_name = self._cool_names[route.index]
         key_end = self.store.cooldown(key_name)
         project_end = self.store.cooldown(project_name)
         return key_end if key_end > project_end else project_end
 
     def rest(self, route_key: tuple[int, str], what: str, until: float) -> None:
         """Rest the route's ``key`` or ``project`` until ``until``."""
-        key_name, project_name = self._cool_names[route_key]
+        key_name, project_name = self._cool_names[self.config.routes[route_key].index]
         self.store.set_cooldown(key_name if what == "key" else project_name, until)
 
     # ------------------------------------------------------------ after the attempt

@@ -75,13 +75,15 @@ class Route:
     """What a request on one key for one model draws on: bucket indices and class floors.
 
     ``floors[rank][i]`` is the share of bucket ``buckets[i]``'s capacity that a request of class
-    ``rank`` must leave for the classes above it that also draw on that bucket.
+    ``rank`` must leave for the classes above it that also draw on that bucket. ``index`` is the
+    route's position in :attr:`EngineConfig.routes` (it keys the engine's per-route tables).
     """
 
     key: int
     model: str
     buckets: tuple[int, ...]
     floors: tuple[tuple[float, ...], ...]
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)

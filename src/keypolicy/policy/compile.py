@@ -87,7 +87,7 @@ def compile_policy(policy: Policy) -> EngineConfig:
 
     users = _bucket_users(policy, keys, key_index, models, key_buckets)
     reserves = [p.reserve for p in policy.priorities]
-    routes = {}
+    routes: dict[tuple[int, str], Route] = {}
     for k, key in enumerate(keys):
         for model in models:
             ids = key_buckets(key, model)
@@ -95,7 +95,7 @@ def compile_policy(policy: Policy) -> EngineConfig:
                 tuple(min(1.0, sum(reserves[c] for c in users.get(b, ()) if c < rank)) for b in ids)
                 for rank in range(len(reserves))
             )
-            routes[(k, model)] = Route(k, model, ids, floors)
+            routes[(k, model)] = Route(k, model, ids, floors, len(routes))
     budgets, domain_budgets, key_budgets = _budgets(policy, keys)
     return EngineConfig(
         name=policy.name,

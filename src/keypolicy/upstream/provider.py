@@ -94,8 +94,9 @@ class Provider:
         self.rng = rng if rng is not None else random.Random(0)
         self._buckets: dict[tuple[str, str, Dimension], Bucket | None] = {}
         # Per (project, model): the buckets a request draws on, and those its headers show.
-        self._plans: dict[tuple[str, str], tuple[tuple[str, Dimension, Bucket, bool], ...]] = {}
-        self._shown: dict[tuple[str, str], tuple[tuple[Bucket, str, str, str, str], ...]] = {}
+        # project -> model -> the plan (nested, not tuple keys: looked up on every request)
+        self._plans: dict[str, dict[str, tuple[tuple[str, Dimension, Bucket, bool], ...]]] = {}
+        self._shown: dict[str, dict[str, tuple[tuple[Bucket, str, str, str, str], ...]]] = {}
         self._tickets: dict[int, _Charge] = {}
         self._seq = itertools.count(1)
         s = self.settings
@@ -208,7 +209,10 @@ class Provider:
     def draws(self, request: UpstreamRequest, now: float) -> list[Draw]:
         """Every bucket ``request`` draws on, the project's first, and how much."""
         tokens = self.charge(request)
-        plan = self._plans.get((request.project, request.model))
+        by_model = self._plans.get(request.project)
+        if by_model is None:
+            by_model = self._plans[request.project] = {}
+        plan = by_model.get(request.model)
         if plan is None:
             plan = tuple(
                 (scope, dim, bucket, dim in ("rpm", "rpd"))
@@ -216,7 +220,7 @@ class Provider:
                 for dim in DIMENSIONS
                 if (bucket := self.bucket(scope, request.model, dim, now)) is not None
             )
-            self._plans[(request.project, request.model)] = plan
+            by_model[request.model] = plan
         return [Draw(s, d, bucket, 1 if unit else tokens) for s, d, bucket, unit in plan]
 
     def headers(self, project: str, model: str, now: float) -> dict[str, str]:
@@ -250,7 +254,10 @@ class Provider:
     def _shown_plan(
         self, project: str, model: str, now: float
     ) -> tuple[tuple[Bucket, str, str, str, str], ...]:
-        shown = self._shown.get((project, model))
+        by_model = self._shown.get(project)
+        if by_model is None:
+            by_model = self._shown[project] = {}
+        shown = by_model.get(model)
         if shown is None:
             found = []
             for dim, unit in _HEADER_DIMENSIONS:
@@ -267,7 +274,7 @@ class Provider:
                             f"x-ratelimit-reset-{unit}",
                         )
                     )
-            shown = self._shown[(project, model)] = tuple(found)
+            shown = by_model[model] = tuple(found)
         return shown
 
     def _where(self, scope: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keypolicy.core import Action, Advance, Engine, Event, Failed, Send, Settled, Submit
+from keypolicy.core import Action, Advance, Cancel, Engine, Event, Failed, Send, Settled, Submit
 from keypolicy.core.store import BucketRef, Store
 from keypolicy.policy import load_policy
 from keypolicy.policy.compile import compile_policy
@@ -55,12 +55,76 @@ class SharedMemory(Store):
         return self.memory.cooldown(name)
 
 
+# Variants beside the shipped policies: no budgets at all (no Send ever holds one), and short
+# rolling budgets that downgrade, defer and bind a key.
+VARIANTS = {
+    "no-budgets.yaml": """\
+version: 1
+extends: {root}/policies/clinic-separate.yaml
+name: no-budgets
+budgets: {{clinic-monthly: null, chat-daily: null, financial-daily: null}}
+""",
+    "rolling.yaml": """\
+version: 1
+extends: {root}/policies/clinic-single.yaml
+name: rolling
+budgets:
+  clinic-monthly: null
+  financial-daily: null
+  chat-daily: {{applies_to: {{domain: chat}}, usd: $0.05, per: 20s,
+               on_exhausted: {{downgrade: gpt-4o}}}}
+  sched: {{applies_to: {{domain: scheduling}}, usd: $0.2, per: 30s, on_exhausted: defer}}
+  diagkey: {{applies_to: {{key: diagnosis}}, usd: $0.3, per: 15s}}
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("policies")
+    found = {name: ROOT / "policies" / name for name in SHIPPED}
+    for name, text in VARIANTS.items():
+        found[name] = folder / name
+        found[name].write_text(text.format(root=ROOT))
+    return found
+
+
+SHIPPED = ("clinic-separate.yaml", "clinic-merged.yaml", "clinic-single.yaml")
+NAMES = (*SHIPPED, *VARIANTS)
+
+
+def _answer(rng: random.Random, send: Send, at: float) -> Event:
+    """What the provider says to ``send``: mostly success (now and then with lower limits in
+    its headers), sometimes a 429 with a wait, a 5xx, a 401 or a quota 429."""
+    draw = rng.random()
+    if draw < 0.05:
+        headers = {"x-ratelimit-reset-tokens": "1.5s", "retry-after-ms": "1500"}
+        return Failed(send.request_id, at, 429, headers, None, send.attempt)
+    if draw < 0.07:
+        return Failed(send.request_id, at, 500, {}, None, send.attempt)
+    if draw < 0.075:
+        return Failed(send.request_id, at, 401, {}, None, send.attempt)
+    if draw < 0.08:
+        quota = '{"error": {"code": "insufficient_quota", "type": "insufficient_quota"}}'
+        return Failed(send.request_id, at, 429, {}, quota, send.attempt)
+    used = rng.randint(20, 900)
+    headers = {}
+    if rng.random() < 0.1:  # the provider's real limits, lower than the policy says
+        headers = {
+            "x-ratelimit-limit-tokens": str(rng.choice([150_000, 300_000, 900_000])),
+            "x-ratelimit-remaining-tokens": str(rng.randint(0, 100_000)),
+            "x-ratelimit-limit-requests": "1000",
+            "x-ratelimit-remaining-requests": str(rng.randint(0, 500)),
+        }
+    return Settled(send.request_id, at, used, used // 3, 0, headers, send.attempt)
+
+
 def _drive(
-    policy: str, seed: int, store: Store, rate: float, n: int, saved: list[int] | None = None
+    policy: Path, seed: int, store: Store, rate: float, n: int, saved: list[int] | None = None
 ) -> list[Action]:
-    """A congested stream: submits over every domain, answers after a few seconds (some of them
-    429s with reset headers), wake-ups when the engine asks. Every action, in order."""
-    engine = Engine(compile_policy(load_policy(ROOT / "policies" / policy).policy), store, seed)
+    """A stream of submits over every domain, answers after a few seconds, some cancels, and
+    wake-ups when the engine asks. Every action, in order."""
+    engine = Engine(compile_policy(load_policy(policy).policy), store, seed)
     domains = sorted(engine.config.domains)
     rng = random.Random(seed)
     answers: list[tuple[float, int, Event]] = []
@@ -74,14 +138,7 @@ def _drive(
             if isinstance(action, Send):
                 seq += 1
                 at = event.now + rng.uniform(0.2, 6.0)
-                answer: Event
-                if rng.random() < 0.05:
-                    headers = {"x-ratelimit-reset-tokens": "1.5s", "retry-after-ms": "1500"}
-                    answer = Failed(action.request_id, at, 429, headers, None, action.attempt)
-                else:
-                    used = rng.randint(20, 900)
-                    answer = Settled(action.request_id, at, used, used // 3, 0, {}, action.attempt)
-                heapq.heappush(answers, (at, seq, answer))
+                heapq.heappush(answers, (at, seq, _answer(rng, action, at)))
 
     for i in range(n):
         now += rng.expovariate(rate)
@@ -96,26 +153,30 @@ def _drive(
                 feed(Advance(wake))
         prompt = rng.choice((200, 1_500, 12_000, 60_000))
         feed(Submit(f"r{i}", rng.choice(domains), now, prompt, rng.choice((100, 800, 4_000))))
+        if i > 10 and rng.random() < 0.03:
+            feed(Cancel(f"r{rng.randrange(i - 10, i)}", now))
     if saved is not None:
         saved.append(engine.retries_saved)
     return actions
 
 
-@pytest.mark.parametrize("policy", ["clinic-separate.yaml", "clinic-merged.yaml"])
-def test_stall_marks_change_no_decision_under_heavy_load(policy: str) -> None:
+@pytest.mark.parametrize("name", NAMES)
+def test_stall_marks_change_no_decision_under_heavy_load(
+    name: str, policies: dict[str, Path]
+) -> None:
     saved: list[int] = []
-    marked = _drive(policy, 7, MemoryStore(), rate=400.0, n=4_000, saved=saved)
-    tried = _drive(policy, 7, SharedMemory(), rate=400.0, n=4_000, saved=saved)
-    assert sum(isinstance(a, Send) for a in marked) > 400  # enough went out, and much queued
-    assert saved[0] > 1_000  # the marks were used, many times
+    marked = _drive(policies[name], 7, MemoryStore(), rate=400.0, n=3_000, saved=saved)
+    tried = _drive(policies[name], 7, SharedMemory(), rate=400.0, n=3_000, saved=saved)
+    assert sum(isinstance(a, Send) for a in marked) > 100  # enough went out, and much queued
+    assert saved[0] > 500  # the marks were used, many times
     assert saved[1] == 0  # a shared store: every head tried every time
     assert marked == tried
 
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), rate=st.sampled_from([5.0, 60.0, 300.0, 1_500.0]))
-def test_stall_marks_change_no_decision(seed: int, rate: float) -> None:
-    policy = ("clinic-separate.yaml", "clinic-merged.yaml", "clinic-single.yaml")[seed % 3]
+def test_stall_marks_change_no_decision(seed: int, rate: float, policies: dict[str, Path]) -> None:
+    policy = policies[NAMES[seed % len(NAMES)]]
     assert _drive(policy, seed, MemoryStore(), rate, 600) == _drive(
         policy, seed, SharedMemory(), rate, 600
     )

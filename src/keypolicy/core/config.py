@@ -83,7 +83,7 @@ class Route:
     model: str
     buckets: tuple[int, ...]
     floors: tuple[tuple[float, ...], ...]
-    index: int = 0
+    index: int
 
 
 @dataclass(frozen=True, slots=True)

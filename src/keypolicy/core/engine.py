@@ -228,6 +228,7 @@ class Engine:
         if b.action == "downgrade" and b.fallback and b.fallback not in req.tried:
             req.tried.add(req.model)
             req.model = b.fallback
+            req.stall_until = -INF  # another model: what blocked it no longer says anything
             req.max_out = min(req.max_out, self.config.max_output.get(b.fallback, req.max_out))
             return True
         estimate = self._admission.estimate(req, req.domain.defer == "batch")

@@ -47,27 +47,51 @@ class MemoryStore(Store):
         # The hot path of every decision: refill and check in one pass, take in a second.
         if not len(buckets) == len(amounts) == len(floors):
             raise ValueError("acquire needs one amount and one floor per bucket")
+        # Refill and check in one pass, take in a second. A refusal changes nothing (not even
+        # the time a level was last brought up to date): trying and not trying are the same.
         table = self._buckets
-        states = []
+        levels = []
         wait = 0.0
         # zip without strict=: compiled, it is a plain loop (strict= builds a zip object).
         for bucket, amount, floor in zip(buckets, amounts, floors):  # noqa: B905 (checked above)
             state = table.get(bucket.name)
             capacity = bucket.capacity
             if state is None:
-                state = table[bucket.name] = [capacity, now]
+                level = capacity
             elif now > state[1]:
                 level = state[0] + (now - state[1]) * bucket.rate
-                state[0] = capacity if level > capacity else level
-                state[1] = now
-            states.append(state)
-            if amount > 0 and state[0] - amount - floor < -1e-9:
-                wait = max(wait, shortfall_wait(state[0], amount, floor, bucket.rate, capacity))
+                if level > capacity:  # noqa: PLR1730 (cheaper than min(), every decision)
+                    level = capacity
+            else:
+                level = state[0]
+            levels.append(level)
+            if amount > 0 and level - amount - floor < -1e-9:
+                wait = max(wait, shortfall_wait(level, amount, floor, bucket.rate, capacity))
         if wait > 0:
             return wait
-        for state, amount in zip(states, amounts):  # noqa: B905 (one state per amount)
-            state[0] -= amount
+        self._take(buckets, levels, amounts, now)
         return 0.0
+
+    def _take(
+        self,
+        buckets: Sequence[BucketRef],
+        levels: list[float],
+        amounts: Sequence[float],
+        now: float,
+    ) -> None:
+        table = self._buckets
+        states = []
+        for bucket, level in zip(buckets, levels):  # noqa: B905 (one level per bucket)
+            state = table.get(bucket.name)
+            if state is None:
+                state = table[bucket.name] = [level, now]
+            else:
+                state[0] = level
+                if now > state[1]:  # noqa: PLR1730 (cheaper than max())
+                    state[1] = now
+            states.append(state)
+        for state, amount in zip(states, amounts):  # noqa: B905 (a bucket twice takes twice)
+            state[0] -= amount
 
     def adjust(self, bucket: BucketRef, delta: float, now: float) -> float:
         """See :meth:`keypolicy.core.store.Store.adjust`."""

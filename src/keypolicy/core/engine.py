@@ -237,7 +237,9 @@ class Engine:
         if b.action == "defer" and req.domain.defer != "never":
             until = self._budgets.refill_time(budget, estimate, now)
             if until < INF:
-                self._park(req, until, f"{what} is exhausted", out)
+                # A rolling budget short by a hair refills "now" in float time: park it at
+                # least MIN_WAKE_S, or it would be released and parked again forever.
+                self._park(req, max(until, now + MIN_WAKE_S), f"{what} is exhausted", out)
                 return False
         self._finish(
             req,

@@ -130,7 +130,6 @@ def _drive(
     answers: list[tuple[float, int, Event]] = []
     actions: list[Action] = []
     now, seq = T0, 0
-    engine_now = [T0]
 
     def feed(event: Event) -> None:
         nonlocal seq
@@ -143,7 +142,7 @@ def _drive(
 
     for i in range(n):
         now += rng.expovariate(rate)
-        spins = 0  # wake-ups in a row at one time: an engine that never moves on
+        spins, last_wake = 0, 0.0  # wake-ups in a row at one time: an engine that never moves on
         while True:
             wake = engine.next_wake if engine.next_wake is not None else float("inf")
             due = answers[0][0] if answers else float("inf")
@@ -152,9 +151,8 @@ def _drive(
             if due <= wake:
                 feed(heapq.heappop(answers)[2])
             else:
-                spins = spins + 1 if actions and wake == engine_now[0] else 0
+                spins, last_wake = (spins + 1 if wake == last_wake else 0), wake
                 assert spins < 1_000, f"the engine asks to be woken at {wake} forever"
-                engine_now[0] = wake
                 feed(Advance(wake))
         prompt = rng.choice((200, 1_500, 12_000, 60_000))
         feed(Submit(f"r{i}", rng.choice(domains), now, prompt, rng.choice((100, 800, 4_000))))

@@ -190,7 +190,7 @@ class Simulation:
         """Submit the arrival due now, and any others at the same time, then wait for the next:
         one timeout per arrival, with this as its callback (cheaper than a process's resume)."""
         arrivals, t = self._arrivals, self._clock()
-        arrival = self._due
+        arrival, self._due = self._due, None
         while True:
             if arrival is not None:
                 self._arrive(arrival)

@@ -33,12 +33,25 @@ def test_numbers_read_as_the_headers_read(
     steps: list[tuple[str, str, int, int, float]],
 ) -> None:
     model = provider()
+    textless = provider()  # as the simulator runs it: no header text on a success
+    textless.header_text = False
     now, answered = T0, 0
     for project, name, prompt, most, gap in steps:
         now += gap
-        out = model.submit(
-            UpstreamRequest(project, name, prompt_tokens=prompt, max_output=most), now
+        request = UpstreamRequest(project, name, prompt_tokens=prompt, max_output=most)
+        out = model.submit(request, now)
+        bare = textless.submit(request, now)
+        # The same answer in every respect but the text of a success's headers.
+        assert (bare.kind, bare.status, bare.error, bare.usage, bare.timing, bare.ticket) == (
+            out.kind,
+            out.status,
+            out.error,
+            out.usage,
+            out.timing,
+            out.ticket,
         )
+        assert (bare.hit, bare.rate_limits) == (out.hit, out.rate_limits)
+        assert bare.headers == ({} if out.ok else out.headers)
         if out.rate_limits is None:
             continue
         answered += 1
@@ -47,6 +60,7 @@ def test_numbers_read_as_the_headers_read(
         ), out.headers
         if out.ticket is not None and gap > 2.0:
             model.settle(out.ticket, now)
+            textless.settle(out.ticket, now)
 
 
 def test_every_answer_with_usage_carries_them() -> None:

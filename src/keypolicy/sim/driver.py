@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import simpy
@@ -44,7 +44,7 @@ from keypolicy.sim.arrival import Arrival
 from keypolicy.sim.metrics import Metrics
 from keypolicy.state import MemoryStore
 from keypolicy.upstream import Provider, ProviderLimits, ProviderSettings, UpstreamRequest
-from keypolicy.upstream.outcome import RateLimitNumbers
+from keypolicy.upstream.outcome import Outcome, RateLimitNumbers
 
 __all__ = ["BATCH_TURNAROUND_S", "Simulation"]
 
@@ -69,6 +69,17 @@ class _Life:
     cached: int = 0
     completion: int = 0
     prompt: int = 0
+    # While an attempt is out: the run it answers to, the attempt, and the provider's answer.
+    sim: Simulation | None = field(default=None, init=False, repr=False, compare=False)
+    send: Send | None = field(default=None, init=False, repr=False, compare=False)
+    outcome: Outcome | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __call__(self, _: simpy.Event) -> None:
+        """The provider's answer arrives (the life is its timeout's callback: no closure)."""
+        sim, send, outcome = self.sim, self.send, self.outcome
+        self.sim = self.send = self.outcome = None
+        if sim is not None and send is not None and outcome is not None:
+            sim._answer(self, send, outcome)
 
     def __init__(
         self,
@@ -99,6 +110,9 @@ class _Life:
         self.cached = cached
         self.completion = completion
         self.prompt = prompt
+        self.sim = None
+        self.send = None
+        self.outcome = None
 
 
 def _request(arrival: Arrival, project: str, model: str) -> UpstreamRequest:
@@ -141,7 +155,9 @@ class Simulation:
         self.start = start
         self.engine = Engine(compile_policy(policy), MemoryStore(), seed)
         limits = provider_limits or ProviderLimits.from_policy(policy)
-        self.provider = Provider(limits, provider_settings, random.Random(seed + 1_000_003))
+        self.provider = Provider(
+            limits, provider_settings, random.Random(seed + 1_000_003), header_text=False
+        )
         self._arrivals = arrivals
         self._lives: dict[str, _Life] = {}
         self._wake_at = float("inf")
@@ -294,35 +310,36 @@ class Simulation:
             life.completion = outcome.usage.completion_tokens
         if outcome.status == 429:
             self.metrics.rate_limit(a.domain, send.project, self._now())
+        if life.send is not None:  # the engine sends again only after an answer
+            raise RuntimeError(f"{send.request_id} sent while an attempt is out")
+        life.sim, life.send, life.outcome = self, send, outcome
+        Timeout(self.env, outcome.timing.total).callbacks.append(life)
 
-        def answer(_: simpy.Event) -> None:
-            t = self._clock()
-            if life.ticket is not None:
-                self.provider.settle(life.ticket, t)
-                life.ticket = None
-            if outcome.ok:
-                self._handle(
-                    Settled(
-                        send.request_id,
-                        self._now(),
-                        life.prompt,
-                        life.completion,
-                        life.cached,
-                        outcome.headers,
-                        send.attempt,
-                        _read(outcome.rate_limits),
-                    )
+    def _answer(self, life: _Life, send: Send, outcome: Outcome) -> None:
+        """The provider's answer to ``send`` comes back (its latency has passed)."""
+        t = self._clock()
+        if life.ticket is not None:
+            self.provider.settle(life.ticket, t)
+            life.ticket = None
+        if outcome.ok:
+            self._handle(
+                Settled(
+                    send.request_id,
+                    self._now(),
+                    life.prompt,
+                    life.completion,
+                    life.cached,
+                    outcome.headers,
+                    send.attempt,
+                    _read(outcome.rate_limits),
                 )
-            else:
-                body = json.dumps(outcome.error) if outcome.error is not None else None
-                status = outcome.status or None
-                self._handle(
-                    Failed(
-                        send.request_id, self._now(), status, outcome.headers, body, send.attempt
-                    )
-                )
-
-        Timeout(self.env, outcome.timing.total).callbacks.append(answer)
+            )
+        else:
+            body = json.dumps(outcome.error) if outcome.error is not None else None
+            status = outcome.status or None
+            self._handle(
+                Failed(send.request_id, self._now(), status, outcome.headers, body, send.attempt)
+            )
 
     def _defer(self, defer: Defer) -> None:
         life = self._lives[defer.request_id]

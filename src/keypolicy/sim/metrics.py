@@ -84,6 +84,32 @@ class _Tally:
         if r.outcome == "budget_exhausted" and self.budget_exhausted_at is None:
             self.budget_exhausted_at = r.finished
 
+    @staticmethod
+    def merged(parts: list[_Tally]) -> _Tally:
+        """One tally of everything ``parts`` counted (as if each record had been added to it)."""
+        out = _Tally()
+        for t in parts:
+            out.requests += t.requests
+            out.ok += t.ok
+            out.upstream_429 += t.upstream_429
+            out.retries += t.retries
+            out.rejected += t.rejected
+            out.deferred += t.deferred
+            out.batch += t.batch
+            out.prompt_tokens += t.prompt_tokens
+            out.completion_tokens += t.completion_tokens
+            out.waits.extend(t.waits)
+            out.zero_waits += t.zero_waits
+            out.max_wait = max(out.max_wait, t.max_wait)
+            if t.budget_exhausted_at is not None and (
+                out.budget_exhausted_at is None or t.budget_exhausted_at < out.budget_exhausted_at
+            ):
+                out.budget_exhausted_at = t.budget_exhausted_at
+            for outcome, n in t.outcomes.items():
+                out.outcomes[outcome] = out.outcomes.get(outcome, 0) + n
+        out.cost_usd = math.fsum(t.cost_usd for t in parts)
+        return out
+
     def as_dict(self, zone: ZoneInfo) -> dict[str, Any]:
         exhausted = (
             datetime.fromtimestamp(self.budget_exhausted_at, zone).isoformat(timespec="seconds")
@@ -109,13 +135,6 @@ class _Tally:
             "budget_exhausted_at": exhausted,
             "outcomes": dict(sorted(self.outcomes.items())),
         }
-
-
-def _tally(table: dict[str, _Tally], name: str) -> _Tally:
-    found = table.get(name)
-    if found is None:
-        found = table[name] = _Tally()
-    return found
 
 
 class _PerMinute:
@@ -202,11 +221,12 @@ class Metrics:
         self.zone = ZoneInfo(zone)
         self._pool_of = pools  # domain -> pool
         self._priority_of = priorities  # domain -> class
-        self.domains: dict[str, _Tally] = {}
-        self.pools: dict[str, _Tally] = {}
-        self.projects: dict[str, _Tally] = {}
-        self.keys: dict[str, _Tally] = {}
-        self.totals = _Tally()
+        # One tally per (domain, project, key) a request ended on, nested in that order; the
+        # domains', pools', projects', keys' and the totals' tallies are merged from these when
+        # the summary is made (one tally per record instead of five).
+        self._cells: dict[str, dict[str, dict[str, _Tally]]] = {}
+        self._limited: dict[tuple[str, str], int] = {}  # 429s by (domain, project)
+        self._retried: dict[str, int] = {}  # retries by domain
         # Per minute since the start: the series the reports draw.
         self.arrivals = _PerMinute("q")  # by domain
         self.admitted_tokens = _PerMinute("d")  # by project/model
@@ -243,23 +263,12 @@ class Metrics:
 
     def rate_limit(self, domain: str, project: str, at: float) -> None:
         """The provider answered 429 (any attempt)."""
-        for tally in (
-            _tally(self.domains, domain),
-            _tally(self.pools, self._pool_of[domain]),
-            _tally(self.projects, project),
-            self.totals,
-        ):
-            tally.upstream_429 += 1
+        self._limited[domain, project] = self._limited.get((domain, project), 0) + 1
         self.rate_limited.add(domain, self._minute(at), 1)
 
     def retry(self, domain: str) -> None:
         """An attempt will be retried."""
-        for tally in (
-            _tally(self.domains, domain),
-            _tally(self.pools, self._pool_of[domain]),
-            self.totals,
-        ):
-            tally.retries += 1
+        self._retried[domain] = self._retried.get(domain, 0) + 1
 
     def queue_depth(self, by_class: dict[str, int], at: float) -> None:
         """Requests queued per priority class, sampled once a minute."""
@@ -276,13 +285,16 @@ class Metrics:
 
     def record(self, r: UsageRecord) -> None:
         """A request ended."""
-        _tally(self.domains, r.domain).add(r)
-        _tally(self.pools, self._pool_of.get(r.domain, "?")).add(r)
-        if r.project:
-            _tally(self.projects, r.project).add(r)
-        if r.key:
-            _tally(self.keys, r.key).add(r)
-        self.totals.add(r)
+        by_project = self._cells.get(r.domain)
+        if by_project is None:
+            by_project = self._cells[r.domain] = {}
+        by_key = by_project.get(r.project)
+        if by_key is None:
+            by_key = by_project[r.project] = {}
+        cell = by_key.get(r.key)
+        if cell is None:
+            cell = by_key[r.key] = _Tally()
+        cell.add(r)
         minute = self._minute(r.finished)
         self.spend.add(r.domain, minute, r.cost_usd)
         if r.outcome == "ok":
@@ -290,12 +302,44 @@ class Metrics:
 
     def summary(self) -> dict[str, Any]:
         """The summary of this run (see README.md for the schema)."""
+        domains: dict[str, list[_Tally]] = {}
+        pools: dict[str, list[_Tally]] = {}
+        projects: dict[str, list[_Tally]] = {}
+        keys: dict[str, list[_Tally]] = {}
+        every: list[_Tally] = []
+        for domain, by_project in self._cells.items():
+            for project, by_key in by_project.items():
+                for key, cell in by_key.items():
+                    domains.setdefault(domain, []).append(cell)
+                    pools.setdefault(self._pool_of.get(domain, "?"), []).append(cell)
+                    if project:
+                        projects.setdefault(project, []).append(cell)
+                    if key:
+                        keys.setdefault(key, []).append(cell)
+                    every.append(cell)
+        # 429s and retries happen to attempts: counted by domain (and project), not by key.
+        extra: list[tuple[_Tally, str, str]] = []
+        for (domain, project), n in self._limited.items():
+            t = _Tally(upstream_429=n)
+            extra.append((t, domain, project))
+        for domain, n in self._retried.items():
+            extra.append((_Tally(retries=n), domain, ""))
+        for t, domain, project in extra:
+            domains.setdefault(domain, []).append(t)
+            pools.setdefault(self._pool_of[domain], []).append(t)
+            if project:
+                projects.setdefault(project, []).append(t)
+            every.append(t)
+
+        def table(parts: dict[str, list[_Tally]]) -> dict[str, Any]:
+            return {n: _Tally.merged(ts).as_dict(self.zone) for n, ts in sorted(parts.items())}
+
         return {
-            "domains": {d: t.as_dict(self.zone) for d, t in sorted(self.domains.items())},
-            "pools": {p: t.as_dict(self.zone) for p, t in sorted(self.pools.items())},
-            "projects": {p: t.as_dict(self.zone) for p, t in sorted(self.projects.items())},
-            "keys": {k: t.as_dict(self.zone) for k, t in sorted(self.keys.items())},
-            "totals": self.totals.as_dict(self.zone),
+            "domains": table(domains),
+            "pools": table(pools),
+            "projects": table(projects),
+            "keys": table(keys),
+            "totals": _Tally.merged(every).as_dict(self.zone),
             "alerts": self.alerts,
         }
 

@@ -15,25 +15,35 @@ from keypolicy.core.store import BucketRef, Store, shortfall_wait
 __all__ = ["MemoryStore"]
 
 
+class _Level:
+    """A bucket's level and the time it was last brought up to date (compiled: two C doubles,
+    so an update allocates nothing)."""
+
+    __slots__ = ("at", "level")
+
+    def __init__(self, level: float, at: float) -> None:
+        self.level = level
+        self.at = at
+
+
 class MemoryStore(Store):
     """A :class:`keypolicy.core.store.Store` in a dict. New buckets start full."""
 
     def __init__(self) -> None:
-        # name -> [level, time of level]; a list so that an update allocates nothing.
-        self._buckets: dict[str, list[float]] = {}
+        self._buckets: dict[str, _Level] = {}  # name -> its level
         self._cooldowns: dict[str, float] = {}
 
-    def _state(self, bucket: BucketRef, now: float) -> list[float]:
+    def _state(self, bucket: BucketRef, now: float) -> _Level:
         state = self._buckets.get(bucket.name)
         if state is None:
-            state = self._buckets[bucket.name] = [bucket.capacity, now]
+            state = self._buckets[bucket.name] = _Level(bucket.capacity, now)
             return state
-        level, last = state
-        if now > last:
-            level += (now - last) * bucket.rate
-            state[1] = now
+        level = state.level
+        if now > state.at:
+            level += (now - state.at) * bucket.rate
+            state.at = now
         capacity = bucket.capacity
-        state[0] = capacity if level > capacity else level
+        state.level = capacity if level > capacity else level
         return state
 
     def acquire(
@@ -44,66 +54,54 @@ class MemoryStore(Store):
         now: float,
     ) -> float:
         """See :meth:`keypolicy.core.store.Store.acquire`."""
-        # The hot path of every decision: refill and check in one pass, take in a second.
         if not len(buckets) == len(amounts) == len(floors):
             raise ValueError("acquire needs one amount and one floor per bucket")
-        # Refill and check in one pass, take in a second. A refusal changes nothing (not even
-        # the time a level was last brought up to date): trying and not trying are the same.
+        # The hot path of every decision: refill and check in one pass, take in a second. A
+        # refusal changes nothing (not even the time a level was last brought up to date):
+        # trying and not trying are the same.
         table = self._buckets
-        levels = []
         wait = 0.0
         # zip without strict=: compiled, it is a plain loop (strict= builds a zip object).
         for bucket, amount, floor in zip(buckets, amounts, floors):  # noqa: B905 (checked above)
-            state = table.get(bucket.name)
-            capacity = bucket.capacity
-            if state is None:
-                level = capacity
-            elif now > state[1]:
-                level = state[0] + (now - state[1]) * bucket.rate
-                if level > capacity:  # noqa: PLR1730 (cheaper than min(), every decision)
-                    level = capacity
-            else:
-                level = state[0]
-            levels.append(level)
+            level = self._level(table.get(bucket.name), bucket, now)
             if amount > 0 and level - amount - floor < -1e-9:
-                wait = max(wait, shortfall_wait(level, amount, floor, bucket.rate, capacity))
+                wait = max(wait, shortfall_wait(level, amount, floor, bucket.rate, bucket.capacity))
         if wait > 0:
             return wait
-        self._take(buckets, levels, amounts, now)
-        return 0.0
-
-    def _take(
-        self,
-        buckets: Sequence[BucketRef],
-        levels: list[float],
-        amounts: Sequence[float],
-        now: float,
-    ) -> None:
-        table = self._buckets
-        states = []
-        for bucket, level in zip(buckets, levels):  # noqa: B905 (one level per bucket)
+        # Take: each level brought up to date, then lowered. A bucket listed twice takes twice
+        # (its second turn finds the level the first left, already up to date).
+        for bucket, amount in zip(buckets, amounts):  # noqa: B905 (checked above)
             state = table.get(bucket.name)
             if state is None:
-                state = table[bucket.name] = [level, now]
+                table[bucket.name] = _Level(bucket.capacity - amount, now)
             else:
-                state[0] = level
-                if now > state[1]:  # noqa: PLR1730 (cheaper than max())
-                    state[1] = now
-            states.append(state)
-        for state, amount in zip(states, amounts):  # noqa: B905 (a bucket twice takes twice)
-            state[0] -= amount
+                state.level = self._level(state, bucket, now) - amount
+                if now > state.at:  # noqa: PLR1730 (cheaper than max())
+                    state.at = now
+        return 0.0
+
+    @staticmethod
+    def _level(state: _Level | None, bucket: BucketRef, now: float) -> float:
+        """The level ``state`` has refilled to by ``now`` (a new bucket is full)."""
+        capacity = bucket.capacity
+        if state is None:
+            return capacity
+        if now > state.at:
+            level = state.level + (now - state.at) * bucket.rate
+            return capacity if level > capacity else level
+        return state.level
 
     def adjust(self, bucket: BucketRef, delta: float, now: float) -> float:
         """See :meth:`keypolicy.core.store.Store.adjust`."""
         state = self._state(bucket, now)
-        level = state[0] + delta
-        state[0] = level if level < bucket.capacity else bucket.capacity
-        return state[0]
+        level = state.level + delta
+        state.level = level if level < bucket.capacity else bucket.capacity
+        return state.level
 
     def clamp(self, bucket: BucketRef, level: float, now: float) -> None:
         """See :meth:`keypolicy.core.store.Store.clamp`."""
         state = self._state(bucket, now)
-        state[0] = min(state[0], level)
+        state.level = min(state.level, level)
 
     def levels(self, buckets: Sequence[BucketRef], now: float) -> list[float]:
         """See :meth:`keypolicy.core.store.Store.levels`. Reading changes nothing: the same
@@ -114,8 +112,7 @@ class MemoryStore(Store):
             if state is None:
                 out.append(bucket.capacity)
                 continue
-            level = state[0] + max(now - state[1], 0.0) * bucket.rate
-            out.append(min(level, bucket.capacity))
+            out.append(min(self._level(state, bucket, now), bucket.capacity))
         return out
 
     def set_cooldown(self, name: str, until: float) -> None:

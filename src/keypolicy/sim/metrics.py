@@ -141,42 +141,23 @@ class _PerMinute:
     """Named series of one value per minute since the start, each a flat array (8 bytes a
     minute: months of minutes stay small). Minutes before the start are dropped.
 
-    Each series keeps the minute it is in (the clock only moves on) as a native accumulator,
+    Each series keeps the minute it is in (the clock only moves on) in a native accumulator,
     written to its array when the series moves to a later minute: a request then costs
     arithmetic, not array item reads and writes. Sums come out exactly as if added in place.
     """
 
     def __init__(self, typecode: str) -> None:
         self.typecode = typecode
-        self.rows: dict[str, array[Any]] = {}
-        self._used: dict[str, int] = {}  # minutes of each row in use (the rest is room to grow)
-        self._open: dict[str, _Open] = {}
+        self._series: dict[str, _Series] = {}
 
-    def _row(self, name: str, minute: int) -> array[Any]:
-        row = self.rows.get(name)
-        if row is None:
-            row = self.rows[name] = array(self.typecode)
-        if minute >= len(row):  # grown by half again at least: a day grows it a dozen times
-            more = max(minute + 1 - len(row), len(row) // 2, 64)
-            row.extend(array(self.typecode, bytes(row.itemsize * more)))
-        if minute >= self._used.get(name, 0):
-            self._used[name] = minute + 1
-        return row
-
-    def _at(self, name: str, minute: int) -> _Open:
-        """The accumulator of ``name``, holding the value of ``minute`` (minute >= 0)."""
-        acc = self._open.get(name)
-        if acc is None:
-            acc = self._open[name] = _Open(minute, self._row(name, minute)[minute])
-        elif acc.minute != minute:
-            self._close(name, acc)
-            acc.minute = minute
-            acc.value = self._row(name, minute)[minute]
-        return acc
-
-    def _close(self, name: str, acc: _Open) -> None:
-        row = self._row(name, acc.minute)
-        row[acc.minute] = int(acc.value) if self.typecode == "q" else acc.value
+    def _at(self, name: str, minute: int) -> _Series:
+        """The series ``name``, holding the value of ``minute`` (minute >= 0)."""
+        series = self._series.get(name)
+        if series is None:
+            series = self._series[name] = _Series(self.typecode)
+        if series.minute != minute:
+            series.move(minute)
+        return series
 
     def add(self, name: str, minute: int, value: float) -> None:
         if minute >= 0:
@@ -188,27 +169,47 @@ class _PerMinute:
 
     def most(self, name: str, minute: int, value: float) -> None:
         if minute >= 0:
-            acc = self._at(name, minute)
-            if value > acc.value:  # noqa: PLR1730 (cheaper than max(), every answer)
-                acc.value = value
+            series = self._at(name, minute)
+            if value > series.value:  # noqa: PLR1730 (cheaper than max(), every answer)
+                series.value = value
 
     def dense(self, minutes: int) -> dict[str, list[Any]]:
         """Each series as a list over ``minutes`` minutes (zeros where nothing happened)."""
-        for name, acc in self._open.items():
-            self._close(name, acc)
         out = {}
-        for name, row in sorted(self.rows.items()):
-            used = min(self._used[name], minutes)
-            out[name] = [round(v, 6) for v in row[:used]] + [0] * (minutes - used)
+        for name, series in sorted(self._series.items()):
+            series.close()
+            used = min(series.used, minutes)
+            out[name] = [round(v, 6) for v in series.row[:used]] + [0] * (minutes - used)
         return out
 
 
-class _Open:
-    """The minute a series is in, and its value so far."""
+class _Series:
+    """One series: its values per minute, and the minute it is in with its value so far."""
 
-    def __init__(self, minute: int, value: float) -> None:
+    def __init__(self, typecode: str) -> None:
+        self.row: array[Any] = array(typecode)
+        self.integers = typecode == "q"
+        self.used = 0  # minutes in use (the rest of the row is room to grow)
+        self.minute = -1  # the open minute (-1: none yet)
+        self.value = 0.0
+
+    def close(self) -> None:
+        """Write the open minute's value to the row."""
+        if self.minute >= 0:
+            self.row[self.minute] = int(self.value) if self.integers else self.value
+
+    def move(self, minute: int) -> None:
+        """Close the open minute and open ``minute`` (growing the row by half again at least:
+        a day grows it a dozen times)."""
+        self.close()
+        row = self.row
+        if minute >= len(row):
+            more = max(minute + 1 - len(row), len(row) // 2, 64)
+            row.extend(array(row.typecode, bytes(row.itemsize * more)))
+        if minute >= self.used:
+            self.used = minute + 1
         self.minute = minute
-        self.value = value
+        self.value = row[minute]
 
 
 class Metrics:

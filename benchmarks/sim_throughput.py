@@ -14,7 +14,11 @@ load, the first hours of it):
 Goals from the issue: 100,000 requests/s uncongested and 50,000 overloaded, 3x the baseline.
 Prints the figures and writes benchmarks/results/sim_throughput.json.
 
-    .venv/bin/python benchmarks/sim_throughput.py [--hours 3]
+Each figure is the best of ``--repeat`` runs (default 3), alternating keypolicy and the baseline
+so that both see the same moments of a shared, noisy machine; the baseline at 10x, which takes
+minutes (its processes pile up behind the limits), runs once.
+
+    .venv/bin/python benchmarks/sim_throughput.py [--hours 8] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import simpy
+from simpy.events import Timeout
 
 from keypolicy._native import is_compiled
 from keypolicy.policy import load_policy
@@ -95,6 +100,29 @@ def run_baseline(arrivals: list[Arrival], hours: float) -> float:
     return time.perf_counter() - start
 
 
+def run_floor(arrivals: list[Arrival], hours: float) -> float:
+    """Seconds SimPy alone takes for the events keypolicy's driver schedules per request (a
+    timeout at the arrival, one for the answer, each with a callback), doing nothing else: the
+    fastest any simulator on SimPy's event loop could be with the driver's design."""
+    env = simpy.Environment()
+    it = iter(arrivals)
+
+    def answered(_: simpy.Event) -> None:
+        pass
+
+    def feed(_: simpy.Event | None) -> None:
+        arrival = next(it, None)
+        now = env.now
+        if arrival is not None:
+            Timeout(env, 1.0).callbacks.append(answered)
+            Timeout(env, max(arrival.time - now, 0.0)).callbacks.append(feed)
+
+    start = time.perf_counter()
+    feed(None)
+    env.run(until=hours * 3600 + 7200)
+    return time.perf_counter() - start
+
+
 def _plain_python(scale: float, hours: float) -> float:
     """keypolicy's seconds for the same arrivals in plain Python (a process with KEYPOLICY_PURE)."""
     code = (
@@ -116,18 +144,25 @@ def main() -> None:
     """Measure both simulators at 1x and 10x load."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hours", type=float, default=8.0, help="simulate the first N hours")
+    parser.add_argument("--repeat", type=int, default=3, help="best of N runs (default 3)")
     args = parser.parse_args()
     build = "compiled" if is_compiled() else "plain Python (no compiled build: run make)"
     print(f"keypolicy build: {build}")
     results: dict[str, Any] = {"build": build}
     for label, scale in (("1x", 1.0), ("10x", 10.0)):
         arrivals = _arrivals(scale, args.hours)
-        ours = run_keypolicy(arrivals, args.hours)
+        ours = base = float("inf")
+        floor = float("inf")
+        for turn in range(max(1, args.repeat)):
+            ours = min(ours, run_keypolicy(arrivals, args.hours))
+            floor = min(floor, run_floor(arrivals, args.hours))
+            if scale == 1.0 or turn == 0:
+                base = min(base, run_baseline(arrivals, args.hours))
         plain = _plain_python(scale, args.hours)
-        base = run_baseline(arrivals, args.hours)
         n = len(arrivals)
         results[label] = {
             "requests": n,
+            "repeat": args.repeat,
             "keypolicy_s": ours,
             "plain_python_s": plain,
             "baseline_s": base,
@@ -135,12 +170,20 @@ def main() -> None:
             "plain_python_per_s": n / plain,
             "baseline_per_s": n / base,
             "ratio": base / ours,
+            "simpy_floor_s": floor,
+            "simpy_floor_per_s": n / floor,
+            "ratio_bound": base / floor,
         }
         r = results[label]
         print(
             f"{label:>4}: {n:,} requests; keypolicy {r['keypolicy_per_s']:,.0f}/s "
             f"(plain Python {r['plain_python_per_s']:,.0f}/s), baseline "
             f"{r['baseline_per_s']:,.0f}/s, keypolicy/baseline speed {r['ratio']:.2f}x"
+        )
+        print(
+            f"      SimPy alone, the driver's two events per request and no work: "
+            f"{r['simpy_floor_per_s']:,.0f}/s, so no SimPy simulator of this design can beat "
+            f"the baseline by more than {r['ratio_bound']:.2f}x here"
         )
     out = ROOT / "benchmarks" / "results" / "sim_throughput.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -95,6 +95,9 @@ def test_frozen_stays_frozen_on_either_build() -> None:
             0.5,
             False,
             False,
+            "",
+            10,
+            0,
         ),
     ]
     for value in made:

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TextIO
 
-__all__ = ["FIELDS", "OUTCOMES", "RecordWriter", "UsageRecord"]
+__all__ = ["FIELDS", "OUTCOMES", "REQUESTED", "RecordWriter", "UsageRecord"]
 
 OUTCOMES: Final = ("ok", "upstream_429", "rejected", "deferred", "budget_exhausted", "error")
 """``ok``; ``upstream_429`` (gave up after the provider's 429s); ``rejected`` by the policy
@@ -25,7 +25,13 @@ OUTCOMES: Final = ("ok", "upstream_429", "rejected", "deferred", "budget_exhaust
 
 @dataclass(frozen=True, slots=True, init=False)
 class UsageRecord:
-    """One request's life. Times are epoch seconds; tokens are counts; cost is USD."""
+    """One request's life. Times are epoch seconds; tokens are counts; cost is USD.
+
+    ``prompt_tokens``, ``cached_tokens`` and ``completion_tokens`` are what was used (0 for a
+    request that got no answer); the ``requested_*`` fields are what the request asked for (the
+    model it named, "" for its domain's; its prompt tokens; its max output tokens, 0 for none),
+    so that records replay as traffic (``keypolicy simulate POLICY --trace RECORDS.csv``).
+    """
 
     request_id: str
     domain: str
@@ -46,6 +52,9 @@ class UsageRecord:
     cost_usd: float
     batch: bool
     deferred: bool
+    requested_model: str
+    requested_prompt_tokens: int
+    requested_max_tokens: int
 
     def __init__(
         self,
@@ -68,6 +77,9 @@ class UsageRecord:
         cost_usd: float,
         batch: bool,
         deferred: bool,
+        requested_model: str,
+        requested_prompt_tokens: int,
+        requested_max_tokens: int,
     ) -> None:
         object.__setattr__(self, "request_id", request_id)
         object.__setattr__(self, "domain", domain)
@@ -88,9 +100,14 @@ class UsageRecord:
         object.__setattr__(self, "cost_usd", cost_usd)
         object.__setattr__(self, "batch", batch)
         object.__setattr__(self, "deferred", deferred)
+        object.__setattr__(self, "requested_model", requested_model)
+        object.__setattr__(self, "requested_prompt_tokens", requested_prompt_tokens)
+        object.__setattr__(self, "requested_max_tokens", requested_max_tokens)
 
 
 FIELDS: Final = tuple(f.name for f in dataclasses.fields(UsageRecord))
+REQUESTED: Final = ("requested_model", "requested_prompt_tokens", "requested_max_tokens")
+"""What a request asked for: record files written before these fields existed lack them."""
 
 _ROW: Final = attrgetter(
     *FIELDS

@@ -78,6 +78,9 @@ def test_records_are_written_as_their_fields_in_order(tmp_path: Path) -> None:
         0.001,
         False,
         True,
+        "",
+        10,
+        50,
     )
     with RecordWriter(tmp_path / "r.csv") as writer:
         writer.write(record)

@@ -4,8 +4,9 @@ Records carry one line per request whoever wrote them (a simulation or the runti
 report can be drawn from either. The summary has the shape :func:`keypolicy.sim.run.
 simulate_policy` returns, built by the same :class:`~keypolicy.sim.metrics.Metrics`. Records
 know less than a simulation saw, and ``about.records_note`` says what that costs: 429s count
-only the attempts of requests that gave up on them, and demand is prompt + completion tokens
-(a record does not carry max_tokens). Without a policy there are no pools and no limits.
+only the attempts of requests that gave up on them, and demand is each answered request's
+admission charge once (prompt + max_tokens as asked; prompt + completion tokens in files written
+before records carried what was asked). Without a policy there are no pools and no limits.
 """
 
 from __future__ import annotations
@@ -21,12 +22,19 @@ from zoneinfo import ZoneInfo
 from keypolicy import __version__
 from keypolicy.catalog import CATALOG_DATE
 from keypolicy.policy.model import Policy
-from keypolicy.records import FIELDS, UsageRecord
+from keypolicy.records import FIELDS, REQUESTED, UsageRecord
 from keypolicy.sim.metrics import Metrics
 
 __all__ = ["read_records", "records_summary"]
 
-_INTS = {"attempts", "prompt_tokens", "cached_tokens", "completion_tokens"}
+_INTS = {
+    "attempts",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "requested_prompt_tokens",
+    "requested_max_tokens",
+}
 _FLOATS = {"submitted", "finished", "wait_s", "cost_usd"}
 _BOOLS = {"batch", "deferred"}
 
@@ -35,7 +43,9 @@ def _record(row: dict[str, Any], where: str) -> UsageRecord:
     try:
         values: dict[str, Any] = {}
         for name in FIELDS:
-            raw = row[name]
+            raw = row.get(name) if name in REQUESTED else row[name]
+            if raw is None and name in REQUESTED:  # written before records carried them
+                raw = row.get("prompt_tokens") if name == "requested_prompt_tokens" else ""
             if name in _INTS:
                 values[name] = int(float(raw or 0))
             elif name in _FLOATS:
@@ -68,7 +78,7 @@ def read_records(path: Path) -> Iterator[UsageRecord]:
         return
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing = [f for f in FIELDS if f not in (reader.fieldnames or [])]
+        missing = [f for f in FIELDS if f not in (reader.fieldnames or []) and f not in REQUESTED]
         if missing:
             raise ValueError(
                 f"{path}: not a usage-records file: missing column(s) {', '.join(missing)} "
@@ -117,7 +127,12 @@ def records_summary(path: Path, policy: Policy | None = None) -> dict[str, Any]:
     for r in read_records(path):
         metrics.arrival(r.domain, r.submitted)
         if r.started is not None and r.outcome == "ok":
-            metrics.admitted(r.project, r.model, r.prompt_tokens + r.completion_tokens, r.started)
+            charge = (
+                r.requested_prompt_tokens + r.requested_max_tokens
+                if r.requested_max_tokens
+                else r.prompt_tokens + r.completion_tokens
+            )
+            metrics.admitted(r.project, r.model, charge, r.started)
         for _ in range(max(r.attempts - 1, 0)):
             metrics.retry(r.domain)
         if r.outcome == "upstream_429":
@@ -154,8 +169,8 @@ def records_summary(path: Path, policy: Policy | None = None) -> dict[str, Any]:
             "generated": datetime.now(UTC).isoformat(timespec="seconds"),
             "records_note": (
                 "Rebuilt from usage records: upstream 429s count only the attempts of requests "
-                "that gave up on 429s, and demand is prompt + completion tokens (records do not "
-                "carry max_tokens)."
+                "that gave up on 429s, and demand counts each answered request's admission "
+                "charge once (prompt + max_tokens as asked)."
             ),
         },
     }

@@ -430,6 +430,9 @@ class Simulation:
             cost,
             life.batch,
             life.deferred,
+            life.arrival.model or "",
+            life.arrival.prompt_tokens,
+            life.arrival.max_output_tokens,
         )
         self.metrics.record(record)
         if self._on_record is not None:

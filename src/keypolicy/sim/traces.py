@@ -36,6 +36,8 @@ from keypolicy.policy.errors import Issue
 from keypolicy.policy.model import Name, TimeZone
 from keypolicy.policy.references import did_you_mean
 from keypolicy.policy.source import SourceDoc
+from keypolicy.records import FIELDS as RECORD_FIELDS
+from keypolicy.records import REQUESTED
 from keypolicy.sim.profile import Count, Start
 from keypolicy.sim.traffic import Arrival, TrafficError, validate_doc
 
@@ -331,7 +333,13 @@ class _Parser:
 
     def __init__(self, source: TraceSource, header: list[str], keyed: bool, zone: tzinfo) -> None:
         self.source, self.header, self.zone, self.form = source, header, zone, source.time_format
-        self.at = _positions(source, header, keyed)
+        self.outcome: int | str | None = None  # where a usage record's outcome is
+        records = _record_positions(source, header, keyed)
+        if records is None:
+            self.at = _positions(source, header, keyed)
+        else:
+            self.at, self.outcome = records
+            self.form = "seconds"
         self.delimiter = "\t" if source.path.suffix.lower() == ".tsv" else ","
 
     def __call__(self, record: Any) -> _Row:
@@ -344,6 +352,11 @@ class _Parser:
         prompt = _tokens(record, at["prompt_tokens"], "prompt_tokens", required=True)
         completion = _tokens(record, at.get("completion_tokens"), "completion_tokens")
         maximum = _tokens(record, at.get("max_tokens"), "max_tokens")
+        if self.outcome is not None:  # a usage record
+            if _cell(record, self.outcome, "outcome") != "ok":
+                completion = None  # no answer: how long it would have been, the provider draws
+            if maximum == 0:
+                maximum = None  # the request named no max_tokens
         if maximum is None:
             if completion is None and source.max_tokens is None:
                 raise _RowError("completion_tokens", "no completion tokens (nor max_tokens)")
@@ -389,6 +402,42 @@ class _Parser:
         if raw:
             return f"{raw.find(json.dumps(position)) + 1 or 1}: column '{position}'"
         return f"{self.header.index(position) + 1}: column '{position}'"
+
+
+def _record_positions(
+    source: TraceSource, header: list[str], keyed: bool
+) -> tuple[dict[str, int | str], int | str] | None:
+    """For a file of keypolicy's usage records (every record field in its header, no columns
+    mapped): where each field is, and where the outcome is. A request replays as it was asked:
+    submitted at ``submitted``, with its requested model, prompt and max tokens; its completion
+    tokens only if it was answered. ``None`` for any other file."""
+    if source.columns or not set(RECORD_FIELDS) - set(REQUESTED) <= set(header):
+        return None
+    missing = [name for name in REQUESTED if name not in header]
+    if missing:
+        raise TrafficError(
+            [
+                f"{source.display}:1:1: usage records without {', '.join(missing)} (written "
+                "before records carried what each request asked for) cannot replay as asked: "
+                "write them again, or map the columns to replay what was used (columns: "
+                "{timestamp: submitted, prompt_tokens: prompt_tokens, completion_tokens: "
+                "completion_tokens})"
+            ]
+        )
+    names = {
+        "timestamp": "submitted",
+        "domain": "domain",
+        "model": "requested_model",
+        "prompt_tokens": "requested_prompt_tokens",
+        "max_tokens": "requested_max_tokens",
+        "completion_tokens": "completion_tokens",
+        "outcome": "outcome",
+    }
+    found: dict[str, int | str] = {
+        name: column if keyed else header.index(column) for name, column in names.items()
+    }
+    outcome = found.pop("outcome")
+    return found, outcome
 
 
 def _positions(source: TraceSource, header: list[str], keyed: bool) -> dict[str, int | str]:

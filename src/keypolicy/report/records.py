@@ -43,7 +43,7 @@ def _record(row: dict[str, Any], where: str) -> UsageRecord:
     try:
         values: dict[str, Any] = {}
         for name in FIELDS:
-            raw = row.get(name) if name in REQUESTED else row[name]
+            raw: Any = row.get(name) if name in REQUESTED else row[name]
             if raw is None and name in REQUESTED:  # written before records carried them
                 raw = row.get("prompt_tokens") if name == "requested_prompt_tokens" else ""
             if name in _INTS:

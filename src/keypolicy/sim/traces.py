@@ -419,9 +419,9 @@ def _record_positions(
             [
                 f"{source.display}:1:1: usage records without {', '.join(missing)} (written "
                 "before records carried what each request asked for) cannot replay as asked: "
-                "write them again, or map the columns to replay what was used (columns: "
-                "{timestamp: submitted, prompt_tokens: prompt_tokens, completion_tokens: "
-                "completion_tokens})"
+                "write them again, or map the columns to replay what was used (--column "
+                "timestamp=submitted --column completion_tokens=completion_tokens; in a trace "
+                "profile, columns: {timestamp: submitted, completion_tokens: completion_tokens})"
             ]
         )
     names = {

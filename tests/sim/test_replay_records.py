@@ -123,3 +123,26 @@ def test_records_written_before_the_requested_fields_are_refused_clearly(
     assert first.requested_model == ""
     assert first.requested_prompt_tokens == first.prompt_tokens
     assert first.requested_max_tokens == 0
+
+
+def test_a_refused_record_that_named_no_max_tokens_says_what_is_missing(tmp_path: Path) -> None:
+    _, records, path = _simulate(tmp_path, 0.2)
+    # As the runtime may write them: no max_tokens named (0), one request never answered.
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["requested_max_tokens"] = "0"
+    rows[1]["outcome"] = "rejected"
+    edited = tmp_path / "edited.csv"
+    with edited.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(FIELDS))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(TrafficError) as err:
+        trace_arrivals([edited])
+    assert f"{edited}:3:" in str(err.value)
+    assert "named no max_tokens and got no answer" in str(err.value)
+    # With a max_tokens for the file, it replays; answered requests keep their completions.
+    replayed = list(trace_arrivals([edited], max_tokens=64).arrivals(0))
+    assert len(replayed) == len(records)
+    assert {a.max_output_tokens for a in replayed} == {64}

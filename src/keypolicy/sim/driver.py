@@ -294,6 +294,8 @@ class Simulation:
 
     def _send(self, send: Send) -> None:
         life = self._lives[send.request_id]
+        if life.send is not None:  # the engine sends again only after an answer
+            raise RuntimeError(f"{send.request_id} sent while an attempt is out")
         life.started, life.key, life.project, life.model = (
             self._now(),
             send.key,
@@ -310,8 +312,6 @@ class Simulation:
             life.completion = outcome.usage.completion_tokens
         if outcome.status == 429:
             self.metrics.rate_limit(a.domain, send.project, self._now())
-        if life.send is not None:  # the engine sends again only after an answer
-            raise RuntimeError(f"{send.request_id} sent while an attempt is out")
         life.sim, life.send, life.outcome = self, send, outcome
         Timeout(self.env, outcome.timing.total).callbacks.append(life)
 

@@ -81,8 +81,10 @@ class _Tally:
                 self.max_wait = max(self.max_wait, wait)
             else:
                 self.zero_waits += 1
-        if r.outcome == "budget_exhausted" and self.budget_exhausted_at is None:
-            self.budget_exhausted_at = r.finished
+        if r.outcome == "budget_exhausted" and (
+            self.budget_exhausted_at is None or r.finished < self.budget_exhausted_at
+        ):
+            self.budget_exhausted_at = r.finished  # the earliest, in whatever order records come
 
     @staticmethod
     def merged(parts: list[_Tally]) -> _Tally:
@@ -327,7 +329,7 @@ class Metrics:
             extra.append((_Tally(retries=n), domain, ""))
         for t, domain, project in extra:
             domains.setdefault(domain, []).append(t)
-            pools.setdefault(self._pool_of[domain], []).append(t)
+            pools.setdefault(self._pool_of.get(domain, "?"), []).append(t)
             if project:
                 projects.setdefault(project, []).append(t)
             every.append(t)

@@ -355,8 +355,15 @@ class _Parser:
         if self.outcome is not None:  # a usage record
             if _cell(record, self.outcome, "outcome") != "ok":
                 completion = None  # no answer: how long it would have been, the provider draws
-            if maximum == 0:
-                maximum = None  # the request named no max_tokens
+            if maximum == 0:  # the request named no max_tokens: the file's, if given
+                maximum = source.max_tokens
+                if maximum is None and completion is None:
+                    raise _RowError(
+                        "max_tokens",
+                        "the request named no max_tokens and got no answer: nothing says how "
+                        "long its answer would be (give max_tokens for the file in a trace "
+                        "profile)",
+                    )
         if maximum is None:
             if completion is None and source.max_tokens is None:
                 raise _RowError("completion_tokens", "no completion tokens (nor max_tokens)")

@@ -11,6 +11,7 @@ import pytest
 
 from keypolicy.policy import load_policy_text
 from keypolicy.records import UsageRecord
+from keypolicy.sim.driver import Simulation
 from keypolicy.sim.run import simulate_policy
 from keypolicy.sim.traffic import Arrival
 
@@ -117,3 +118,18 @@ def test_engine_converges_on_a_provider_stricter_than_declared() -> None:
     per_minute = s["series"]["admitted_requests"]["p/gpt-4o-mini"]
     assert per_minute[3:28] == [30] * 25
     assert s["domains"]["d"]["upstream_429"] <= 30  # only the opening burst, before it learnt
+
+
+def test_the_driver_reads_simpys_clock_as_env_now_states_it() -> None:
+    sim = Simulation(_policy(rpm=60), Poisson(1.0, 120.0).arrivals(0), 1_795_000_000.0, 0)
+    seen: list[tuple[float, float]] = []
+
+    def watch() -> Iterator[object]:
+        for _ in range(50):
+            yield sim.env.timeout(2.37)
+            seen.append((sim._clock(), sim.env.now))
+
+    sim.env.process(watch())
+    sim.run()
+    assert len(seen) == 50
+    assert all(ours == theirs for ours, theirs in seen)

@@ -188,8 +188,10 @@ class Simulation:
         return self.metrics
 
     def _clock(self) -> float:
-        """Read SimPy's clock, once per callback (``env.now`` is a property: a Python call)."""
-        self._t = self.env.now
+        """Read SimPy's clock, once per callback. ``env.now`` is a property whose getter
+        returns ``env._now``; read from compiled code, the property costs a Python call,
+        2% of a simulated request (tests/sim/test_driver.py holds the two equal)."""
+        self._t = self.env._now
         return self._t
 
     def _now(self) -> float:

@@ -105,6 +105,7 @@ class Provider:
         self._plans: dict[str, dict[str, tuple[tuple[str, Dimension, Bucket, bool], ...]]] = {}
         self._shown: dict[str, dict[str, tuple[tuple[Bucket, str, str, str, str], ...]]] = {}
         self._tickets: dict[int, _Charge] = {}
+        self._served: dict[str, dict[str, bool]] = {}  # project -> model -> declared
         self._seq = itertools.count(1)
         s = self.settings
         self._cache = PromptCache(s.cache_ttl, s.chars_per_token) if s.prompt_caching else None
@@ -195,7 +196,13 @@ class Provider:
         """Whether a key of ``project`` may call ``model`` at all."""
         if self.settings.undeclared_models == "unlimited":
             return True
-        return self.limits.declares(project, model)
+        by_model = self._served.get(project)
+        if by_model is None:
+            by_model = self._served[project] = {}
+        known = by_model.get(model)
+        if known is None:  # limits do not change (buckets are cached the same way)
+            known = by_model[model] = self.limits.declares(project, model)
+        return known
 
     def bucket(self, scope: str, model: str, dimension: Dimension, now: float) -> Bucket | None:
         """The bucket of ``model`` in ``scope`` for ``dimension``, or ``None`` without a limit."""

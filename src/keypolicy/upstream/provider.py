@@ -304,13 +304,17 @@ class Provider:
                 body = errors.request_too_large(
                     request.model, self._where(d.scope), d.dimension, d.bucket.limit, d.amount
                 )
-                hit = Hit(d.dimension, d.scope, d.bucket.limit, 0.0, d.amount, math.inf)
+                whole = Hit(d.dimension, d.scope, d.bucket.limit, 0.0, d.amount, math.inf)
                 headers = self.headers(request.project, request.model, now)
-                return Outcome("too_large", 429, headers, body, hit=hit)
-        hits = [self._hit(d, now) for d in draws if not d.bucket.fits(d.amount, now)]
-        if not hits:
+                return Outcome("too_large", 429, headers, body, hit=whole)
+        hit: Hit | None = None
+        for d in draws:  # the first of the longest waits (no list while everything fits)
+            if not d.bucket.fits(d.amount, now):
+                found = self._hit(d, now)
+                if hit is None or found.wait > hit.wait:
+                    hit = found
+        if hit is None:
             return None
-        hit = max(hits, key=lambda h: h.wait)  # the first of the longest waits
         return self._rate_limited(request, draws, hit, now)
 
     @staticmethod

@@ -146,3 +146,11 @@ def test_a_refused_record_that_named_no_max_tokens_says_what_is_missing(tmp_path
     replayed = list(trace_arrivals([edited], max_tokens=64).arrivals(0))
     assert len(replayed) == len(records)
     assert {a.max_output_tokens for a in replayed} == {64}
+
+
+def test_records_are_timed_in_seconds_whatever_the_time_format_says(tmp_path: Path) -> None:
+    _, _, path = _simulate(tmp_path, 0.2)
+    with pytest.raises(TrafficError) as err:
+        trace_arrivals([path], time_format="milliseconds")
+    assert "usage records are timed in epoch seconds, not milliseconds" in str(err.value)
+    assert len(list(trace_arrivals([path], time_format="seconds").arrivals(0))) > 0

@@ -420,6 +420,13 @@ def _record_positions(
     tokens only if it was answered. ``None`` for any other file."""
     if source.columns or not set(RECORD_FIELDS) - set(REQUESTED) <= set(header):
         return None
+    if source.time_format not in ("auto", "seconds"):
+        raise TrafficError(
+            [
+                f"{source.display}: usage records are timed in epoch seconds, not "
+                f"{source.time_format} (leave the time format out)"
+            ]
+        )
     missing = [name for name in REQUESTED if name not in header]
     if missing:
         raise TrafficError(

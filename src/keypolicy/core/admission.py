@@ -105,21 +105,30 @@ class Admission:
         # buckets and floors in one list for the store's atomic acquire, with the budgets and
         # the budget generation they were built for.
         self._combined: dict[int, tuple[tuple[int, ...], int, list[BucketRef], list[float]]] = {}
-        self._routes: dict[tuple[str, str, int], list[Route]] = {}
+        # (pool, model, pinned key) -> the routes, and whether they are every key of the pool
+        # in its order, all on one project's limits (then their order is the pool's, rotated)
+        self._routes: dict[tuple[str, str, int], tuple[list[Route], bool]] = {}
         # Per route and class: the route's bucket refs, absolute floors, token flags; rebuilt
         # when a limit is learnt. Decisions are arithmetic on these, not walks of the config.
         self._plans: dict[int, tuple[list[BucketRef], list[float], tuple[bool, ...]]] = {}
 
     def routes(self, req: Pending) -> list[Route]:
         """The routes (key, model) the request may take, in pool order."""
+        return self._route_set(req)[0]
+
+    def _route_set(self, req: Pending) -> tuple[list[Route], bool]:
         cache_key = (req.domain.pool, req.model, req.pinned)
-        routes = self._routes.get(cache_key)
-        if routes is None:
-            keys = (req.pinned,) if req.pinned >= 0 else self.config.pools[req.domain.pool]
+        found = self._routes.get(cache_key)
+        if found is None:
+            pool = self.config.pools[req.domain.pool]
+            keys = (req.pinned,) if req.pinned >= 0 else pool
             get = self.config.routes.get
             routes = [r for k in keys if (r := get((k, req.model))) is not None]
-            self._routes[cache_key] = routes
-        return routes
+            whole = [r.key for r in routes] == list(pool) and all(
+                r.buckets == routes[0].buckets for r in routes
+            )
+            found = self._routes[cache_key] = (routes, whole)
+        return found
 
     def _plan(
         self, route: Route, rank: int
@@ -166,7 +175,8 @@ class Admission:
         wait = INF
         open_routes = []
         claims: set[int] = set()
-        for route in self.routes(req):
+        routes, whole = self._route_set(req)
+        for route in routes:
             cool = self.cooldown_end(route)
             if cool > now:
                 wait = min(wait, cool - now)
@@ -176,7 +186,8 @@ class Admission:
                 claims.update(route.buckets)  # behind its elders, it still waits for this key
         estimate = self.estimate(req, False)
         budget_short: int | None = None
-        for route in self._ordered(req, open_routes, now):
+        whole = whole and len(open_routes) == len(routes)
+        for route in self._ordered(req, open_routes, now, whole):
             budgets = self.budgets_of(req.domain.name, route.key)
             holds = self.budgets.holds(budgets, estimate, now)
             got = self._take(req, route, budgets, holds, now)
@@ -221,11 +232,17 @@ class Admission:
         selector.chosen(key)
         return key
 
-    def _ordered(self, req: Pending, routes: list[Route], now: float) -> list[Route]:
+    def _ordered(
+        self, req: Pending, routes: list[Route], now: float, whole: bool = False
+    ) -> list[Route]:
+        """``routes`` in the order to try them. ``whole``: they are every key of the pool, in
+        its order, all on one project's limits."""
         if len(routes) <= 1:
             return routes
-        by_key = {r.key: r for r in routes}
         selector = self._selectors[req.domain.pool]
+        if whole and selector.strategy != "weighted":
+            return selector.rotated(routes)  # what turn() gives, without building its tables
+        by_key = {r.key: r for r in routes}
         if selector.strategy != "weighted" and all(r.buckets == routes[0].buckets for r in routes):
             # Keys of one project: equal headroom by construction, so only the turn matters.
             return [by_key[k] for k in selector.turn(list(by_key))]

@@ -8,8 +8,11 @@ purpose: it only spreads load, it guards no limit.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 __all__ = ["Selector"]
+
+T = TypeVar("T")
 
 
 class Selector:
@@ -22,6 +25,13 @@ class Selector:
         self._credits = dict.fromkeys(keys, 0.0)
         self._next = 0
         self._pos = {k: i for i, k in enumerate(self.keys)}
+
+    def rotated(self, items: list[T]) -> list[T]:
+        """``items``, one per key in the pool's order, from the next key on: :meth:`turn` of
+        every key, for things that stand for the keys."""
+        if len(items) != len(self.keys):
+            raise ValueError("rotated needs one item per key of the pool")
+        return [*items[self._next :], *items[: self._next]]
 
     def turn(self, candidates: list[int]) -> list[int]:
         """Candidates by turn only (keys that share every limit): from the next key on."""

@@ -134,8 +134,9 @@ class BudgetBook:
             done = self._alerted.get(bucket.name, 0)
             if reached:
                 first = min(done, bisect_right(lines, spent - cost + 1e-12))
-                shares = self._defs[bucket.budget].alert_at
-                found += [(bucket.budget, shares[i], spent) for i in range(first, reached)]
+                if first < reached:  # (no list built for the settlements that cross nothing)
+                    shares = self._defs[bucket.budget].alert_at
+                    found += [(bucket.budget, shares[i], spent) for i in range(first, reached)]
             if reached != done:
                 # Calendar spend only grows within its period; a rolling window forgets.
                 self._alerted[bucket.name] = reached if bucket.rate else max(done, reached)

@@ -36,7 +36,7 @@ class Selector:
     def turn(self, candidates: list[int]) -> list[int]:
         """Candidates by turn only (keys that share every limit): from the next key on."""
         if len(candidates) == len(self.keys):  # all open: the pool's order, rotated
-            return [*self.keys[self._next :], *self.keys[: self._next]]
+            return self.rotated(list(self.keys))
         pos = self._pos
         n = len(self.keys)
         return sorted(candidates, key=lambda k: (pos[k] - self._next) % n)

@@ -38,9 +38,8 @@ class MemoryStore(Store):
         if state is None:
             state = self._buckets[bucket.name] = _Level(bucket.capacity, now)
             return state
-        level = state.level
-        if now > state.at:
-            level += (now - state.at) * bucket.rate
+        level = self._level(state, bucket, now)
+        if now > state.at:  # noqa: PLR1730 (cheaper than max())
             state.at = now
         capacity = bucket.capacity
         state.level = capacity if level > capacity else level

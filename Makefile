@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 # cannot be built (no C compiler), everything runs as plain Python, only slower.
 NATIVE := src/keypolicy/_compiled.json
 HOT := $(wildcard src/keypolicy/core/*.py src/keypolicy/state/*.py src/keypolicy/upstream/*.py) \
-	src/keypolicy/sim/arrival.py src/keypolicy/sim/driver.py src/keypolicy/sim/metrics.py src/keypolicy/records.py \
+	src/keypolicy/sim/arrival.py src/keypolicy/sim/driver.py src/keypolicy/metrics.py src/keypolicy/records.py \
 	src/keypolicy/_native.py
 
 $(NATIVE): $(STAMP) $(HOT)

@@ -58,7 +58,7 @@ COMPILED = (
     "keypolicy.upstream.settings",
     "keypolicy.sim.arrival",
     "keypolicy.sim.driver",
-    "keypolicy.sim.metrics",
+    "keypolicy.metrics",
     "keypolicy.records",
 )
 """The modules compiled, by name (package ``__init__`` files stay plain Python)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TextIO
 
-__all__ = ["FIELDS", "OUTCOMES", "REQUESTED", "RecordWriter", "UsageRecord"]
+__all__ = ["FIELDS", "OPTIONAL", "OUTCOMES", "REQUESTED", "RecordWriter", "UsageRecord"]
 
 OUTCOMES: Final = ("ok", "upstream_429", "rejected", "deferred", "budget_exhausted", "error")
 """``ok``; ``upstream_429`` (gave up after the provider's 429s); ``rejected`` by the policy
@@ -31,6 +31,9 @@ class UsageRecord:
     request that got no answer); the ``requested_*`` fields are what the request asked for (the
     model it named, "" for its domain's; its prompt tokens; its max output tokens, 0 for none),
     so that records replay as traffic (``keypolicy simulate POLICY --trace RECORDS.csv``).
+    ``usage_estimated`` is what only a live call can tell: the provider reported no usage (a
+    stream without its usage chunk, a stream abandoned half read), so the tokens and cost are
+    keypolicy's estimate. The simulator always knows its usage.
     """
 
     request_id: str
@@ -55,6 +58,7 @@ class UsageRecord:
     requested_model: str
     requested_prompt_tokens: int
     requested_max_tokens: int
+    usage_estimated: bool = False
 
     def __init__(
         self,
@@ -80,6 +84,7 @@ class UsageRecord:
         requested_model: str,
         requested_prompt_tokens: int,
         requested_max_tokens: int,
+        usage_estimated: bool = False,
     ) -> None:
         object.__setattr__(self, "request_id", request_id)
         object.__setattr__(self, "domain", domain)
@@ -103,11 +108,14 @@ class UsageRecord:
         object.__setattr__(self, "requested_model", requested_model)
         object.__setattr__(self, "requested_prompt_tokens", requested_prompt_tokens)
         object.__setattr__(self, "requested_max_tokens", requested_max_tokens)
+        object.__setattr__(self, "usage_estimated", usage_estimated)
 
 
 FIELDS: Final = tuple(f.name for f in dataclasses.fields(UsageRecord))
 REQUESTED: Final = ("requested_model", "requested_prompt_tokens", "requested_max_tokens")
 """What a request asked for: record files written before these fields existed lack them."""
+OPTIONAL: Final = (*REQUESTED, "usage_estimated")
+"""Fields that record files written by earlier versions may lack."""
 
 _ROW: Final = attrgetter(
     *FIELDS

@@ -2,7 +2,7 @@
 
 Records carry one line per request whoever wrote them (a simulation or the runtime), so the same
 report can be drawn from either. The summary has the shape :func:`keypolicy.sim.run.
-simulate_policy` returns, built by the same :class:`~keypolicy.sim.metrics.Metrics`. Records
+simulate_policy` returns, built by the same :class:`~keypolicy.metrics.Metrics`. Records
 know less than a simulation saw, and ``about.records_note`` says what that costs: 429s count
 only the attempts of requests that gave up on them, and demand is each answered request's
 admission charge once (prompt + max_tokens as asked; prompt + completion tokens in files written
@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo
 from keypolicy import __version__
 from keypolicy.catalog import CATALOG_DATE
 from keypolicy.policy.model import Policy
-from keypolicy.records import FIELDS, REQUESTED, UsageRecord
-from keypolicy.sim.metrics import Metrics
+from keypolicy.records import FIELDS, OPTIONAL, REQUESTED, UsageRecord
+from keypolicy.metrics import Metrics
 
 __all__ = ["read_records", "records_summary"]
 
@@ -36,14 +36,14 @@ _INTS = {
     "requested_max_tokens",
 }
 _FLOATS = {"submitted", "finished", "wait_s", "cost_usd"}
-_BOOLS = {"batch", "deferred"}
+_BOOLS = {"batch", "deferred", "usage_estimated"}
 
 
 def _record(row: dict[str, Any], where: str) -> UsageRecord:
     try:
         values: dict[str, Any] = {}
         for name in FIELDS:
-            raw: Any = row.get(name) if name in REQUESTED else row[name]
+            raw: Any = row.get(name) if name in OPTIONAL else row[name]
             if raw is None and name in REQUESTED:  # written before records carried them
                 raw = row.get("prompt_tokens") if name == "requested_prompt_tokens" else ""
             if name in _INTS:
@@ -78,7 +78,7 @@ def read_records(path: Path) -> Iterator[UsageRecord]:
         return
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing = [f for f in FIELDS if f not in (reader.fieldnames or []) and f not in REQUESTED]
+        missing = [f for f in FIELDS if f not in (reader.fieldnames or []) and f not in OPTIONAL]
         if missing:
             raise ValueError(
                 f"{path}: not a usage-records file: missing column(s) {', '.join(missing)} "

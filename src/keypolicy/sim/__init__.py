@@ -2,7 +2,7 @@
 
 Traffic (synthetic profiles, trace files) comes from :mod:`keypolicy.sim.traffic`; the driver
 (:mod:`keypolicy.sim.driver`) feeds it to the decision core and the provider model; metrics and
-summaries come from :mod:`keypolicy.sim.metrics` and :mod:`keypolicy.sim.run`.
+summaries come from :mod:`keypolicy.metrics` and :mod:`keypolicy.sim.run`.
 """
 
 from keypolicy.sim.run import simulate_policy

@@ -41,7 +41,7 @@ from keypolicy.policy.compile import compile_policy
 from keypolicy.policy.model import Policy
 from keypolicy.records import UsageRecord
 from keypolicy.sim.arrival import Arrival
-from keypolicy.sim.metrics import Metrics
+from keypolicy.metrics import Metrics
 from keypolicy.state import MemoryStore
 from keypolicy.upstream import Provider, ProviderLimits, ProviderSettings, UpstreamRequest
 from keypolicy.upstream.outcome import Outcome, RateLimitNumbers

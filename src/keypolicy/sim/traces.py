@@ -37,7 +37,7 @@ from keypolicy.policy.model import Name, TimeZone
 from keypolicy.policy.references import did_you_mean
 from keypolicy.policy.source import SourceDoc
 from keypolicy.records import FIELDS as RECORD_FIELDS
-from keypolicy.records import REQUESTED
+from keypolicy.records import OPTIONAL, REQUESTED
 from keypolicy.sim.profile import Count, Start
 from keypolicy.sim.traffic import Arrival, TrafficError, validate_doc
 
@@ -418,7 +418,7 @@ def _record_positions(
     mapped): where each field is, and where the outcome is. A request replays as it was asked:
     submitted at ``submitted``, with its requested model, prompt and max tokens; its completion
     tokens only if it was answered. ``None`` for any other file."""
-    if source.columns or not set(RECORD_FIELDS) - set(REQUESTED) <= set(header):
+    if source.columns or not set(RECORD_FIELDS) - set(OPTIONAL) <= set(header):
         return None
     if source.time_format not in ("auto", "seconds"):
         raise TrafficError(

@@ -1,5 +1,5 @@
-"""What a simulation measured: counts, waits, costs per domain, pool, project and key, and time
-series per minute for the reports.
+"""What a run measured (a simulation, or the runtime's ledger): counts, waits, costs per domain,
+pool, project and key, and time series per minute for the reports.
 
 Fed one record per request and a few events (429s, retries, admissions); turned into the summary
 JSON documented in README.md by :meth:`Metrics.summary`.

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keypolicy.records import FIELDS, RecordWriter, UsageRecord
-from keypolicy.sim.metrics import Metrics, percentile
+from keypolicy.metrics import Metrics, percentile
 
 
 def _reference(values: list[float], q: float) -> float:

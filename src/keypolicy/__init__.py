@@ -9,6 +9,24 @@ guard()  # before any other module of ours loads: compiled modules only if they 
 
 from keypolicy.policy import LoadedPolicy, Policy, PolicyError, load_policy  # noqa: E402
 
-__all__ = ["LoadedPolicy", "Policy", "PolicyError", "__version__", "load_policy"]
+__all__ = [
+    "LoadedPolicy",
+    "Policy",
+    "PolicyError",
+    "PolicyRejected",
+    "Runtime",
+    "__version__",
+    "load_policy",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The runtime (openai, httpx2, sqlite) loads only when asked for: the simulator, the CLI and
+    # the mock server do not need it.
+    if name in ("Runtime", "PolicyRejected"):
+        from keypolicy import runtime  # noqa: PLC0415
+
+        return getattr(runtime, name)
+    raise AttributeError(f"module 'keypolicy' has no attribute {name!r}")
 
 __version__ = "0.1.0"

@@ -367,6 +367,12 @@ class Policy(_Model):
     description: str = ""
     extends: str | None = Field(None, description="A base policy this one overrides, by path.")
     timezone: TimeZone = "UTC"
+    base_url: str | None = Field(
+        None,
+        description="The provider's API base URL, such as http://127.0.0.1:8000/v1 for "
+        "`keypolicy mock-server`. Unset: $OPENAI_BASE_URL, else OpenAI's own.",
+        pattern=r"^https?://\S+$",
+    )
     organization: Organization | None = None
     projects: dict[str, Project] = Field(min_length=1)
     keys: dict[str, Key] = Field(min_length=1)

@@ -1,0 +1,435 @@
+"""One live call's life, written once for the sync and the async transport.
+
+:meth:`Call.flow` is a generator, like httpx's ``Auth.auth_flow``: it decides what happens next
+and *yields* the I/O it needs (wait for the engine's turn, send this request, read this body); the
+sync and async transports (:mod:`keypolicy.runtime.transport`) are short loops that carry each
+step out and send the result back in. So the policy's handling of a call (submit, wait, send on
+the chosen key, settle or fail, retry, give up, write the record) exists in one place.
+
+Every attempt the engine sends ends as exactly one ``Settled`` or ``Failed``, whatever happens: an
+answer, a transport error, a caller that gives up (the generator is closed), a stream abandoned
+half read (settled on an estimate by :class:`Streaming`). Every call ends as one usage record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx2
+
+from keypolicy.core import Cancel, Complete, Defer, Failed, Reject, Retry, Send, Settled, Submit
+from keypolicy.core.actions import Action
+from keypolicy.estimate import RequestEstimate, count_tokens, estimate_request
+from keypolicy.policy.model import Policy
+from keypolicy.records import UsageRecord
+from keypolicy.runtime.answers import StreamReader, Usage, body_usage
+from keypolicy.runtime.conductor import Conductor, Waiter
+from keypolicy.runtime.errors import PolicyRejected
+from keypolicy.runtime.secrets import KeyRing
+
+__all__ = ["AWAIT", "Call", "Context", "Read", "Streaming", "Transmit"]
+
+_ENDPOINTS: Final = (
+    ("/chat/completions", "chat.completions"),
+    ("/responses", "responses"),
+    ("/embeddings", "embeddings"),
+    ("/completions", "completions"),
+)
+# Headers that describe the body as it came off the wire; the caller gets it decoded.
+_WIRE_HEADERS: Final = ("content-encoding", "content-length", "transfer-encoding")
+
+
+class _Await:
+    def __repr__(self) -> str:
+        return "AWAIT"
+
+
+AWAIT: Final = _Await()
+"""Step: wait for the engine's next action for this call, and send it in."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """Step: send ``request`` upstream; send the response (body unread) in, or throw the error."""
+
+    request: httpx2.Request
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """Step: read ``response``'s whole (decoded) body, close it, and send the bytes in."""
+
+    response: httpx2.Response
+
+
+Step = _Await | Transmit | Read
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What every call of one runtime shares."""
+
+    conductor: Conductor
+    keys: KeyRing
+    policy: Policy
+    write: Callable[[UsageRecord], None]
+    on_retry: Callable[[str], None]
+    on_rate_limited: Callable[[str, str], None]
+    next_id: Callable[[], str]
+
+
+def endpoint_of(request: httpx2.Request) -> str:
+    """``chat.completions``, ``responses``, ``embeddings``, ``completions``, or the path."""
+    path = request.url.path.rstrip("/")
+    for suffix, name in _ENDPOINTS:
+        if path.endswith(suffix):
+            return name
+    return path
+
+
+def metered_body(request: httpx2.Request) -> dict[str, Any] | None:
+    """The JSON body of a request that names a model (the calls limits apply to), else None."""
+    if request.method != "POST" or "json" not in request.headers.get("content-type", ""):
+        return None
+    try:
+        body = json.loads(request.read())
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) and isinstance(body.get("model"), str) else None
+
+
+def rebuilt(
+    request: httpx2.Request, response: httpx2.Response, body: bytes, give_up: bool = False
+) -> httpx2.Response:
+    """The answer for the caller: the body as read (decoded), and, when the engine has given up
+    on the call, ``x-should-retry: false`` so that no client retries behind the policy's back."""
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
+    if give_up:
+        headers = [(k, v) for k, v in headers if k.lower() != "x-should-retry"]
+        headers.append(("x-should-retry", "false"))
+    return httpx2.Response(
+        response.status_code,
+        headers=headers,
+        content=body,
+        request=request,
+        extensions=response.extensions,
+    )
+
+
+class Call:
+    """One metered request through the policy: from ``Submit`` to its usage record."""
+
+    def __init__(
+        self,
+        context: Context,
+        domain: str,
+        request: httpx2.Request,
+        body: dict[str, Any],
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        self.context = context
+        self.domain = domain
+        self.request = request
+        self.id = context.next_id()
+        self.endpoint = endpoint_of(request)
+        self.estimate: RequestEstimate = estimate_request(self.endpoint, body)
+        self.requested_model = str(body.get("model", ""))
+        self.hide_usage = False
+        if self.estimate.stream and self.endpoint == "chat.completions":
+            options = body.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage")):
+                # Ask for the usage chunk, and take it out of what the caller reads.
+                body = {**body, "stream_options": {**(options or {}), "include_usage": True}}
+                self.hide_usage = True
+        self.body = body
+        self.content = json.dumps(body).encode() if self.hide_usage else request.read()
+        self.waiter: Waiter = context.conductor.open(self.id, loop)
+        self.submitted = 0.0
+        self.started: float | None = None
+        self.send: Send | None = None
+        self.inflight = False
+        self.deferred = False
+        self.ended = False
+
+    # ------------------------------------------------------------------ the flow
+
+    def flow(self) -> Generator[Step, Any, httpx2.Response | Streaming]:
+        """The call's life as steps of I/O for a transport to carry out (see the module)."""
+        conductor = self.context.conductor
+        self.submitted = conductor.clock.now()
+        if self.context.policy.domains[self.domain].defer.mode == "batch":
+            refusal = Reject(
+                self.id,
+                "batch_domain",
+                "the domain runs through the Batch API (defer: batch); a plain client's call "
+                "would bypass it",
+            )
+            self._end(refusal)
+            raise self._rejected(refusal)
+        conductor.handle(
+            Submit(
+                self.id,
+                self.domain,
+                self.submitted,
+                self.estimate.prompt_tokens,
+                self.estimate.max_output_tokens,
+                self.estimate.n,
+                self.requested_model or None,
+                self.estimate.rate_prompt_tokens,
+            )
+        )
+        try:
+            while True:
+                action = self.waiter.poll()
+                if action is None:
+                    action = yield AWAIT
+                if isinstance(action, Send):
+                    result = yield from self._attempt(action)
+                    if result is not None:
+                        return result
+                elif isinstance(action, Reject):
+                    self._end(action)
+                    raise self._rejected(action)
+                elif isinstance(action, Defer):
+                    self.deferred = True
+                elif isinstance(action, Retry):
+                    self.context.on_retry(self.domain)
+        except BaseException:  # the caller gave up (GeneratorExit, cancelled) or we refused
+            self._abandon()
+            raise
+
+    def _attempt(self, send: Send) -> Generator[Step, Any, httpx2.Response | Streaming | None]:
+        """One attempt on the key the engine chose: the answer for the caller, or None to wait
+        for the engine's next word (a retry)."""
+        self.send, self.inflight = send, True
+        self.started = self.context.conductor.clock.now()
+        try:
+            response: httpx2.Response = yield Transmit(self._on_key(send))
+            if response.status_code < 400 and self.estimate.stream:
+                return Streaming(self, response)  # settled when the stream ends
+            body: bytes = yield Read(response)
+        except Exception:  # no answer (timeout, connection): the provider may have counted it
+            if self._failed(None, {}, None) is not None:
+                raise
+            return None
+        if response.status_code < 400:
+            usage = body_usage(body)
+            estimated = usage is None
+            if usage is None:  # an answer that reports no usage: count what it held
+                out = (self.estimate.max_output_tokens or 0) * self.estimate.n
+                usage = Usage(self.estimate.prompt_tokens, 0, out)
+            self.settle(usage, response.headers, estimated, "the answer reported no usage")
+            return rebuilt(self.request, response, body)
+        if response.status_code == 429:
+            self.context.on_rate_limited(self.domain, send.project)
+        final = self._failed(response.status_code, response.headers, body)
+        return None if final is None else rebuilt(self.request, response, body, give_up=True)
+
+    def _on_key(self, send: Send) -> httpx2.Request:
+        """The request as it goes out on ``send``'s key: its secret set, the model the engine
+        chose (a budget's downgrade rewrites it), no project header of another project."""
+        content = self.content
+        if send.model != self.requested_model:
+            content = json.dumps({**self.body, "model": send.model}).encode()
+        headers = self.request.headers.copy()
+        for name in ("content-length", "openai-project"):
+            if name in headers:
+                del headers[name]
+        headers["authorization"] = self.context.keys.bearer(send.key)
+        return httpx2.Request(
+            self.request.method,
+            self.request.url,
+            headers=headers,
+            content=content,
+            extensions=self.request.extensions,
+        )
+
+    # ------------------------------------------------------------------ outcomes
+
+    def settle(self, usage: Usage, headers: Any, estimated: bool, why: str) -> None:
+        """The attempt out succeeded: its usage back to the engine, and the call's record."""
+        send = self.send
+        assert send is not None
+        self.inflight = False
+        conductor = self.context.conductor
+        conductor.handle(
+            Settled(
+                self.id,
+                conductor.clock.now(),
+                usage.prompt,
+                usage.completion,
+                usage.cached,
+                headers,
+                send.attempt,
+            )
+        )
+        final = self._final()
+        self._end(final, usage, f"usage estimated: {why}" if estimated else "", estimated)
+
+    def _failed(self, status: int | None, headers: Any, body: bytes | None) -> Action | None:
+        """The attempt out failed: tell the engine; its final word if it gives up, else None."""
+        send = self.send
+        assert send is not None
+        self.inflight = False
+        conductor = self.context.conductor
+        conductor.handle(
+            Failed(self.id, conductor.clock.now(), status, headers, body, send.attempt)
+        )
+        action = self.waiter.poll()
+        if isinstance(action, Retry):
+            self.context.on_retry(self.domain)
+            return None
+        if action is None:
+            return None
+        self._end(action)
+        return action
+
+    def _final(self) -> Action:
+        """The engine's final action for this call, skipping anything before it."""
+        while True:
+            action = self.waiter.poll()
+            if action is None:
+                raise RuntimeError(f"keypolicy: the engine gave no final answer for {self.id}")
+            if isinstance(action, Complete | Reject):
+                return action
+
+    def _abandon(self) -> None:
+        """The caller gave up: the attempt out (if any) fails, then the call is cancelled."""
+        if self.ended:
+            return
+        conductor = self.context.conductor
+        if self.inflight and self.send is not None:
+            self.inflight = False
+            now = conductor.clock.now()
+            conductor.handle(Failed(self.id, now, None, None, None, self.send.attempt))
+        conductor.handle(Cancel(self.id, conductor.clock.now()))
+        with contextlib.suppress(RuntimeError):  # the engine had already ended it
+            self._end(self._final())
+
+    def _rejected(self, reject: Reject) -> PolicyRejected:
+        now = self.context.conductor.clock.now()
+        waited = (self.started or now) - self.submitted
+        return PolicyRejected(self.domain, reject.reason, reject.message, waited, self.id)
+
+    def _end(
+        self, final: Action, usage: Usage | None = None, note: str = "", estimated: bool = False
+    ) -> None:
+        """Write the call's one usage record."""
+        if self.ended:
+            return
+        self.ended = True
+        record = self.record(final, usage, note, estimated)
+        self.context.write(record)
+
+    def record(self, final: Action, usage: Usage | None, note: str, estimated: bool) -> UsageRecord:
+        """The call's usage record, filled as the simulator fills its records."""
+        now = self.context.conductor.clock.now()
+        send = self.send
+        ok = isinstance(final, Complete)
+        if isinstance(final, Complete):
+            model, key, project, attempts = final.model, final.key, final.project, final.attempts
+            cost, outcome, reason = final.cost_usd, "ok", note
+        else:
+            assert isinstance(final, Reject)
+            model = send.model if send else (self.requested_model or self._default_model())
+            key, project = (send.key, send.project) if send else ("", "")
+            attempts, cost = final.attempts, 0.0
+            outcome, reason = outcome_of(final), f"{final.reason}: {final.message}"
+        started = self.started
+        domain = self.context.policy.domains.get(self.domain)
+        return UsageRecord(
+            self.id,
+            self.domain,
+            model,
+            key,
+            project,
+            domain.priority if domain else "",
+            self.submitted,
+            started,
+            now,
+            (started if started is not None else now) - self.submitted,
+            attempts,
+            outcome,
+            reason,
+            usage.prompt if ok and usage else 0,
+            usage.cached if ok and usage else 0,
+            usage.completion if ok and usage else 0,
+            cost,
+            False,
+            self.deferred,
+            self.requested_model,
+            self.estimate.prompt_tokens,
+            self.estimate.max_output_tokens or 0,
+            estimated,
+        )
+
+    def _default_model(self) -> str:
+        domain = self.context.policy.domains.get(self.domain)
+        return domain.model if domain else ""
+
+
+def outcome_of(reject: Reject) -> str:
+    """The record outcome of a rejection (the simulator maps them alike)."""
+    if reject.reason == "budget":
+        return "budget_exhausted"
+    if reject.reason == "gave_up" and reject.message.startswith("HTTP 429"):
+        return "upstream_429"
+    if reject.reason in ("gave_up", "quota"):
+        return "error"
+    return "rejected"
+
+
+class Streaming:
+    """A streamed answer on its way to the caller: read as it passes, settled when it ends.
+
+    The transports wrap it in a byte stream that calls :meth:`feed` per chunk and :meth:`finish`
+    once: at the end, on an error, or when the caller closes (or drops) the stream early. The
+    usage comes from the stream's last chunk or event; without one, it is estimated (the prompt
+    as counted, the text received so far) and the record says so.
+    """
+
+    def __init__(self, call: Call, response: httpx2.Response) -> None:
+        self.call = call
+        self.response = response
+        self.reader = StreamReader(call.hide_usage)
+        self._lock = threading.Lock()
+        self._finished = False
+
+    def headers(self) -> list[tuple[str, str]]:
+        """The response's headers for the caller (the stream is passed on decoded)."""
+        return [
+            (k, v) for k, v in self.response.headers.multi_items() if k.lower() not in _WIRE_HEADERS
+        ]
+
+    def feed(self, chunk: bytes) -> bytes:
+        """A chunk from the provider; what passes on to the caller."""
+        return self.reader.feed(chunk)
+
+    def rest(self) -> bytes:
+        """What is left at the end of the stream."""
+        return self.reader.rest()
+
+    def finish(self, why: str | None) -> None:
+        """Settle the attempt, once. ``why``: how the stream ended early, or None at its end."""
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+        reader, call = self.reader, self.call
+        usage = reader.usage
+        if usage is None:
+            completion = count_tokens("".join(reader.text), call.estimate.model)
+            usage = Usage(call.estimate.prompt_tokens, 0, completion)
+            why = why or "the stream carried no usage"
+        call.settle(usage, self.response.headers, reader.usage is None, why or "")
+
+    @property
+    def finished(self) -> bool:
+        """Whether the attempt was settled."""
+        return self._finished

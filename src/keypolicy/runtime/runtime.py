@@ -1,0 +1,216 @@
+"""The runtime: a policy enforced on live ``openai`` calls, in the service that makes them.
+
+``Runtime`` holds one engine (behind one lock), the keys' secrets, a timer and the usage ledger.
+It hands out real ``openai.OpenAI`` / ``openai.AsyncOpenAI`` clients whose HTTP transport is a
+:class:`~keypolicy.runtime.transport.PolicyTransport` for one domain: every call the client makes
+passes the policy there (key choice, limits, priority queue, budgets, retries, deferral), and
+ends as one usage record in the ledger.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets as _random
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+import httpx2
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient, DefaultHttpxClient, OpenAI
+
+from keypolicy.core import Alert, Engine
+from keypolicy.core.store import Store
+from keypolicy.ledger import Ledger, default_ledger_path
+from keypolicy.policy import load_policy
+from keypolicy.policy.compile import compile_policy
+from keypolicy.policy.model import Policy
+from keypolicy.records import UsageRecord
+from keypolicy.runtime.call import Context
+from keypolicy.runtime.clock import Clock, WallClock
+from keypolicy.runtime.conductor import Conductor
+from keypolicy.runtime.secrets import PLACEHOLDER, KeyRing, environment
+from keypolicy.runtime.transport import AsyncPolicyTransport, PolicyTransport
+from keypolicy.state import MemoryStore
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger("keypolicy.runtime")
+
+# The openai client's own connection limits (it uses them when it makes its own client).
+_LIMITS: Final = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
+
+
+class Runtime:
+    """Enforces one policy on the live calls of this process.
+
+    ``ledger``: where usage records go (``.sqlite`` by default, ``.csv`` or ``.jsonl``; a
+    :class:`~keypolicy.ledger.Ledger`; ``None``: :func:`~keypolicy.ledger.default_ledger_path`,
+    that is ``$KEYPOLICY_LEDGER`` or ``./keypolicy-usage.sqlite``). Keys' secrets come from the
+    environment (``environ`` to pass another mapping, ``env_file`` to read a ``.env`` file under
+    it). The provider's URL: ``base_url``, else the policy's ``base_url``, else the openai
+    client's own choice (``$OPENAI_BASE_URL``, else OpenAI). ``clock`` is the wall clock unless a
+    test brings a fake one; ``store`` holds the shared counters (memory by default).
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        ledger: str | Path | Ledger | None = None,
+        environ: Mapping[str, str] | None = None,
+        env_file: str | Path | None = None,
+        base_url: str | None = None,
+        clock: Clock | None = None,
+        store: Store | None = None,
+        seed: int = 0,
+        prometheus: Any = None,
+    ) -> None:
+        self.policy = policy
+        self._keys = KeyRing.from_policy(
+            policy, environ if environ is not None else environment(env_file)
+        )
+        self.base_url = base_url or policy.base_url
+        self.clock: Clock = clock or WallClock()
+        self.engine = Engine(compile_policy(policy), store or MemoryStore(), seed)
+        self.ledger = (
+            ledger
+            if isinstance(ledger, Ledger)
+            else Ledger(ledger if ledger is not None else default_ledger_path())
+        )
+        self._prometheus = prometheus
+        self._conductor = Conductor(self.engine, self.clock, on_alert=self._alert)
+        prefix = _random.token_hex(3)
+        counter = itertools.count(1)
+        self._context = Context(
+            conductor=self._conductor,
+            keys=self._keys,
+            policy=policy,
+            write=self._write,
+            on_retry=self._retry,
+            on_rate_limited=self._rate_limited,
+            next_id=lambda: f"{prefix}-{next(counter)}",
+        )
+        self._http = httpx2.HTTPTransport(limits=_LIMITS)
+        self.closed = False
+        self._conductor.start()
+
+    @classmethod
+    def from_file(cls, path: str | Path, **options: Any) -> Runtime:
+        """A runtime for the policy file at ``path`` (raises ``PolicyError`` if it is invalid);
+        ``options`` as for the constructor."""
+        return cls(load_policy(path).policy, **options)
+
+    # ------------------------------------------------------------------ clients
+
+    def openai(self, domain: str, **options: Any) -> OpenAI:
+        """A real ``openai.OpenAI`` client whose every call passes the policy as ``domain``.
+
+        ``options`` go to the client (``timeout``, ``organization``, ``default_headers``...);
+        its own retries stay off: the policy's retry rules decide.
+        """
+        transport = self.transport(domain)
+        return OpenAI(
+            **self._client_options(options),
+            http_client=DefaultHttpxClient(transport=transport),
+        )
+
+    def async_openai(self, domain: str, **options: Any) -> AsyncOpenAI:
+        """A real ``openai.AsyncOpenAI`` client (asyncio) whose every call passes the policy as
+        ``domain``. Close it as usual (``await client.close()``)."""
+        transport = self.async_transport(domain)
+        return AsyncOpenAI(
+            **self._client_options(options),
+            http_client=DefaultAsyncHttpxClient(transport=transport),
+        )
+
+    def transport(self, domain: str) -> PolicyTransport:
+        """The policy's httpx2 transport for ``domain``, for a client you build yourself."""
+        self._check(domain)
+        return PolicyTransport(self._context, domain, self._http)
+
+    def async_transport(self, domain: str) -> AsyncPolicyTransport:
+        """The asyncio transport for ``domain`` (a connection pool of its own)."""
+        self._check(domain)
+        return AsyncPolicyTransport(
+            self._context, domain, httpx2.AsyncHTTPTransport(limits=_LIMITS)
+        )
+
+    def _client_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        if options.get("max_retries"):
+            raise ValueError(
+                "keypolicy retries by the policy's retry rules: leave max_retries out (it is 0)"
+            )
+        for name in ("api_key", "http_client"):
+            if name in options:
+                raise ValueError(f"keypolicy sets {name} itself: leave it out")
+        options = {"max_retries": 0, **options, "api_key": PLACEHOLDER}
+        if self.base_url and "base_url" not in options:
+            options["base_url"] = self.base_url
+        return options
+
+    def _check(self, domain: str) -> None:
+        if self.closed:
+            raise RuntimeError("this keypolicy Runtime is closed")
+        if domain not in self.policy.domains:
+            known = ", ".join(sorted(self.policy.domains))
+            raise ValueError(
+                f"policy {self.policy.name!r} has no domain {domain!r}; it has: {known}"
+            )
+
+    # ------------------------------------------------------------------ what calls report
+
+    def _write(self, record: UsageRecord) -> None:
+        if self._prometheus is not None:
+            self._prometheus.record(record)
+        if self.closed:
+            log.warning(
+                "keypolicy: request %s ended after the runtime closed; its record "
+                "is not in the ledger",
+                record.request_id,
+            )
+            return
+        self.ledger.write(record)
+
+    def _retry(self, domain: str) -> None:
+        if self._prometheus is not None:
+            self._prometheus.retry(domain)
+
+    def _rate_limited(self, domain: str, project: str) -> None:
+        if self._prometheus is not None:
+            self._prometheus.rate_limited(domain, project)
+
+    def _alert(self, alert: Alert) -> None:
+        log.warning(
+            "keypolicy: budget %s crossed %.0f%%: $%.2f of $%.2f",
+            alert.budget,
+            alert.threshold * 100,
+            alert.spent_usd,
+            alert.usd,
+        )
+
+    # ------------------------------------------------------------------ lifetime
+
+    def close(self) -> None:
+        """Stop the timer, flush and close the ledger, close the connection pool."""
+        if self.closed:
+            return
+        self.closed = True
+        self._conductor.close()
+        self.ledger.close()
+        self._http.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Runtime(policy={self.policy.name!r}, ledger={str(self.ledger.path)!r})"

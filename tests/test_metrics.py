@@ -12,8 +12,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keypolicy.records import FIELDS, RecordWriter, UsageRecord
 from keypolicy.metrics import Metrics, percentile
+from keypolicy.records import FIELDS, RecordWriter, UsageRecord
 
 
 def _reference(values: list[float], q: float) -> float:

@@ -9,13 +9,15 @@ import contextlib
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 
 from keypolicy import __version__
+from keypolicy.ledger import read_ledger
 from keypolicy.mock.server import run_mock_server
 from keypolicy.policy import PolicyError, load_policy
 from keypolicy.policy.dump import dump_policy
@@ -28,10 +30,12 @@ from keypolicy.report import records_summary, render_report
 from keypolicy.sim.console import comparison_tables, progress_bar, summary_tables
 from keypolicy.sim.run import simulate_variants
 from keypolicy.sim.traffic import Traffic, TrafficError, load_traffic, trace_arrivals
+from keypolicy.usage import Group, usage_answer, usage_console_table, usage_table
 
 app = typer.Typer(
     name="keypolicy",
-    help="Decide how LLM API keys, quotas and budgets are used: check, simulate, compare, report.",
+    help="Decide how LLM API keys, quotas and budgets are used: check, simulate, compare, "
+    "report, usage.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -352,7 +356,11 @@ def compare(
 @app.command()
 def report(
     records: Annotated[
-        Path, typer.Argument(help="Usage records (CSV) written by a simulation or the runtime.")
+        Path,
+        typer.Argument(
+            help="Usage records: a simulation's --records CSV, or the runtime's ledger "
+            "(.sqlite, .jsonl, .csv)."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="The HTML report to write.")],
     policy: Annotated[
@@ -370,6 +378,72 @@ def report(
         _err(f"{records}: {redact(str(exc))}")
         raise typer.Exit(EXIT_INVALID) from None
     _render({summary["policy"]: summary}, out, {loaded.name: loaded} if loaded else None)
+
+
+Format = Literal["table", "csv", "json"]
+
+
+@app.command()
+def usage(
+    ledger: Annotated[
+        Path,
+        typer.Argument(
+            help="The runtime's ledger (.sqlite, .jsonl, .csv; by default "
+            "$KEYPOLICY_LEDGER or ./keypolicy-usage.sqlite) or a simulation's --records CSV."
+        ),
+    ],
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Only requests that finished in the last DURATION (24h, 90m, 7d), counted "
+            "back from now (the wall clock), not from the ledger's newest record."
+        ),
+    ] = None,
+    by: Annotated[Group, typer.Option(help="One row per domain, key, model, project or pool.")] = (
+        "domain"
+    ),
+    output: Annotated[
+        Format, typer.Option("--format", help="table (for people), csv or json.")
+    ] = "table",
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="The policy the ledger ran under (needed for --by pool)."),
+    ] = None,
+) -> None:
+    """Who used what: requests, outcomes, tokens, cost and waits per domain, key, model,
+    project or pool, most used first, with a total."""
+    since_s = _seconds(since, "--since") if since is not None else None
+    loaded = _load_policies([policy])[0] if policy is not None else None
+    try:
+        frame = read_ledger(ledger)
+        table = usage_table(frame, by=by, since_s=since_s, policy=loaded)
+    except (OSError, ValueError) as exc:
+        _err(redact(str(exc)))
+        raise typer.Exit(EXIT_INVALID) from None
+    if table.empty and output == "table":
+        print(_nothing(ledger, frame, since))
+        return
+    if table.empty:
+        _err(_nothing(ledger, frame, since))
+    if output == "csv":
+        sys.stdout.write(table.to_csv(index=False))
+    elif output == "json":
+        print(json.dumps(table.to_dict(orient="records"), indent=2))
+    else:
+        rendered = usage_console_table(table, by)
+        wide = Console(width=1000).measure(rendered).maximum  # whole, not squeezed to 80 columns
+        Console(width=max(Console().width, wide)).print(rendered)
+        print(usage_answer(table, by))
+
+
+def _nothing(ledger: Path, frame: Any, since: str | None) -> str:
+    if frame.empty:
+        return f"no usage records in {ledger}"
+    newest = datetime.fromtimestamp(frame["finished"].max(), UTC).isoformat(timespec="seconds")
+    return (
+        f"no usage records finished in the last {since} in {ledger} "
+        f"({len(frame):,} older; the newest finished at {newest})"
+    )
 
 
 def _seconds(value: str, option: str) -> float:

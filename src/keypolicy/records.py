@@ -13,14 +13,47 @@ from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, Literal, TextIO, get_args
 
-__all__ = ["FIELDS", "OPTIONAL", "OUTCOMES", "REQUESTED", "RecordWriter", "UsageRecord"]
+if TYPE_CHECKING:  # a type only: records import nothing of the core at run time
+    from keypolicy.core.actions import RejectReason
 
-OUTCOMES: Final = ("ok", "upstream_429", "rejected", "deferred", "budget_exhausted", "error")
+__all__ = [
+    "FIELDS",
+    "OPTIONAL",
+    "OUTCOMES",
+    "REQUESTED",
+    "Outcome",
+    "RecordWriter",
+    "UsageRecord",
+    "outcome_of",
+]
+
+Outcome = Literal["ok", "upstream_429", "rejected", "deferred", "budget_exhausted", "error"]
 """``ok``; ``upstream_429`` (gave up after the provider's 429s); ``rejected`` by the policy
-(max_wait, too large, model not allowed...); ``deferred`` (still parked when the period ended);
-``budget_exhausted``; ``error`` (the provider failed it otherwise)."""
+(max_wait, too large, model not allowed, cancelled...); ``deferred`` (still parked when the
+period ended); ``budget_exhausted``; ``error`` (the provider failed it otherwise, or keypolicy's
+store did: nothing was sent)."""
+
+OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
+"""Every :data:`Outcome`, in order."""
+
+_OUTCOME_OF: Final[dict[str, Outcome]] = {
+    "budget": "budget_exhausted",
+    "gave_up": "error",
+    "quota": "error",
+    "store_error": "error",
+}
+
+
+def outcome_of(reason: RejectReason, status: int | None = None) -> Outcome:
+    """The record outcome of a request the engine rejected with ``reason`` (a ``Reject``'s
+    ``reason`` and ``status``): ``upstream_429`` if it gave up after the provider's 429s,
+    ``budget_exhausted``, ``error`` if the provider (or the store) failed it, else ``rejected``
+    (the policy refused it, or the caller cancelled it)."""
+    if reason == "gave_up" and status == 429:
+        return "upstream_429"
+    return _OUTCOME_OF.get(reason, "rejected")
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -47,8 +80,8 @@ class UsageRecord:
     finished: float
     wait_s: float
     attempts: int
-    outcome: str
-    reason: str
+    outcome: Outcome
+    reason: str  # "" if ok, else "<RejectReason>: <message>" (or why it was left open)
     prompt_tokens: int
     cached_tokens: int
     completion_tokens: int
@@ -73,7 +106,7 @@ class UsageRecord:
         finished: float,
         wait_s: float,
         attempts: int,
-        outcome: str,
+        outcome: Outcome,
         reason: str,
         prompt_tokens: int,
         cached_tokens: int,

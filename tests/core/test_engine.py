@@ -255,7 +255,7 @@ def test_quota_429_is_never_retried(small: Driver) -> None:
         )
     )
     assert got == [
-        Reject(rid, "quota", "HTTP 429 insufficient_quota: quota or billing, not retried", 1)
+        Reject(rid, "quota", "HTTP 429 insufficient_quota: quota or billing, not retried", 1, 429)
     ]
 
 
@@ -287,13 +287,13 @@ def test_server_errors_back_off_then_give_up(small: Driver) -> None:
     assert 0 <= delays[0] <= 0.5
     assert 0 <= delays[1] <= 1.0
     got = small.feed(Failed(rid, small.now, 503))
-    assert got == [Reject(rid, "gave_up", "HTTP 503 on attempt 3 of 3", 3)]
+    assert got == [Reject(rid, "gave_up", "HTTP 503 on attempt 3 of 3", 3, 503)]
 
 
 def test_client_errors_are_not_retried(small: Driver) -> None:
     rid, _ = small.submit("urgent")
     got = small.feed(Failed(rid, small.now, 400, {}, _body("bad", "invalid_request_error", "x")))
-    assert got == [Reject(rid, "client_error", "HTTP 400 x: not retried", 1)]
+    assert got == [Reject(rid, "client_error", "HTTP 400 x: not retried", 1, 400)]
 
 
 def test_settlement_gives_back_unused_tokens(small: Driver) -> None:

@@ -4,7 +4,17 @@ It never reads a clock, sleeps or touches the network (a lint rule in ``core/ruf
 that line). Feed it events, each carrying its time; carry out the actions it returns.
 """
 
-from keypolicy.core.actions import Action, Alert, Complete, Defer, Reject, Retry, Send
+from keypolicy.core.actions import (
+    Action,
+    Alert,
+    Complete,
+    Defer,
+    Reject,
+    RejectReason,
+    Retry,
+    Send,
+    StoreFault,
+)
 from keypolicy.core.config import EngineConfig
 from keypolicy.core.engine import Engine
 from keypolicy.core.events import Advance, Cancel, Event, Failed, Settled, Submit
@@ -22,9 +32,11 @@ __all__ = [
     "Event",
     "Failed",
     "Reject",
+    "RejectReason",
     "Retry",
     "Send",
     "Settled",
     "Store",
+    "StoreFault",
     "Submit",
 ]

@@ -3,8 +3,51 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["Action", "Alert", "Complete", "Defer", "Reject", "Retry", "Send"]
+__all__ = [
+    "Action",
+    "Alert",
+    "Complete",
+    "Defer",
+    "Reject",
+    "RejectReason",
+    "Retry",
+    "Send",
+    "StoreFault",
+]
+
+RejectReason = Literal[
+    "too_large",
+    "model_not_allowed",
+    "unknown_domain",
+    "max_wait",
+    "deadline",
+    "budget",
+    "quota",
+    "client_error",
+    "gave_up",
+    "cancelled",
+    "store_error",
+    "batch_domain",
+]
+"""Why a request will not be sent (again):
+
+- ``too_large``: no key of its pool could ever hold it (its class's share of a limit);
+- ``model_not_allowed``, ``unknown_domain``: the policy does not allow the call;
+- ``batch_domain``: (the runtime, not the engine) a batch domain's call came through a plain
+  client, which would bypass the Batch API;
+- ``max_wait``: it waited for capacity past its class's or domain's ``max_wait``;
+- ``deadline``: a deferred request could not run before its deferral deadline;
+- ``budget``: a budget with ``on_exhausted: reject`` (or nothing left to downgrade to);
+- ``quota``: the provider refused it for quota or billing (never retried);
+- ``client_error``: the provider refused it as invalid (4xx), or refused every key (401/403);
+- ``gave_up``: the provider failed it on its last attempt (429 pace, 5xx, lost connection), or
+  the batch failed; ``Reject.status`` says which;
+- ``cancelled``: the caller gave up;
+- ``store_error``: the store failed while the engine was deciding for it; nothing was sent
+  (see :meth:`keypolicy.core.engine.Engine.handle`).
+"""
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -43,28 +86,30 @@ class Send:
 
 @dataclass(frozen=True, slots=True, init=False)
 class Reject:
-    """The request will not be sent. ``reason`` is a code; ``message`` says why, for people.
-
-    Codes: ``too_large``, ``model_not_allowed``, ``unknown_domain``, ``max_wait``, ``deadline``,
-    ``budget``, ``quota``, ``client_error``, ``gave_up``, ``cancelled``, ``no_key``.
-    """
+    """The request ends unsent (or not sent again). ``reason`` is a code (:data:`RejectReason`);
+    ``message`` says why, for people. ``status``: the HTTP status of the provider's answer that
+    ended it (``quota``, ``client_error``, ``gave_up``), ``None`` when no provider's answer did
+    (a policy's refusal, a lost connection)."""
 
     request_id: str
-    reason: str
+    reason: RejectReason
     message: str
     attempts: int = 0
+    status: int | None = None
 
     def __init__(
         self,
         request_id: str,
-        reason: str,
+        reason: RejectReason,
         message: str,
         attempts: int = 0,
+        status: int | None = None,
     ) -> None:
         object.__setattr__(self, "request_id", request_id)
         object.__setattr__(self, "reason", reason)
         object.__setattr__(self, "message", message)
         object.__setattr__(self, "attempts", attempts)
+        object.__setattr__(self, "status", status)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -174,4 +219,24 @@ class Alert:
         object.__setattr__(self, "at", at)
 
 
-Action = Send | Reject | Defer | Retry | Complete | Alert
+@dataclass(frozen=True, slots=True, init=False)
+class StoreFault:
+    """A store call raised while the engine handled an event; the engine carried on (see
+    :meth:`keypolicy.core.engine.Engine.handle`). ``doing``: what it was doing, for people;
+    ``request_id``: the request it was doing it for (``""`` if none); ``error``: the exception's
+    type and message. Drivers log it: the shared counters may now be off (on the safe side:
+    capacity or budget shown as used when it was not), never corrected twice."""
+
+    request_id: str
+    doing: str
+    error: str
+    at: float
+
+    def __init__(self, request_id: str, doing: str, error: str, at: float) -> None:
+        object.__setattr__(self, "request_id", request_id)
+        object.__setattr__(self, "doing", doing)
+        object.__setattr__(self, "error", error)
+        object.__setattr__(self, "at", at)
+
+
+Action = Send | Reject | Defer | Retry | Complete | Alert | StoreFault

@@ -101,10 +101,14 @@ class BudgetBook:
         level = self._store.levels([bucket], now)[0]
         return now + max(usd - level, 0.0) / bucket.rate
 
-    def take(self, holds: Sequence[Hold], now: float) -> None:
-        """Hold USD without a check (the caller checked): for requests that skip the limits."""
-        for bucket, usd in holds:
-            self._store.adjust(bucket, -usd, now)
+    def take(self, holds: Sequence[Hold], now: float) -> bool:
+        """Hold USD for requests that skip the limits, all or nothing (the caller checked that
+        they fit: False only if they no longer do, spent meanwhile by another replica)."""
+        if not holds:
+            return True
+        buckets = [bucket for bucket, _ in holds]
+        amounts = [usd for _, usd in holds]
+        return self._store.acquire(buckets, amounts, [0.0] * len(holds), now) == 0.0
 
     def settle(self, holds: Sequence[Hold], cost: float, now: float) -> list[float]:
         """Replace each hold with the actual ``cost``; return each budget's level after."""

@@ -6,6 +6,9 @@ enough, admits whatever now fits, in priority order (class, then submission time
 sequence number), and expires what has waited too long. ``next_wake`` says when it next needs an
 :class:`~keypolicy.core.events.Advance` if nothing else happens. Nothing here reads a clock,
 sleeps, or does I/O; shared counters go through the :class:`~keypolicy.core.store.Store`.
+
+A store call may raise (a shared store's server goes away). The engine then carries on as
+:meth:`Engine.handle` states: each request ends exactly once, nothing is corrected twice.
 """
 
 from __future__ import annotations
@@ -15,9 +18,19 @@ import math
 import random
 from typing import Final
 
-from keypolicy.core.actions import Action, Alert, Complete, Defer, Reject, Retry, Send
+from keypolicy.core.actions import (
+    Action,
+    Alert,
+    Complete,
+    Defer,
+    Reject,
+    RejectReason,
+    Retry,
+    Send,
+    StoreFault,
+)
 from keypolicy.core.admission import Admission, Admitted, Blocked
-from keypolicy.core.budgets import BudgetBook
+from keypolicy.core.budgets import BudgetBook, Hold
 from keypolicy.core.calendar import minute_of_day, next_window_start, within_windows
 from keypolicy.core.config import BucketDef, EngineConfig
 from keypolicy.core.events import Advance, Cancel, Event, Failed, Settled, Submit
@@ -38,6 +51,9 @@ MIN_WAKE_S: Final = 1e-3
 # A blocked request is tried again, whatever happened, from this long before the time it was
 # found to fit by refill alone: far more than float time's steps and the store's tolerances.
 STALL_MARGIN_S: Final = 1e-3
+# After a store call failed while admitting, the others waiting are tried again this soon even
+# if no event comes (dispatch stops at a failure: an outage rejects one request, not the queue).
+STORE_RETRY_S: Final = 1.0
 
 QueueKey = tuple[int, str, str]  # (class rank, pool, model)
 
@@ -70,13 +86,38 @@ class Engine:
         self._stalls = store.exclusive()
         self.retries_saved = 0
         """How many times a blocked request was known to be still blocked without trying it."""
+        self.store_errors = 0
+        """How many store calls raised (each reported as a :class:`StoreFault` action)."""
         self.next_wake: float | None = None
         """When the engine next needs an Advance (epoch seconds), or None if it does not."""
 
     # ------------------------------------------------------------------ events
 
     def handle(self, event: Event) -> list[Action]:
-        """Feed one event; return the actions the drivers must carry out, in order."""
+        """Feed one event; return the actions the drivers must carry out, in order.
+
+        Every request the engine knows ends with exactly one final action, ``Complete`` or
+        ``Reject``; until then it is pending (``request_state`` is not ``None``). That holds
+        even when a store call raises in the middle of an event: ``handle`` does not raise for
+        it, it returns every action decided before and after it, and reports each failure as a
+        :class:`StoreFault` action (counted in ``store_errors``). Then:
+
+        - a request being admitted (on its submission, from the queue, or to the Batch API)
+          ends with ``Reject(reason="store_error")``: nothing was sent, nothing is held. Those
+          behind it stay queued and are tried again at the next event, or ``STORE_RETRY_S``
+          later (``next_wake``);
+        - an answer (``Settled``, ``Failed``) is carried out whatever the store does: ``Complete``
+          with the cost, or the retry or ``Reject`` its failure calls for. Corrections the store
+          refused (unused tokens, the budget's hold settled to the cost, refunds, limits learnt,
+          rests) are lost, never applied twice: the request has moved on, so the same answer
+          given again is ignored. Lost corrections leave capacity or budget shown as used when
+          it was not (the safe side), until refill or the budget's next period;
+        - a ``Cancel`` ends the request all the same; a hold it could not give back stays held.
+
+        A store call that raises is taken as not applied (``acquire`` took nothing).
+        ``handle`` raises only for a driver's mistake (an id already in use, something that is
+        not an event), before changing anything.
+        """
         now = event.now if event.now > self._now else self._now  # time never goes back
         self._now = now
         out: list[Action] = []
@@ -149,19 +190,22 @@ class Engine:
             submitted_wait=now,
         )
         self._requests[req.id] = req
-        if domain.defer == "batch":
-            self._to_batch(req, now, out)
-        elif (
-            domain.defer == "queue"
-            and domain.windows
-            and not within_windows(domain.windows, minute_of_day(self.config.timezone, now))
-        ):
-            until = next_window_start(domain.windows, self.config.timezone, now)
-            self._park(req, until, "outside its deferral windows", out)
-        elif not self._busy and self._fast_admit(req, now, out):
-            return
-        else:
-            self._enqueue(req, now)
+        try:
+            if domain.defer == "batch":
+                self._to_batch(req, now, out)
+            elif (
+                domain.defer == "queue"
+                and domain.windows
+                and not within_windows(domain.windows, minute_of_day(self.config.timezone, now))
+            ):
+                until = next_window_start(domain.windows, self.config.timezone, now)
+                self._park(req, until, "outside its deferral windows", out)
+            elif not self._busy and self._fast_admit(req, now, out):
+                return
+            else:
+                self._enqueue(req, now)
+        except Exception as exc:  # a store failure: see handle
+            self._abandon(req, "admitting it", exc, now, out)
 
     def _fast_admit(self, req: Pending, now: float, out: list[Action]) -> bool:
         """Nobody waits: admit at once if it fits, skipping the queues (the common case)."""
@@ -203,11 +247,13 @@ class Engine:
             req.estimate_usd = self._admission.estimate(req, batch=True)
             short = self._budgets.first_short(budgets, req.estimate_usd, now)
             if short is None:
-                break
+                holds = self._budgets.holds(budgets, req.estimate_usd, now)
+                if self._budgets.take(holds, now):
+                    break
+                continue  # spent by another replica between the look and the take: look again
             if not self._exhausted(req, short, now, out):
                 return
-        req.holds = self._budgets.holds(budgets, req.estimate_usd, now)
-        self._budgets.take(req.holds, now)
+        req.holds = holds  # only once taken: a request holds nothing until then
         self._changes += 1
         req.state = "batch"
         until = now + min(req.domain.defer_deadline, 86400.0)
@@ -282,7 +328,10 @@ class Engine:
             req = self._requests.get(entry[2])
             if req is not None and self._live_delayed(entry):
                 if req.domain.defer == "batch":
-                    self._to_batch(req, now, out)
+                    try:
+                        self._to_batch(req, now, out)
+                    except Exception as exc:  # a store failure: see handle
+                        self._abandon(req, "handing it to the Batch API", exc, now, out)
                 else:
                     self._enqueue(req, now)
         # Deadlines already past expire first (the event came late); a request whose deadline
@@ -346,7 +395,7 @@ class Engine:
                 )
             )
             return
-        reason = "deadline" if req.deferred else "max_wait"
+        reason: RejectReason = "deadline" if req.deferred else "max_wait"
         self._finish(
             req,
             Reject(
@@ -381,17 +430,25 @@ class Engine:
         claims: set[int] = set()
         rank = -1
         self._wake_blocked = INF
-        while heads:
-            head_rank, _, _, qkey = heapq.heappop(heads)
-            if head_rank != rank:
-                blocked |= claims
-                claims = set()
-                rank = head_rank
-            queue = self._queues[qkey]
-            if self._try(self._requests[queue[0][2]], blocked, claims, now, out):
-                heapq.heappop(queue)
-                if self._clean_head(queue):
-                    heapq.heappush(heads, (qkey[0], queue[0][0], queue[0][1], qkey))
+        req: Pending | None = None
+        try:
+            while heads:
+                head_rank, _, _, qkey = heapq.heappop(heads)
+                if head_rank != rank:
+                    blocked |= claims
+                    claims = set()
+                    rank = head_rank
+                queue = self._queues[qkey]
+                req = self._requests[queue[0][2]]
+                if self._try(req, blocked, claims, now, out):
+                    heapq.heappop(queue)
+                    if self._clean_head(queue):
+                        heapq.heappush(heads, (qkey[0], queue[0][0], queue[0][1], qkey))
+        except Exception as exc:  # a store failure: see handle
+            if req is None:
+                raise
+            self._abandon(req, "admitting it", exc, now, out)
+            self._wake_blocked = min(self._wake_blocked, now + STORE_RETRY_S)
 
     def _try(
         self, req: Pending, blocked: set[int], claims: set[int], now: float, out: list[Action]
@@ -499,7 +556,6 @@ class Engine:
         prompt = ev.prompt_tokens if ev.prompt_tokens > 0 else 0
         completion = ev.completion_tokens if ev.completion_tokens > 0 else 0
         self._changes += 1  # tokens and budget given back
-        self._admission.settle(req, prompt + completion, now)
         cost = actual_cost(
             self.config.prices[req.model],
             prompt,
@@ -508,12 +564,23 @@ class Engine:
             batch,
             self.config.batch_discount,
         )
-        levels = self._budgets.settle(req.holds, cost, now)
-        for budget, threshold, spent in self._budgets.crossed(req.holds, levels, cost):
-            b = self.config.budgets[budget]
-            out.append(Alert(b.name, threshold, spent, b.usd, now))
-        if req.key >= 0 and (ev.headers or ev.rate_limits is not None):
-            self._admission.learn(req, ev.headers, now, ev.rate_limits)
+        # The answer came back: whatever the store does, the request completes (below), so
+        # the same answer given again finds it gone and corrects nothing twice. The budgets
+        # (money) and the limits (refilled within a minute) are corrected apart, so that a
+        # failure in one does not cost the other.
+        try:
+            levels = self._budgets.settle(req.holds, cost, now)
+            for budget, threshold, spent in self._budgets.crossed(req.holds, levels, cost):
+                b = self.config.budgets[budget]
+                out.append(Alert(b.name, threshold, spent, b.usd, now))
+        except Exception as exc:  # a store failure: see handle
+            self._fault(req.id, "settling its budget hold to its cost", exc, now, out)
+        try:
+            self._admission.settle(req, prompt + completion, now)
+            if req.key >= 0 and (ev.headers or ev.rate_limits is not None):
+                self._admission.learn(req, ev.headers, now, ev.rate_limits)
+        except Exception as exc:  # a store failure: see handle
+            self._fault(req.id, "correcting its token charges", exc, now, out)
         key = self.config.keys[req.key] if req.key >= 0 else None
         self._finish(
             req,
@@ -538,26 +605,34 @@ class Engine:
         ):
             return
         self._changes += 1  # budget released, tokens refunded, a key or project rested
-        self._budgets.release(req.holds, now)
-        req.holds = []
+        holds, req.holds = req.holds, []  # given back below, or lost: never given back twice
         if req.state == "batch":
+            self._release(req.id, holds, now, out)
             why = f"the batch failed (HTTP {ev.status})"
-            self._finish(req, Reject(req.id, "gave_up", why, req.attempts), out)
+            self._finish(req, Reject(req.id, "gave_up", why, req.attempts, ev.status), out)
             return
         verdict = judge_failure(
             self.config.retry, ev.status, ev.headers, ev.body, req.attempts, now, self._rng
         )
-        if ev.status is not None and ev.status < 500 and ev.status not in (408, 409):
-            # Refused (429) or rejected as invalid (4xx): the provider counted nothing.
-            self._admission.refund(req, now)
-        if ev.headers:
-            self._admission.learn(req, ev.headers, now)
-        if verdict.rate_limit is not None:  # a pace 429, even on the last attempt
-            self._admission.after_rate_limit(req, verdict.rate_limit, verdict.delay, now)
-        self._act_on(req, verdict, now, out)
+        # The attempt is over whatever the store does: the request is retried or ends below.
+        try:
+            self._budgets.release(holds, now)
+            if ev.status is not None and ev.status < 500 and ev.status not in (408, 409):
+                # Refused (429) or rejected as invalid (4xx): the provider counted nothing.
+                self._admission.refund(req, now)
+            if ev.headers:
+                self._admission.learn(req, ev.headers, now)
+            if verdict.rate_limit is not None:  # a pace 429, even on the last attempt
+                self._admission.after_rate_limit(req, verdict.rate_limit, verdict.delay, now)
+        except Exception as exc:  # a store failure: see handle
+            self._fault(req.id, "recording its failed attempt", exc, now, out)
+        self._act_on(req, verdict, ev.status, now, out)
 
-    def _act_on(self, req: Pending, verdict: Verdict, now: float, out: list[Action]) -> None:
-        """Carry out a failure's verdict: retry (here or elsewhere), or give up."""
+    def _act_on(
+        self, req: Pending, verdict: Verdict, status: int | None, now: float, out: list[Action]
+    ) -> None:
+        """Carry out a failure's verdict: retry (here or elsewhere), or give up. ``status``:
+        the failed attempt's HTTP status."""
         if verdict.kind == "retry":
             if verdict.rate_limit is None:
                 self._retry(req, now + verdict.delay, verdict.reason, out)
@@ -566,17 +641,28 @@ class Engine:
                 req.pinned = req.key
             self._retry(req, now, verdict.reason, out)  # the project rests; another key may not
         elif verdict.kind == "other_key":
-            self._admission.rest((req.key, req.model), "key", now + KEY_COOLDOWN_S)
+            self._rest(req, "key", now + KEY_COOLDOWN_S, now, out)
             others = [k for k in self.config.pools[req.domain.pool] if k != req.key]
             if others and req.attempts < self.config.retry.max_attempts:
                 self._retry(req, now, verdict.reason, out)
             else:
-                self._finish(req, Reject(req.id, "client_error", verdict.reason, req.attempts), out)
+                reject = Reject(req.id, "client_error", verdict.reason, req.attempts, status)
+                self._finish(req, reject, out)
         else:
+            code: RejectReason = "gave_up"
             if verdict.kind == "quota":
-                self._admission.rest((req.key, req.model), "project", now + QUOTA_COOLDOWN_S)
-            code = {"quota": "quota", "client_error": "client_error"}.get(verdict.kind, "gave_up")
-            self._finish(req, Reject(req.id, code, verdict.reason, req.attempts), out)
+                self._rest(req, "project", now + QUOTA_COOLDOWN_S, now, out)
+                code = "quota"
+            elif verdict.kind == "client_error":
+                code = "client_error"
+            self._finish(req, Reject(req.id, code, verdict.reason, req.attempts, status), out)
+
+    def _rest(self, req: Pending, what: str, until: float, now: float, out: list[Action]) -> None:
+        """Rest the key or the project/model ``req`` went out on, after a failure."""
+        try:
+            self._admission.rest((req.key, req.model), what, until)
+        except Exception as exc:  # a store failure: see handle
+            self._fault(req.id, f"resting its {what}", exc, now, out)
 
     def _retry(self, req: Pending, at: float, why: str, out: list[Action]) -> None:
         # A non-429 failure keeps its charges: the provider may well have counted the attempt.
@@ -587,16 +673,50 @@ class Engine:
         out.append(Retry(req.id, at, why, req.attempts + 1))
 
     def _cancel(self, request_id: str, now: float, out: list[Action]) -> None:
+        """End the request at the caller's word, giving its budget hold back whatever its state
+        (in flight or at the Batch API, what it cost will never be known). In flight, its
+        charges on the limits stay: the provider counted the attempt."""
         req = self._requests.get(request_id)
         if req is None:
             return
-        if req.state in ("queued", "delayed"):
+        if req.holds or req.state in ("queued", "delayed"):
             self._changes += 1
-            self._budgets.release(req.holds, now)
-        # In flight, the provider has it: its charges and its budget hold stay, as spent.
+        holds, req.holds = req.holds, []
+        self._release(req.id, holds, now, out)
         self._finish(req, Reject(req.id, "cancelled", "cancelled by the caller", req.attempts), out)
 
     def _finish(self, req: Pending, action: Action, out: list[Action]) -> None:
         self._requests.pop(req.id, None)
         req.state = "done"
         out.append(action)
+
+    # ------------------------------------------------------------------ store failures
+
+    def _release(self, request_id: str, holds: list[Hold], now: float, out: list[Action]) -> None:
+        """Give budget holds back; if the store fails, they stay held (never given twice)."""
+        if holds:
+            try:
+                self._budgets.release(holds, now)
+            except Exception as exc:  # a store failure: see handle
+                self._fault(request_id, "giving back its budget hold", exc, now, out)
+
+    def _fault(
+        self, request_id: str, doing: str, exc: Exception, now: float, out: list[Action]
+    ) -> str:
+        """Report a store call that raised while ``doing`` something for the request; return
+        the error as text."""
+        self.store_errors += 1
+        error = f"{type(exc).__name__}: {exc}"
+        out.append(StoreFault(request_id, doing, error, now))
+        return error
+
+    def _abandon(
+        self, req: Pending, doing: str, exc: Exception, now: float, out: list[Action]
+    ) -> None:
+        """The store failed while ``doing`` something for ``req`` on its way out: unless it
+        went out after all (sent, or handed to the Batch API), it ends unsent. A request holds
+        no budget until it goes out, so there is nothing to give back."""
+        error = self._fault(req.id, doing, exc, now, out)
+        if self._requests.get(req.id) is req and req.state in ("new", "queued", "delayed"):
+            why = f"the store failed while {doing} ({error}); nothing was sent"
+            self._finish(req, Reject(req.id, "store_error", why, req.attempts), out)

@@ -1,8 +1,9 @@
 """A summary rebuilt from usage records, for ``keypolicy report RECORDS``.
 
-Records carry one line per request whoever wrote them (a simulation or the runtime), so the same
-report can be drawn from either. The summary has the shape :func:`keypolicy.sim.run.
-simulate_policy` returns, built by the same :class:`~keypolicy.metrics.Metrics`. Records
+Records carry one line per request whoever wrote them (a simulation's ``--records`` CSV or the
+runtime's ledger: SQLite, JSON lines or CSV), so the same report can be drawn from either.
+The summary has the shape :func:`keypolicy.sim.run.simulate_policy` returns, built by the
+same :class:`~keypolicy.metrics.Metrics`. Records
 know less than a simulation saw, and ``about.records_note`` says what that costs: 429s count
 only the attempts of requests that gave up on them, and demand is each answered request's
 admission charge once (prompt + max_tokens as asked; prompt + completion tokens in files written
@@ -11,7 +12,6 @@ before records carried what was asked). Without a policy there are no pools and 
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,48 +21,16 @@ from zoneinfo import ZoneInfo
 
 from keypolicy import __version__
 from keypolicy.catalog import CATALOG_DATE
-from keypolicy.policy.model import Policy
-from keypolicy.records import FIELDS, OPTIONAL, REQUESTED, UsageRecord
+from keypolicy.ledger import SUFFIXES, iter_records, record_from_row
 from keypolicy.metrics import Metrics
+from keypolicy.policy.model import Policy
+from keypolicy.records import UsageRecord
 
 __all__ = ["read_records", "records_summary"]
 
-_INTS = {
-    "attempts",
-    "prompt_tokens",
-    "cached_tokens",
-    "completion_tokens",
-    "requested_prompt_tokens",
-    "requested_max_tokens",
-}
-_FLOATS = {"submitted", "finished", "wait_s", "cost_usd"}
-_BOOLS = {"batch", "deferred", "usage_estimated"}
-
-
-def _record(row: dict[str, Any], where: str) -> UsageRecord:
-    try:
-        values: dict[str, Any] = {}
-        for name in FIELDS:
-            raw: Any = row.get(name) if name in OPTIONAL else row[name]
-            if raw is None and name in REQUESTED:  # written before records carried them
-                raw = row.get("prompt_tokens") if name == "requested_prompt_tokens" else ""
-            if name in _INTS:
-                values[name] = int(float(raw or 0))
-            elif name in _FLOATS:
-                values[name] = float(raw)
-            elif name in _BOOLS:
-                values[name] = raw is True or str(raw).strip().lower() in ("true", "1", "yes")
-            elif name == "started":
-                values[name] = float(raw) if raw not in (None, "") else None
-            else:
-                values[name] = "" if raw is None else str(raw)
-        return UsageRecord(**values)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: unreadable record ({exc})") from None
-
-
 def read_records(path: Path) -> Iterator[UsageRecord]:
-    """The records of a CSV file (or Parquet, with pyarrow), one at a time."""
+    """The records of a file, one at a time: a ledger (``.sqlite``, ``.jsonl``, ``.csv``, see
+    :mod:`keypolicy.ledger`), Parquet (with pyarrow), or CSV whatever its suffix."""
     if path.suffix == ".parquet":
         try:
             import pyarrow.parquet as pq  # noqa: PLC0415 - optional: only Parquet needs it
@@ -74,18 +42,10 @@ def read_records(path: Path) -> Iterator[UsageRecord]:
         for batch in pq.ParquetFile(str(path)).iter_batches():
             for row in batch.to_pylist():
                 number += 1
-                yield _record(row, f"{path}: row {number}")
+                yield record_from_row(row, f"{path}: row {number}")
         return
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [f for f in FIELDS if f not in (reader.fieldnames or []) and f not in OPTIONAL]
-        if missing:
-            raise ValueError(
-                f"{path}: not a usage-records file: missing column(s) {', '.join(missing)} "
-                "(write one with --records)"
-            )
-        for number, row in enumerate(reader, start=2):
-            yield _record(row, f"{path}:{number}")
+    known = path.suffix.lower() in SUFFIXES
+    yield from iter_records(path, None if known else "csv")  # else: a records CSV, renamed
 
 
 def _queue_depths(

@@ -27,7 +27,7 @@ from keypolicy.core import Cancel, Complete, Defer, Failed, Reject, Retry, Send,
 from keypolicy.core.actions import Action
 from keypolicy.estimate import RequestEstimate, count_tokens, estimate_request
 from keypolicy.policy.model import Policy
-from keypolicy.records import UsageRecord
+from keypolicy.records import Outcome, UsageRecord, outcome_of
 from keypolicy.runtime.answers import StreamReader, Usage, body_usage
 from keypolicy.runtime.conductor import Conductor, Waiter
 from keypolicy.runtime.errors import PolicyRejected
@@ -334,13 +334,15 @@ class Call:
         ok = isinstance(final, Complete)
         if isinstance(final, Complete):
             model, key, project, attempts = final.model, final.key, final.project, final.attempts
-            cost, outcome, reason = final.cost_usd, "ok", note
+            cost, reason = final.cost_usd, note
+            outcome: Outcome = "ok"
         else:
             assert isinstance(final, Reject)
             model = send.model if send else (self.requested_model or self._default_model())
             key, project = (send.key, send.project) if send else ("", "")
             attempts, cost = final.attempts, 0.0
-            outcome, reason = outcome_of(final), f"{final.reason}: {final.message}"
+            outcome = outcome_of(final.reason, final.status)
+            reason = f"{final.reason}: {final.message}"
         started = self.started
         domain = self.context.policy.domains.get(self.domain)
         return UsageRecord(
@@ -372,17 +374,6 @@ class Call:
     def _default_model(self) -> str:
         domain = self.context.policy.domains.get(self.domain)
         return domain.model if domain else ""
-
-
-def outcome_of(reject: Reject) -> str:
-    """The record outcome of a rejection (the simulator maps them alike)."""
-    if reject.reason == "budget":
-        return "budget_exhausted"
-    if reject.reason == "gave_up" and reject.message.startswith("HTTP 429"):
-        return "upstream_429"
-    if reject.reason in ("gave_up", "quota"):
-        return "error"
-    return "rejected"
 
 
 class Streaming:

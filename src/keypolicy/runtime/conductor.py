@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
-from keypolicy.core import Action, Advance, Alert, Complete, Engine, Event, Reject
+from keypolicy.core import Action, Advance, Alert, Complete, Engine, Event, Reject, StoreFault
 from keypolicy.runtime.clock import Clock
 
 __all__ = ["Conductor", "Waiter"]
@@ -124,6 +124,13 @@ class Conductor:
                 if isinstance(action, Alert):
                     if self._on_alert is not None:
                         self._on_alert(action)
+                    continue
+                if isinstance(action, StoreFault):
+                    log.error(
+                        "keypolicy: the state store failed while %s (%s); the engine carried on",
+                        action.doing,
+                        action.error,
+                    )
                     continue
                 rid = action.request_id
                 waiter = waiters.pop(rid, None) if isinstance(action, _FINAL) else waiters.get(rid)

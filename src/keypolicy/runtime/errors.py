@@ -40,8 +40,8 @@ class PolicyRejected(openai.OpenAIError):
         self.request_id = request_id
         hint = _HINTS.get(reason, "").format(domain=domain)
         self.message = (
-            f"keypolicy refused a call of domain {domain!r} ({reason}): {detail}; "
-            f"waited {waited_s:.2f}s" + (f". To change: {hint}" if hint else "")
+            f"keypolicy refused a call of domain {domain!r} after {waited_s:.2f}s ({reason}): "
+            f"{detail}" + (f". To change: {hint}" if hint else "")
         )
         super().__init__(self.message)
 

@@ -34,14 +34,16 @@ from keypolicy.core import (
     Retry,
     Send,
     Settled,
+    StoreFault,
     Submit,
 )
 from keypolicy.core.headers import RateLimitHeaders
+from keypolicy.metrics import Metrics
 from keypolicy.policy.compile import compile_policy
 from keypolicy.policy.model import Policy
-from keypolicy.records import UsageRecord
+from keypolicy.records import Outcome as RecordOutcome
+from keypolicy.records import UsageRecord, outcome_of
 from keypolicy.sim.arrival import Arrival
-from keypolicy.metrics import Metrics
 from keypolicy.state import MemoryStore
 from keypolicy.upstream import Provider, ProviderLimits, ProviderSettings, UpstreamRequest
 from keypolicy.upstream.outcome import Outcome, RateLimitNumbers
@@ -293,6 +295,8 @@ class Simulation:
             self.metrics.retry(self._lives[action.request_id].arrival.domain)
         elif isinstance(action, Alert):
             self.metrics.alert(action.budget, action.threshold, action.spent_usd, action.at)
+        elif isinstance(action, StoreFault):  # the memory store never fails: a bug
+            raise RuntimeError(f"the engine caught a failure: {action}")
 
     def _send(self, send: Send) -> None:
         life = self._lives[send.request_id]
@@ -385,15 +389,10 @@ class Simulation:
 
     def _reject(self, reject: Reject) -> None:
         life = self._lives.pop(reject.request_id)
-        outcome = {"budget": "budget_exhausted", "gave_up": "error", "quota": "error"}.get(
-            reject.reason, "rejected"
-        )
-        if reject.reason == "gave_up" and reject.message.startswith("HTTP 429"):
-            outcome = "upstream_429"
         self._end(
             reject.request_id,
             life,
-            outcome,
+            outcome_of(reject.reason, reject.status),
             f"{reject.reason}: {reject.message}",
             reject.attempts,
             0.0,
@@ -404,7 +403,7 @@ class Simulation:
         self,
         rid: str,
         life: _Life,
-        outcome: str,
+        outcome: RecordOutcome,
         reason: str,
         attempts: int,
         cost: float,

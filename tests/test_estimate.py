@@ -104,3 +104,23 @@ def test_tokenizer_works_without_any_network() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["4", "4"]
+
+
+def test_tools_and_response_formats_count_as_their_json_text() -> None:
+    body: dict[str, object] = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    bare = estimate_request("chat.completions", body).prompt_tokens
+    tool = {
+        "type": "function",
+        "function": {"name": "get_weather", "parameters": {"type": "object"}},
+    }
+    with_tool = estimate_request("chat.completions", {**body, "tools": [tool]}).prompt_tokens
+    assert with_tool == bare + count_tokens(
+        '[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]',
+        "gpt-4o",
+    )
+    schema = {"type": "json_schema", "schema": {"type": "object"}}
+    plain = estimate_request("responses", {"model": "gpt-4o", "input": "hi"}).prompt_tokens
+    shaped = estimate_request(
+        "responses", {"model": "gpt-4o", "input": "hi", "text": {"format": schema}}
+    ).prompt_tokens
+    assert shaped > plain

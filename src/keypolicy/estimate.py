@@ -13,12 +13,15 @@ Two prompt counts, for two uses:
   (plus ``max_tokens`` × ``n``), as the provider does.
 
 Chat messages add ``TOKENS_PER_MESSAGE`` each and ``REPLY_PRIMING`` once, as OpenAI's cookbook
-counts them. An image part counts ``IMAGE_TOKENS`` (a 1024×1024 image at high detail: 85 + 4 × 170;
+counts them. ``tools`` (function definitions) and a ``response_format`` / ``text.format`` JSON
+schema are counted as their compact JSON text: the provider renders them into the prompt in a
+format of its own, so this is an approximation (typically within a few tokens per tool). An image part counts ``IMAGE_TOKENS`` (a 1024×1024 image at high detail: 85 + 4 × 170;
 85 at ``detail: low``): the body carries no image size, so this is an estimate.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -160,6 +163,11 @@ def estimate_request(endpoint: str, body: dict[str, Any]) -> RequestEstimate:
         max_output = 0
     else:
         tally.content(body.get("prompt") or body.get("input"))
+    for extra in (body.get("tools"), body.get("response_format"), (body.get("text") or {})):
+        if extra and isinstance(extra, list | dict):
+            schema = extra.get("format") if isinstance(extra, dict) and "format" in extra else extra
+            if schema:
+                tally.text(json.dumps(schema, separators=(",", ":")))
     n = _int(body.get("n")) or 1
     return RequestEstimate(
         endpoint=endpoint,

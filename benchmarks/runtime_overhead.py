@@ -1,0 +1,553 @@
+"""What the runtime adds to a live call: a bare ``openai`` client against a keypolicy client.
+
+Both call the mock OpenAI server (zero latency, in this process on a thread, as the tests run it)
+with the same small chat completion (``max_tokens`` 16), for a policy whose limits are far too
+large to bind, so that what differs is the runtime's work, not waiting:
+
+- bare: ``openai.OpenAI(api_key=<the key's secret>, base_url=<mock>, max_retries=0)``;
+- keypolicy: ``Runtime.from_file(policy, ledger=<tmp>/usage.sqlite).openai("bench")``, which
+  sizes each request, feeds the engine ``Submit`` and ``Settled`` under the runtime's lock, sets
+  the chosen key and writes a usage record to the SQLite ledger.
+
+Measured side by side at 1 and 64 concurrent callers (threads sharing one client), and at 64
+asyncio tasks for the ``AsyncOpenAI`` pair, alternating the two clients over several rounds so
+that the machine's noise falls on both alike; each round is ``--calls`` calls (bounded, and
+``--seconds`` per round at most). Client and server share the machine's cores (and one GIL): the
+bare client's throughput is bounded by the server, so the ratios are the result, not the absolute
+numbers. Then the engine's own decision time: ``Submit`` + ``Settled`` pairs (with the headers of a
+real mock answer) on an engine compiled from the same policy, and the time spent inside
+``engine.handle`` and ``Conductor.handle`` during an instrumented runtime pass (not the one the
+ratios come from). With ``--profile N``, ``N`` keypolicy calls on one thread under cProfile, to
+see where the added time goes.
+
+Goals (issue 12): throughput ratio keypolicy/bare at least 0.95; added median latency per call
+at most 0.3 ms (one caller: at 64 callers the latency is mostly queueing behind the server); the
+engine's decision (a Submit + Settled pair) at most 20 µs. Prints the figures and writes
+benchmarks/results/runtime_overhead.json.
+
+    .venv/bin/python benchmarks/runtime_overhead.py [--rounds K] [--calls N] [--profile N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import itertools
+import json
+import os
+import platform
+import pstats
+import secrets
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from keypolicy import _native
+from keypolicy.core import Engine, Send, Settled, Submit
+from keypolicy.core.headers import parse_rate_limit_headers
+from keypolicy.mock import MockOptions, MockServer, create_app
+from keypolicy.policy import load_policy
+from keypolicy.policy.compile import compile_policy
+from keypolicy.runtime import Runtime
+from keypolicy.state import MemoryStore
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "runtime_overhead.json"
+GOAL_RATIO = 0.95
+GOAL_ADDED_MS = 0.3
+GOAL_DECISION_US = 20.0
+ENV = "KEYPOLICY_BENCH_KEY"
+POLICY = f"""\
+version: 1
+name: bench
+projects:
+  bench:
+    models:
+      gpt-4o-mini: {{rpm: 100M, tpm: 100000M}}
+keys:
+  bench: {{project: bench, env: {ENV}}}
+pools:
+  bench: {{keys: [bench]}}
+priorities:
+  - name: normal
+domains:
+  bench: {{pool: bench, priority: normal, model: gpt-4o-mini}}
+"""
+REQUEST: dict[str, Any] = {
+    "model": "gpt-4o-mini",
+    "messages": [{"role": "user", "content": "Hello! How are you today?"}],
+    "max_tokens": 16,
+}
+
+
+# ---------------------------------------------------------------------------- one round
+
+
+def sync_round(
+    client: openai.OpenAI, callers: int, calls: int, seconds: float
+) -> dict[str, Any]:
+    """``calls`` calls shared by ``callers`` threads on one client; wall time and latencies."""
+    tickets = itertools.count()
+    latencies: list[float] = []
+    errors: list[str] = []
+    barrier = threading.Barrier(callers + 1)
+    deadline = [0.0]
+    clock = time.perf_counter
+    create = client.chat.completions.create
+
+    def caller() -> None:
+        barrier.wait()
+        mine: list[float] = []
+        try:
+            while next(tickets) < calls and clock() < deadline[0]:
+                t = clock()
+                create(**REQUEST)
+                mine.append(clock() - t)
+        except Exception as exc:  # counted and shown: a bench call must not fail
+            errors.append(f"{type(exc).__name__}: {exc}")
+        latencies.extend(mine)
+
+    threads = [threading.Thread(target=caller) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    deadline[0] = clock() + seconds
+    began = clock()
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    return _round(clock() - began, latencies, errors)
+
+
+async def async_round(
+    client: openai.AsyncOpenAI, callers: int, calls: int, seconds: float
+) -> dict[str, Any]:
+    """``calls`` calls shared by ``callers`` asyncio tasks on one client."""
+    tickets = itertools.count()
+    latencies: list[float] = []
+    errors: list[str] = []
+    clock = time.perf_counter
+    create = client.chat.completions.create
+    deadline = clock() + seconds
+
+    async def caller() -> None:
+        try:
+            while next(tickets) < calls and clock() < deadline:
+                t = clock()
+                await create(**REQUEST)
+                latencies.append(clock() - t)
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    began = clock()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return _round(clock() - began, latencies, errors)
+
+
+def _round(elapsed: float, latencies: list[float], errors: list[str]) -> dict[str, Any]:
+    if errors:
+        raise RuntimeError(f"{len(errors)} calls failed, first: {errors[0]}")
+    return {
+        "calls": len(latencies),
+        "seconds": elapsed,
+        "calls_per_s": len(latencies) / elapsed,
+        "median_ms": statistics.median(latencies) * 1e3,
+    }
+
+
+# ---------------------------------------------------------------------------- side by side
+
+
+def order(rounds: int) -> list[str]:
+    """Bare and keypolicy rounds alternated, the order swapped each round."""
+    out: list[str] = []
+    for r in range(rounds):
+        out += ["bare", "keypolicy"] if r % 2 == 0 else ["keypolicy", "bare"]
+    return out
+
+
+def summary(callers: int, runs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Best-of and medians of each client's rounds, and the ratios of paired rounds."""
+    kept: dict[str, list[dict[str, Any]]] = {"bare": [], "keypolicy": []}
+    for name, result in runs:
+        kept[name].append(result)
+    out: dict[str, Any] = {"callers": callers, "rounds": len(kept["bare"])}
+    for name, rounds in kept.items():
+        rates = [x["calls_per_s"] for x in rounds]
+        out[name] = {
+            "calls_per_round": rounds[0]["calls"],
+            "best_calls_per_s": max(rates),
+            "median_calls_per_s": statistics.median(rates),
+            "median_latency_ms": statistics.median(x["median_ms"] for x in rounds),
+            "rounds": rounds,
+        }
+    pairs = list(zip(kept["bare"], kept["keypolicy"], strict=True))
+    out["ratio_best"] = out["keypolicy"]["best_calls_per_s"] / out["bare"]["best_calls_per_s"]
+    out["ratio_median_paired"] = statistics.median(
+        k["calls_per_s"] / b["calls_per_s"] for b, k in pairs
+    )
+    out["added_median_latency_ms"] = statistics.median(
+        k["median_ms"] - b["median_ms"] for b, k in pairs
+    )
+    return out
+
+
+def show(label: str, r: dict[str, Any]) -> None:
+    b, k = r["bare"], r["keypolicy"]
+    print(
+        f"{label:14s} bare {b['best_calls_per_s']:7,.0f}/s (median {b['median_calls_per_s']:6,.0f}),"
+        f" keypolicy {k['best_calls_per_s']:7,.0f}/s (median {k['median_calls_per_s']:6,.0f});"
+        f" ratio {r['ratio_best']:.3f} best-of, {r['ratio_median_paired']:.3f} median of paired"
+        f" rounds | median latency bare {b['median_latency_ms']:.3f} ms, keypolicy"
+        f" {k['median_latency_ms']:.3f} ms, added {r['added_median_latency_ms']:+.3f} ms"
+    )
+
+
+# ---------------------------------------------------------------------------- the engine
+
+
+class _TimedEngine:
+    """Stands in for the runtime's engine: times every ``handle`` (called under the lock)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.seconds = 0.0
+        self.events = 0
+
+    def handle(self, event: Any) -> Any:
+        t = time.perf_counter()
+        actions = self._engine.handle(event)
+        self.seconds += time.perf_counter() - t
+        self.events += 1
+        return actions
+
+    @property
+    def next_wake(self) -> float | None:
+        return self._engine.next_wake
+
+
+def decisions_in_runtime(rt: Runtime, callers: int, calls: int, seconds: float) -> dict[str, Any]:
+    """Time inside ``engine.handle`` and ``Conductor.handle`` during ``calls`` keypolicy calls
+    (the timing wraps the runtime's private conductor; this pass is not used for the ratios)."""
+    conductor = rt._conductor
+    timed = _TimedEngine(conductor.engine)
+    spans: list[float] = []
+    handle = conductor.handle
+
+    def timed_handle(event: Any) -> None:
+        t = time.perf_counter()
+        handle(event)
+        spans.append(time.perf_counter() - t)
+
+    conductor.engine = timed  # type: ignore[assignment]
+    conductor.handle = timed_handle  # type: ignore[method-assign]
+    try:
+        done = sync_round(rt.openai("bench"), callers, calls, seconds)["calls"]
+    finally:
+        conductor.engine = timed._engine
+        del conductor.handle
+    return {
+        "callers": callers,
+        "calls": done,
+        "engine_events": timed.events,
+        "engine_us_per_call": timed.seconds / done * 1e6,
+        "conductor_us_per_call": sum(spans) / done * 1e6,
+        "conductor_us_per_event_median": statistics.median(spans) * 1e6,
+    }
+
+
+def decisions_direct(
+    policy: Path, pairs: int, headers: Any, usage: tuple[int, int], parsed: bool = False
+) -> dict[str, float]:
+    """``Submit`` + ``Settled`` pairs straight on an engine compiled from the same policy, the
+    ``Settled`` carrying ``headers`` as the runtime passes them (the engine reads the
+    ``x-ratelimit-*`` headers from them under the runtime's lock), or, ``parsed``, their numbers
+    read beforehand (``Settled.rate_limits``, as the simulator passes them; the reading is timed
+    apart, as work that could be done outside the lock)."""
+    engine = Engine(compile_policy(load_policy(policy).policy), MemoryStore(), seed=0)
+    clock = time.perf_counter
+    t0 = 1_795_000_000.0
+    in_core = reading = 0.0
+    for i in range(pairs):
+        now = t0 + i * 0.001
+        submit = Submit(f"r{i}", "bench", now, 12, 16, 1, "gpt-4o-mini", 12)
+        t = clock()
+        actions = engine.handle(submit)
+        in_core += clock() - t
+        send = next(a for a in actions if isinstance(a, Send))
+        if parsed:
+            t = clock()
+            limits = parse_rate_limit_headers(headers)
+            reading += clock() - t
+            settled = Settled(
+                f"r{i}", now + 0.0005, usage[0], usage[1], 0, None, send.attempt, limits
+            )
+        else:
+            settled = Settled(f"r{i}", now + 0.0005, usage[0], usage[1], 0, headers, send.attempt)
+        t = clock()
+        engine.handle(settled)
+        in_core += clock() - t
+    return {
+        "pairs": pairs,
+        "us_per_pair": in_core / pairs * 1e6,
+        "pairs_per_s": pairs / in_core,
+        "us_reading_headers_outside": reading / pairs * 1e6,
+    }
+
+
+def decisions(
+    rt: Runtime, bare: openai.OpenAI, policy: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The engine's decision time, directly and inside the runtime; printed."""
+    raw = bare.chat.completions.with_raw_response.create(**REQUEST)
+    usage = raw.parse().usage
+    assert usage is not None
+    tokens = (usage.prompt_tokens, usage.completion_tokens)
+    as_dict = dict(raw.headers.items())
+    direct = {
+        "httpx2_headers": decisions_direct(policy, args.pairs, raw.headers, tokens),
+        "dict_headers": decisions_direct(policy, args.pairs, as_dict, tokens),
+        "parsed_headers": decisions_direct(policy, args.pairs, raw.headers, tokens, parsed=True),
+    }
+    inside = [
+        decisions_in_runtime(rt, c, n, args.seconds)
+        for c, n in ((1, args.calls), (64, args.calls_concurrent))
+    ]
+    d = direct["httpx2_headers"]
+    print(
+        f"engine decision: {d['us_per_pair']:.1f} µs a Submit+Settled pair on an engine of the "
+        f"same policy ({d['pairs_per_s']:,.0f} pairs/s), the Settled carrying the mock's "
+        f"httpx2.Headers as the runtime passes them; {direct['dict_headers']['us_per_pair']:.1f}"
+        f" µs with them as a plain dict; {direct['parsed_headers']['us_per_pair']:.1f} µs with "
+        f"them read beforehand (Settled.rate_limits; reading them: "
+        f"{direct['parsed_headers']['us_reading_headers_outside']:.1f} µs, outside the lock)"
+    )
+    for x in inside:
+        print(
+            f"  in the runtime, {x['callers']:2d} caller(s): {x['engine_us_per_call']:.1f} µs "
+            f"per call in engine.handle ({x['engine_events'] / x['calls']:.2f} events a call), "
+            f"{x['conductor_us_per_call']:.1f} µs in Conductor.handle (lock and routing "
+            f"included; median event {x['conductor_us_per_event_median']:.1f} µs)"
+        )
+    return {"direct": direct, "in_runtime": inside}
+
+
+# ---------------------------------------------------------------------------- profile
+
+
+def profile(rt: Runtime, bare: openai.OpenAI, calls: int, top: int = 25) -> dict[str, Any]:
+    """``calls`` calls of each client on this thread under cProfile (the server's thread is not
+    profiled); the keypolicy client's costs that the bare one does not have, by own time."""
+    stats: dict[str, pstats.Stats] = {}
+    for name, client in (("bare", bare), ("keypolicy", rt.openai("bench"))):
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(calls):
+            client.chat.completions.create(**REQUEST)
+        prof.disable()
+        stats[name] = pstats.Stats(prof)
+    raw = {name: s.stats for name, s in stats.items()}  # type: ignore[attr-defined]
+    totals = {name: sum(v[2] for v in table.values()) for name, table in raw.items()}
+    extra = []
+    for func, (_, ncalls, tottime, cumtime, _) in raw["keypolicy"].items():
+        before = raw["bare"].get(func)
+        own = tottime - (before[2] if before else 0.0)
+        extra.append((own, func, ncalls, tottime, cumtime))
+    extra.sort(key=lambda x: x[0], reverse=True)
+    added = totals["keypolicy"] - totals["bare"]
+
+    def where(func: tuple[str, int, str]) -> str:
+        file, line, name = func
+        for marker in ("site-packages/", "src/"):
+            if marker in file:
+                file = file.split(marker, 1)[1]
+        return f"{file}:{line}:{name}"
+
+    cumulative = sorted(
+        (
+            (cum, where(func), n)
+            for func, (_, n, _, cum, _) in raw["keypolicy"].items()
+            if "keypolicy" in func[0] and func not in raw["bare"]
+        ),
+        reverse=True,
+    )
+    return {
+        "calls": calls,
+        "profiled_us_per_call": {k: v / calls * 1e6 for k, v in totals.items()},
+        "added_us_per_call": added / calls * 1e6,
+        "top_own_time_added": [
+            {
+                "where": where(func),
+                "calls_per_call": n / calls,
+                "added_us_per_call": own / calls * 1e6,
+                "share_of_added": own / added if added > 0 else None,
+            }
+            for own, func, n, _, _ in extra[:top]
+        ],
+        "top_cumulative_keypolicy": [
+            {"where": w, "calls_per_call": n / calls, "us_per_call": cum / calls * 1e6}
+            for cum, w, n in cumulative[:top]
+        ],
+    }
+
+
+def show_profile(p: dict[str, Any]) -> None:
+    bare, kp = p["profiled_us_per_call"]["bare"], p["profiled_us_per_call"]["keypolicy"]
+    print(
+        f"\nprofile ({p['calls']} calls each, one thread, under cProfile, which inflates "
+        f"everything): bare {bare:.0f} µs/call, keypolicy {kp:.0f} µs/call, "
+        f"added {p['added_us_per_call']:.0f} µs/call"
+    )
+    print("  own time the keypolicy client adds, by function (share of the added time):")
+    for row in p["top_own_time_added"]:
+        share = row["share_of_added"]
+        print(
+            f"    {row['added_us_per_call']:7.1f} µs {share * 100 if share else 0:5.1f}%  "
+            f"x{row['calls_per_call']:<5.3g} {row['where']}"
+        )
+    print("  keypolicy's own functions, cumulative time per call:")
+    for row in p["top_cumulative_keypolicy"]:
+        print(f"    {row['us_per_call']:7.1f} µs  x{row['calls_per_call']:<5.3g} {row['where']}")
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of each client per case")
+    parser.add_argument("--calls", type=int, default=400, help="calls per round, 1 caller")
+    parser.add_argument(
+        "--calls-concurrent", type=int, default=1200, help="calls per round, 64 callers"
+    )
+    parser.add_argument("--seconds", type=float, default=4.0, help="at most, per round")
+    parser.add_argument("--pairs", type=int, default=20_000, help="engine pairs, direct")
+    parser.add_argument("--no-async", action="store_true", help="skip the asyncio pair")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N calls")
+    args = parser.parse_args()
+    secret = "sk-bench-" + secrets.token_hex(16)
+    environ = {**os.environ, ENV: secret}
+    began = time.perf_counter()
+    compiled = _native.is_compiled()
+    print(
+        f"runtime overhead: mock server (zero latency) and clients in one process, sharing the "
+        f"machine's {os.cpu_count()} cores and one GIL: the bare client's throughput is bounded "
+        f"by the server, so the ratios are the result, not the absolute numbers. Compiled "
+        f"build: {'yes' if compiled else 'no (plain Python)'}; openai {openai.__version__}, "
+        f"Python {platform.python_version()}."
+    )
+    results: dict[str, Any] = {
+        "python": platform.python_version(),
+        "openai": openai.__version__,
+        "cpus": os.cpu_count(),
+        "compiled": compiled,
+        "note": "client and server share the machine's cores: ratios are the result",
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        policy = Path(folder) / "bench.yaml"
+        policy.write_text(POLICY)
+        server = MockServer(
+            create_app(policy, options=MockOptions(latency=False), environ=environ)
+        )
+        url = server.start() + "/v1"
+        rt = Runtime.from_file(
+            policy, ledger=Path(folder) / "usage.sqlite", environ=environ, base_url=url
+        )
+        try:
+            bare = openai.OpenAI(api_key=secret, base_url=url, max_retries=0)
+            kp = rt.openai("bench")
+            clients = {"bare": bare, "keypolicy": kp}
+            for client in clients.values():  # warm up: connections, tokenizer, caches
+                sync_round(client, 4, 100, 10.0)
+
+            for callers, calls in ((1, args.calls), (64, args.calls_concurrent)):
+                r = summary(
+                    callers,
+                    [
+                        (name, sync_round(clients[name], callers, calls, args.seconds))
+                        for name in order(args.rounds)
+                    ],
+                )
+                results[f"sync_{callers}"] = r
+                show(f"sync, {callers:2d} thr", r)
+
+            if not args.no_async:
+                results["async_64"] = asyncio.run(async_compare(rt, url, secret, args))
+                show("async, 64 task", results["async_64"])
+
+            results["decisions"] = decisions(rt, bare, policy, args)
+            if args.profile:
+                results["profile"] = profile(rt, bare, args.profile)
+                show_profile(results["profile"])
+            bare.close()
+            kp.close()
+        finally:
+            rt.close()
+            server.stop()
+    one, many = results["sync_1"], results["sync_64"]
+    pairs = [results[k] for k in ("sync_1", "sync_64", "async_64") if k in results]
+    worst_ratio = min(r["ratio_median_paired"] for r in pairs)
+    goals = {
+        "throughput_ratio": {
+            "goal": GOAL_RATIO,
+            "worst_median_paired": worst_ratio,
+            "met": worst_ratio >= GOAL_RATIO,
+        },
+        "added_median_latency_ms_1_caller": {
+            "goal": GOAL_ADDED_MS,
+            "value": one["added_median_latency_ms"],
+            "met": one["added_median_latency_ms"] <= GOAL_ADDED_MS,
+        },
+        "decision_us_per_pair": {
+            "goal": GOAL_DECISION_US,
+            "value": direct["us_per_pair"],
+            "met": direct["us_per_pair"] <= GOAL_DECISION_US,
+        },
+    }
+    results["goals"] = goals
+    results["seconds"] = time.perf_counter() - began
+
+    def verdict(met: bool) -> str:
+        return "met" if met else "NOT met"
+
+    print(
+        f"goals: throughput ratio >= {GOAL_RATIO} (1 thread {one['ratio_median_paired']:.3f}, "
+        f"64 threads {many['ratio_median_paired']:.3f}"
+        + (f", 64 tasks {results['async_64']['ratio_median_paired']:.3f}" if "async_64" in results else "")
+        + f"): {verdict(goals['throughput_ratio']['met'])}; added median latency <= "
+        f"{GOAL_ADDED_MS} ms (1 caller: {one['added_median_latency_ms']:+.3f} ms): "
+        f"{verdict(goals['added_median_latency_ms_1_caller']['met'])}; decision <= "
+        f"{GOAL_DECISION_US:g} µs ({direct['us_per_pair']:.1f} µs): "
+        f"{verdict(goals['decision_us_per_pair']['met'])}"
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(ROOT)} ({results['seconds']:.0f} s)")
+
+
+async def async_compare(rt: Runtime, url: str, secret: str, args: Any) -> dict[str, Any]:
+    """The asyncio pair at 64 tasks, alternated like the sync ones."""
+    clients = {
+        "bare": openai.AsyncOpenAI(api_key=secret, base_url=url, max_retries=0),
+        "keypolicy": rt.async_openai("bench"),
+    }
+    try:
+        for client in clients.values():
+            await async_round(client, 4, 100, 10.0)
+        runs = [
+            (name, await async_round(clients[name], 64, args.calls_concurrent, args.seconds))
+            for name in order(args.rounds)
+        ]
+    finally:
+        for client in clients.values():
+            await client.close()
+    return summary(64, runs)
+
+
+if __name__ == "__main__":
+    main()

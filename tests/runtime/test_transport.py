@@ -1,0 +1,156 @@
+"""The transport's own rules, seen on the wire through httpx2's MockTransport (no server)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+
+from keypolicy import PolicyRejected, Runtime
+from keypolicy.runtime import FakeClock, MissingKeysError
+from keypolicy.runtime.secrets import PLACEHOLDER, read_env_file, redact
+from keypolicy.runtime.transport import PolicyTransport
+from tests.core.test_store_failures import FailingStore
+from tests.runtime.conftest import KEYS, assert_no_canary, ledger_rows
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+ANSWER = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o-mini",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "hi"},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 8, "completion_tokens": 2, "total_tokens": 10},
+}
+
+
+def _client(
+    runtime: Runtime, domain: str, seen: list[httpx2.Request], answer: Any = None
+) -> openai.OpenAI:
+    def upstream(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        if answer is not None:
+            return answer(request)
+        return httpx2.Response(200, json=ANSWER)
+
+    transport = PolicyTransport(runtime._context, domain, httpx2.MockTransport(upstream))
+    return openai.OpenAI(
+        api_key=PLACEHOLDER,
+        base_url="http://upstream.test/v1",
+        max_retries=0,
+        http_client=httpx2.Client(transport=transport),
+    )
+
+
+@pytest.fixture
+def runtime(policy_path: Path, keys: dict[str, str], tmp_path: Path) -> Any:
+    with Runtime.from_file(policy_path, ledger=tmp_path / "u.sqlite", clock=FakeClock()) as rt:
+        yield rt
+
+
+def test_the_chosen_keys_secret_goes_out_and_no_project_header(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj_of_someone_else")
+    seen: list[httpx2.Request] = []
+    _client(runtime, "chat", seen).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
+    )
+    _client(runtime, "chat", seen).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
+    )
+    secrets = {r.headers["authorization"] for r in seen}
+    assert secrets == {
+        f"Bearer {KEYS['RT_TEST_KEY_ROOMY_A']}",
+        f"Bearer {KEYS['RT_TEST_KEY_ROOMY_B']}",
+    }
+    assert all("openai-project" not in r.headers for r in seen)
+    assert all(PLACEHOLDER not in str(r.headers) for r in seen)
+
+
+def test_a_stream_that_did_not_ask_for_usage_is_asked_for_it(runtime: Runtime) -> None:
+    seen: list[httpx2.Request] = []
+
+    def stream(request: httpx2.Request) -> httpx2.Response:
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+        events = [
+            {**chunk, "choices": [{"index": 0, "delta": {"content": "hi"}}]},
+            {**chunk, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 1}},
+        ]
+        body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        return httpx2.Response(
+            200, content=body.encode(), headers={"content-type": "text/event-stream"}
+        )
+
+    chunks = list(
+        _client(runtime, "chat", seen, stream).chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=5, stream=True
+        )
+    )
+    assert json.loads(seen[0].content)["stream_options"] == {"include_usage": True}
+    assert len(chunks) == 1
+    row = ledger_rows(runtime).iloc[0]
+    assert (row.prompt_tokens, row.completion_tokens, row.usage_estimated) == (5, 1, False)
+
+
+def test_a_store_that_fails_refuses_the_call_without_sending_it(
+    policy_path: Path, keys: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FailingStore(fail_from=1, span=1_000_000, only="acquire")  # the store is down
+    with Runtime.from_file(
+        policy_path, ledger=tmp_path / "u.sqlite", clock=FakeClock(), store=store
+    ) as runtime:
+        seen: list[httpx2.Request] = []
+        with caplog.at_level(logging.ERROR, "keypolicy"), pytest.raises(PolicyRejected) as refused:
+            _client(runtime, "chat", seen).chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
+            )
+        assert refused.value.reason == "store_error"
+        assert seen == []
+        assert "store down (acquire" in caplog.text
+        assert runtime.engine.waiting() == []
+
+
+def test_missing_keys_are_named_in_one_error_without_any_secret(
+    policy_path: Path, keys: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RT_TEST_KEY_TIGHT")
+    monkeypatch.delenv("RT_TEST_KEY_ROOMY_B")
+    with pytest.raises(MissingKeysError) as missing:
+        Runtime.from_file(policy_path, ledger=tmp_path / "u.sqlite")
+    assert "RT_TEST_KEY_TIGHT" in str(missing.value)
+    assert "RT_TEST_KEY_ROOMY_B" in str(missing.value)
+    assert_no_canary(missing.value)
+
+
+def test_keys_can_come_from_an_env_file_under_the_environment(
+    policy_path: Path, keys: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RT_TEST_KEY_TIGHT")
+    env = tmp_path / ".env"
+    env.write_text('# keys\nexport RT_TEST_KEY_TIGHT="sk-canary-from-file-0001"\n')
+    assert read_env_file(env) == {"RT_TEST_KEY_TIGHT": "sk-canary-from-file-0001"}
+    with Runtime.from_file(policy_path, ledger=tmp_path / "u.sqlite", env_file=env) as runtime:
+        assert "tight" in runtime._keys
+        assert "sk-canary-from-file" not in repr(runtime._keys)
+    assert redact("key sk-canary-from-file-0001 here") == "key [key tight] here"
+
+
+def test_clients_refuse_options_that_would_bypass_the_policy(runtime: Runtime) -> None:
+    with pytest.raises(ValueError, match="max_retries"):
+        runtime.openai("chat", max_retries=2)
+    with pytest.raises(ValueError, match="api_key"):
+        runtime.openai("chat", api_key="sk-other")
+    with pytest.raises(ValueError, match="no domain 'nope'"):
+        runtime.openai("nope")

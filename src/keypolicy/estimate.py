@@ -15,8 +15,9 @@ Two prompt counts, for two uses:
 Chat messages add ``TOKENS_PER_MESSAGE`` each and ``REPLY_PRIMING`` once, as OpenAI's cookbook
 counts them. ``tools`` (function definitions) and a ``response_format`` / ``text.format`` JSON
 schema are counted as their compact JSON text: the provider renders them into the prompt in a
-format of its own, so this is an approximation (typically within a few tokens per tool). An image part counts ``IMAGE_TOKENS`` (a 1024×1024 image at high detail: 85 + 4 × 170;
-85 at ``detail: low``): the body carries no image size, so this is an estimate.
+format of its own, so this is an approximation (typically within a few tokens per tool). An
+image part counts ``IMAGE_TOKENS`` (a 1024×1024 image at high detail: 85 + 4 × 170; 85 at
+``detail: low``): the body carries no image size, so this is an estimate.
 """
 
 from __future__ import annotations

@@ -99,12 +99,17 @@ def usage_table(
 
 
 def _groups(frame: pandas.DataFrame, by: str, policy: Policy | None) -> pandas.Series:
+    if by in ("key", "project"):  # a call refused before it was sent went out on no key
+        return frame[by].where(frame[by] != "", NOT_SENT)
     if by != "pool":
         return frame[by]
     assert policy is not None  # checked by the caller
     pools = {name: domain.pool for name, domain in policy.domains.items()}
     return frame["domain"].map(lambda d: pools.get(d, "?"))
 
+
+NOT_SENT: Final = "(not sent)"
+"""The key and project of calls refused before they were sent."""
 
 _SUMMED: Final = (
     "requests",
@@ -157,8 +162,17 @@ def _cell(name: str, value: Any) -> str:
     if name == "cost_usd":
         return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
     if name.startswith("wait_"):
-        return f"{value:.3g}s" if value else "0"
+        return _seconds(value)
     return f"{int(value):,}"
+
+
+def _seconds(value: float) -> str:
+    """A wait for people: ``0``, ``0.3 ms``, ``42 ms``, ``1.25 s``, ``3.0 min``."""
+    if not value:
+        return "0"
+    if value < 1:
+        return f"{value * 1000:.2g} ms" if value < 0.01 else f"{value * 1000:.0f} ms"
+    return f"{value:.3g} s" if value < 120 else f"{value / 60:.1f} min"
 
 
 def usage_console_table(table: pandas.DataFrame, by: str) -> Table:

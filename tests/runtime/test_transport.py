@@ -154,3 +154,29 @@ def test_clients_refuse_options_that_would_bypass_the_policy(runtime: Runtime) -
         runtime.openai("chat", api_key="sk-other")
     with pytest.raises(ValueError, match="no domain 'nope'"):
         runtime.openai("nope")
+
+
+def test_prometheus_counts_what_the_ledger_records(
+    policy_path: Path, keys: dict[str, str], tmp_path: Path
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from keypolicy.prometheus import PrometheusMetrics
+
+    registry = CollectorRegistry()
+    with Runtime.from_file(
+        policy_path,
+        ledger=tmp_path / "u.sqlite",
+        clock=FakeClock(),
+        prometheus=PrometheusMetrics(registry),
+    ) as runtime:
+        seen: list[httpx2.Request] = []
+        client = _client(runtime, "chat", seen)
+        for _ in range(3):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=5)
+    labels = {"domain": "chat", "project": "roomy", "model": "gpt-4o-mini", "outcome": "ok"}
+    total = sum(
+        registry.get_sample_value("keypolicy_requests_total", {**labels, "key": key}) or 0
+        for key in ("roomy-a", "roomy-b")
+    )
+    assert total == 3

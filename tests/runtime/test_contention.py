@@ -274,3 +274,43 @@ def test_a_caller_that_gives_up_while_queued_cancels_and_is_recorded(start: Star
     assert last.outcome == "rejected"
     assert last.reason.startswith("cancelled")
     assert runtime.engine.waiting() == []
+
+
+def test_a_queue_domain_waits_for_its_window_and_never_past_its_deadline(start: Start) -> None:
+    # The fake clock starts at 2026-11-18 11:06:40 UTC: sched's window opens 200s later, late's
+    # only after its deadline.
+    policy = POLICY.replace(
+        "  chat: {pool: roomy, priority: background, model: gpt-4o-mini}",
+        "  chat: {pool: roomy, priority: background, model: gpt-4o-mini}\n"
+        "  sched:\n"
+        "    pool: roomy\n"
+        "    priority: background\n"
+        "    model: gpt-4o-mini\n"
+        "    defer: {mode: queue, windows: ['11:10-12:00'], deadline: 30m}\n"
+        "  late:\n"
+        "    pool: roomy\n"
+        "    priority: background\n"
+        "    model: gpt-4o-mini\n"
+        "    defer: {mode: queue, windows: ['12:00-13:00'], deadline: 30m}",
+    )
+    clock = FakeClock(1_795_000_000.0)
+    runtime, _ = start(clock=clock, policy=policy)
+    with pytest.raises(PolicyRejected, match="deferral deadline") as refused:
+        runtime.openai("late").chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
+        )
+    assert refused.value.reason == "deadline"
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(
+            runtime.openai("sched").chat.completions.create,
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            max_tokens=5,
+        )
+        wait_until(lambda: runtime.pending_calls == 1, "the call parked")
+        clock.advance(201.0)  # 11:10:01
+        assert waiting.result(10).usage is not None
+    rows = ledger_rows(runtime)
+    assert list(rows.outcome) == ["rejected", "ok"]
+    assert bool(rows.deferred.iloc[1])
+    assert rows.wait_s.iloc[1] == pytest.approx(201.0)

@@ -113,6 +113,11 @@ class Conductor:
             self._waiters[request_id] = waiter
         return waiter
 
+    @property
+    def pending(self) -> int:
+        """Calls not ended yet (queued, parked, in flight, or streaming)."""
+        return len(self._waiters)
+
     def handle(self, event: Event) -> None:
         """Feed one event; its actions go to their requests' waiters."""
         if self.later:

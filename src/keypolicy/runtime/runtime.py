@@ -159,6 +159,12 @@ class Runtime:
                 f"policy {self.policy.name!r} has no domain {domain!r}; it has: {known}"
             )
 
+    @property
+    def pending_calls(self) -> int:
+        """Calls that have not ended yet: queued, parked, in flight or streaming (a service may
+        wait for 0 before it closes the runtime)."""
+        return self._conductor.pending
+
     # ------------------------------------------------------------------ what calls report
 
     def _write(self, record: UsageRecord) -> None:

@@ -35,7 +35,7 @@ def _read(data: bytes, cuts: list[int], hide: bool) -> tuple[bytes, StreamReader
 @given(
     texts=st.lists(st.text(min_size=1, max_size=12), min_size=0, max_size=6),
     cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
-    newline=st.sampled_from(["\n", "\r\n"]),
+    newline=st.sampled_from(["\n", "\r\n", "\r"]),
     hide=st.booleans(),
 )
 def test_a_stream_reads_the_same_however_it_is_cut(

@@ -105,9 +105,7 @@ def test_1000_tasks_at_once_all_served_and_recorded(start: Start) -> None:
         client = runtime.async_openai("chat")
         answers = await asyncio.gather(
             *[
-                client.chat.completions.create(
-                    model="gpt-4o-mini", messages=MESSAGES, max_tokens=8
-                )
+                client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=8)
                 for _ in range(1000)
             ]
         )
@@ -128,9 +126,7 @@ def test_critical_is_served_before_background_under_contention(start: Start) -> 
     urgent = runtime.openai("urgent")
 
     def ask(client: openai.OpenAI) -> Any:
-        return client.chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
-        )
+        return client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=5)
 
     for _ in range(5):  # the pool's whole minute: 5 requests
         ask(urgent)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,13 @@ import openai
 import pytest
 
 from keypolicy import PolicyRejected, Runtime
+from keypolicy.ledger import read_ledger
 from keypolicy.runtime import FakeClock, MissingKeysError
+from keypolicy.runtime.answers import StreamReader
 from keypolicy.runtime.secrets import PLACEHOLDER, read_env_file, redact
-from keypolicy.runtime.transport import PolicyTransport
+from keypolicy.runtime.transport import AsyncPolicyTransport, PolicyTransport
 from tests.core.test_store_failures import FailingStore
-from tests.runtime.conftest import KEYS, assert_no_canary, ledger_rows
+from tests.runtime.conftest import KEYS, assert_no_canary, ledger_rows, wait_until
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 ANSWER = {
@@ -180,3 +184,115 @@ def test_prometheus_counts_what_the_ledger_records(
         for key in ("roomy-a", "roomy-b")
     )
     assert total == 3
+
+
+def test_closing_the_runtime_refuses_the_calls_still_waiting(
+    policy_path: Path, keys: dict[str, str], tmp_path: Path
+) -> None:
+    runtime = Runtime.from_file(policy_path, ledger=tmp_path / "u.sqlite", clock=FakeClock())
+    seen: list[httpx2.Request] = []
+    client = _client(runtime, "urgent", seen)  # 5 requests a minute
+    for _ in range(5):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=5)
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(
+            client.chat.completions.create, model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
+        )
+        wait_until(lambda: runtime.pending_calls == 1, "the sixth call queued")
+        runtime.close()
+        refused = waiting.exception(10)
+    assert isinstance(refused, PolicyRejected)
+    assert "Runtime was closed" in str(refused)
+    rows = read_ledger(runtime.ledger.path)
+    assert len(rows) == 6
+    assert runtime.pending_calls == 0
+
+
+def test_a_closed_event_loop_does_not_stop_other_calls_being_answered(
+    policy_path: Path, keys: dict[str, str], tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    with Runtime.from_file(policy_path, ledger=tmp_path / "u.sqlite", clock=clock) as runtime:
+        seen: list[httpx2.Request] = []
+        client = _client(runtime, "urgent", seen)
+        for _ in range(5):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=5)
+        # An async call queues, then its event loop goes away without it.
+        loop = asyncio.new_event_loop()
+        transport = AsyncPolicyTransport(
+            runtime._context, "urgent", httpx2.MockTransport(lambda r: httpx2.Response(200))
+        )
+        request = httpx2.Request(
+            "POST",
+            "http://upstream.test/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 5},
+        )
+        task = loop.create_task(transport.handle_async_request(request))
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert not task.done()
+        loop.close()
+        with ThreadPoolExecutor(1) as pool:
+            behind = pool.submit(
+                client.chat.completions.create,
+                model="gpt-4o-mini",
+                messages=MESSAGES,
+                max_tokens=5,
+            )
+            wait_until(lambda: len(runtime.engine.waiting()) == 2, "both queued")
+            clock.advance(6.0)  # past max_wait: both expire; the thread must hear of it
+            assert isinstance(behind.exception(10), PolicyRejected)
+        assert runtime.pending_calls == 1  # the call whose loop went away never ends
+        runtime.close(drain_s=0.0)
+
+
+def test_a_failing_ledger_never_takes_the_answer_away(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(record: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    runtime.ledger.write = broken  # type: ignore[method-assign]
+    seen: list[httpx2.Request] = []
+    with caplog.at_level(logging.ERROR, "keypolicy"):
+        answer = _client(runtime, "chat", seen).chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
+        )
+    assert answer.usage is not None
+    assert runtime.records_lost == 1
+    assert "No space left" in caplog.text
+
+
+def test_pass_through_calls_drop_a_foreign_project_header(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj_foreign")
+    seen: list[httpx2.Request] = []
+
+    def models(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json={"object": "list", "data": []})
+
+    list(_client(runtime, "chat", seen, models).models.list())
+    assert seen[0].url.path == "/v1/models"
+    assert "openai-project" not in seen[0].headers
+    assert seen[0].headers["authorization"] == f"Bearer {KEYS['RT_TEST_KEY_ROOMY_A']}"
+
+
+def test_an_unterminated_usage_chunk_at_the_end_stays_hidden() -> None:
+    reader = StreamReader(hide_usage=True)
+    last = json.dumps({"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1}})
+    assert reader.feed(f"data: {last}".encode()) == b""
+    assert reader.rest() == b""
+    assert reader.usage is not None
+
+
+def test_a_secret_in_a_logged_exception_is_redacted(
+    runtime: Runtime, captured: list[logging.LogRecord]
+) -> None:
+    try:
+        raise ValueError(f"bad key {KEYS['RT_TEST_KEY_TIGHT']}")
+    except ValueError:
+        logging.getLogger("somebody").exception("it failed")
+    (record,) = [r for r in captured if r.name == "somebody"]
+    assert record.exc_text is not None
+    assert "[key tight]" in record.exc_text
+    assert_no_canary(record.exc_text, logging.Formatter().format(record))

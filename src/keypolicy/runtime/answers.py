@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["StreamReader", "Usage", "usage_of"]
+__all__ = ["StreamReader", "Usage", "body_usage", "usage_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +50,24 @@ def usage_of(answer: Any) -> Usage | None:
 
 
 def body_usage(body: bytes) -> Usage | None:
-    """The usage a JSON response body reports."""
+    """The usage a JSON response body reports. Only the ``usage`` object is parsed (it comes
+    last in OpenAI's answers), unless that fails: then the whole body."""
+    at = body.rfind(b'"usage"')
+    if at >= 0:
+        start = body.find(b"{", at)
+        if start >= 0 and not body[at + 7 : start].strip(b" \t\r\n:"):  # "usage": {
+            try:
+                usage, _ = _DECODER.raw_decode(body[start:].decode())
+                return usage_of({"usage": usage})
+            except ValueError:
+                pass
     try:
         return usage_of(json.loads(body))
     except ValueError:
         return None
+
+
+_DECODER: Final = json.JSONDecoder()
 
 
 class StreamReader:
@@ -87,23 +100,26 @@ class StreamReader:
     def rest(self) -> bytes:
         """Whatever is left when the stream ends (an unterminated last event)."""
         rest, self._buffer = self._buffer, b""
-        if rest.strip():
-            self._keep(rest)
+        if rest.strip() and not self._keep(rest):
+            return b""
         return rest
 
     def _boundary(self) -> tuple[int, int]:
+        """Where the first whole event ends: at a blank line, whichever line ending the stream
+        uses (LF, CRLF or CR); ``(-1, 0)`` if no event is whole yet."""
         buffer = self._buffer
-        lf = buffer.find(b"\n\n")
-        crlf = buffer.find(b"\r\n\r\n")
-        if crlf >= 0 and (lf < 0 or crlf < lf):
-            return crlf, 4
-        return lf, 2
+        best, size = -1, 0
+        for separator in (b"\n\n", b"\r\n\r\n", b"\r\r"):
+            at = buffer.find(separator)
+            if at >= 0 and (best < 0 or at < best):
+                best, size = at, len(separator)
+        return best, size
 
     def _keep(self, block: bytes) -> bool:
         """Read one event; whether it passes on to the caller."""
         data = b"\n".join(
             line[5:].strip() for line in block.splitlines() if line.startswith(b"data:")
-        )
+        )  # splitlines: LF, CRLF and CR alike
         if data == b"[DONE]":
             self.finished = True
             return True

@@ -25,6 +25,7 @@ import httpx2
 
 from keypolicy.core import Cancel, Complete, Defer, Failed, Reject, Retry, Send, Settled, Submit
 from keypolicy.core.actions import Action
+from keypolicy.core.headers import parse_rate_limit_headers
 from keypolicy.estimate import RequestEstimate, count_tokens, estimate_request
 from keypolicy.policy.model import Policy
 from keypolicy.records import Outcome, UsageRecord, outcome_of
@@ -33,7 +34,7 @@ from keypolicy.runtime.conductor import Conductor, Waiter
 from keypolicy.runtime.errors import PolicyRejected
 from keypolicy.runtime.secrets import KeyRing
 
-__all__ = ["AWAIT", "Call", "Context", "Read", "Streaming", "Transmit"]
+__all__ = ["AWAIT", "Call", "Context", "OpenCalls", "Read", "Streaming", "Transmit", "on_key"]
 
 _ENDPOINTS: Final = (
     ("/chat/completions", "chat.completions"),
@@ -41,8 +42,26 @@ _ENDPOINTS: Final = (
     ("/embeddings", "embeddings"),
     ("/completions", "completions"),
 )
-# Headers that describe the body as it came off the wire; the caller gets it decoded.
+# Headers that describe the body as it came off the wire; a stream reaches the caller decoded.
 _WIRE_HEADERS: Final = ("content-encoding", "content-length", "transfer-encoding")
+
+
+def on_key(headers: httpx2.Headers, keys: KeyRing, alias: str) -> None:
+    """Put key ``alias``'s secret on ``headers`` and drop any ``OpenAI-Project`` header (the
+    openai client adds one from ``$OPENAI_PROJECT_ID``): a key belongs to one project, and
+    another project's header would make the provider refuse the key."""
+    if "openai-project" in headers:
+        del headers["openai-project"]
+    headers["authorization"] = keys.bearer(alias)
+
+
+class _Retry:
+    def __repr__(self) -> str:
+        return "RETRY"
+
+
+RETRY: Final = _Retry()
+"""An attempt's result when the engine will try again: wait for its next Send."""
 
 
 class _Await:
@@ -71,6 +90,18 @@ class Read:
 Step = _Await | Transmit | Read
 
 
+class OpenCalls:
+    """How many calls have begun and not yet written their record (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def add(self, delta: int) -> None:
+        with self._lock:
+            self.count += delta
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """What every call of one runtime shares."""
@@ -82,6 +113,7 @@ class Context:
     on_retry: Callable[[str], None]
     on_rate_limited: Callable[[str, str], None]
     next_id: Callable[[], str]
+    open_calls: OpenCalls
 
 
 def endpoint_of(request: httpx2.Request) -> str:
@@ -104,22 +136,17 @@ def metered_body(request: httpx2.Request) -> dict[str, Any] | None:
     return body if isinstance(body, dict) and isinstance(body.get("model"), str) else None
 
 
-def rebuilt(
-    request: httpx2.Request, response: httpx2.Response, body: bytes, give_up: bool = False
-) -> httpx2.Response:
-    """The answer for the caller: the body as read (decoded), and, when the engine has given up
-    on the call, ``x-should-retry: false`` so that no client retries behind the policy's back."""
-    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
-    if give_up:
-        headers = [(k, v) for k, v in headers if k.lower() != "x-should-retry"]
-        headers.append(("x-should-retry", "false"))
-    return httpx2.Response(
-        response.status_code,
-        headers=headers,
-        content=body,
-        request=request,
-        extensions=response.extensions,
-    )
+def given_up(response: httpx2.Response) -> httpx2.Response:
+    """The provider's refusal as the caller gets it once the engine has given up on the call:
+    ``x-should-retry: false``, so that no client retries behind the policy's back."""
+    response.headers["x-should-retry"] = "false"
+    return response
+
+
+def plain(headers: httpx2.Headers) -> dict[str, str]:
+    """A response's headers as a plain dict with lower-case names: what the engine reads, made
+    outside its lock (reading httpx2's headers there took three times as long)."""
+    return dict(headers.items())
 
 
 class Call:
@@ -150,6 +177,7 @@ class Call:
         self.body = body
         self.content = json.dumps(body).encode() if self.hide_usage else request.read()
         self.waiter: Waiter = context.conductor.open(self.id, loop)
+        context.open_calls.add(1)
         self.submitted = 0.0
         self.started: float | None = None
         self.send: Send | None = None
@@ -164,14 +192,7 @@ class Call:
         conductor = self.context.conductor
         self.submitted = conductor.clock.now()
         if self.context.policy.domains[self.domain].defer.mode == "batch":
-            refusal = Reject(
-                self.id,
-                "batch_domain",
-                "the domain runs through the Batch API (defer: batch); a plain client's call "
-                "would bypass it",
-            )
-            self._end(refusal)
-            raise self._rejected(refusal)
+            self._refuse_batch()
         conductor.handle(
             Submit(
                 self.id,
@@ -190,23 +211,39 @@ class Call:
                 if action is None:
                     action = yield AWAIT
                 if isinstance(action, Send):
-                    result = yield from self._attempt(action)
-                    if result is not None:
-                        return result
-                elif isinstance(action, Reject):
-                    self._end(action)
-                    raise self._rejected(action)
-                elif isinstance(action, Defer):
-                    self.deferred = True
-                elif isinstance(action, Retry):
-                    self.context.on_retry(self.domain)
+                    answer = yield from self._attempt(action)
+                    if not isinstance(answer, _Retry):
+                        return answer
+                else:
+                    self._note(action)
         except BaseException:  # the caller gave up (GeneratorExit, cancelled) or we refused
             self._abandon()
             raise
 
-    def _attempt(self, send: Send) -> Generator[Step, Any, httpx2.Response | Streaming | None]:
-        """One attempt on the key the engine chose: the answer for the caller, or None to wait
-        for the engine's next word (a retry)."""
+    def _note(self, action: Action) -> None:
+        """An action other than Send while the call waits: a refusal ends it."""
+        if isinstance(action, Reject):
+            self._end(action)
+            raise self._rejected(action)
+        if isinstance(action, Defer):
+            self.deferred = True
+        elif isinstance(action, Retry):
+            self.context.on_retry(self.domain)
+
+    def _refuse_batch(self) -> None:
+        """A batch domain's work goes through the Batch API, never a plain client's call."""
+        refusal = Reject(
+            self.id,
+            "batch_domain",
+            "the domain runs through the Batch API (defer: batch); a plain client's call "
+            "would bypass it",
+        )
+        self._end(refusal)
+        raise self._rejected(refusal)
+
+    def _attempt(self, send: Send) -> Generator[Step, Any, httpx2.Response | Streaming | _Retry]:
+        """One attempt on the key the engine chose: the answer for the caller, or ``RETRY``:
+        wait for the engine's next word."""
         self.send, self.inflight = send, True
         self.started = self.context.conductor.clock.now()
         try:
@@ -217,7 +254,7 @@ class Call:
         except Exception:  # no answer (timeout, connection): the provider may have counted it
             if self._failed(None, {}, None) is not None:
                 raise
-            return None
+            return RETRY
         if response.status_code < 400:
             usage = body_usage(body)
             estimated = usage is None
@@ -225,23 +262,26 @@ class Call:
                 out = (self.estimate.max_output_tokens or 0) * self.estimate.n
                 usage = Usage(self.estimate.prompt_tokens, 0, out)
             self.settle(usage, response.headers, estimated, "the answer reported no usage")
-            return rebuilt(self.request, response, body)
+            return response  # read and closed; the client takes its body as it is
         if response.status_code == 429:
             self.context.on_rate_limited(self.domain, send.project)
-        final = self._failed(response.status_code, response.headers, body)
-        return None if final is None else rebuilt(self.request, response, body, give_up=True)
+        final = self._failed(response.status_code, plain(response.headers), body)
+        return RETRY if final is None else given_up(response)
 
     def _on_key(self, send: Send) -> httpx2.Request:
         """The request as it goes out on ``send``'s key: its secret set, the model the engine
-        chose (a budget's downgrade rewrites it), no project header of another project."""
+        chose (a budget's downgrade rewrites it), no project header of another project. The
+        caller's request itself when its body goes out as it came (the common case)."""
         content = self.content
         if send.model != self.requested_model:
             content = json.dumps({**self.body, "model": send.model}).encode()
+        elif not self.hide_usage:
+            on_key(self.request.headers, self.context.keys, send.key)
+            return self.request
         headers = self.request.headers.copy()
-        for name in ("content-length", "openai-project"):
-            if name in headers:
-                del headers[name]
-        headers["authorization"] = self.context.keys.bearer(send.key)
+        if "content-length" in headers:  # the body changed; httpx2 sets it anew
+            del headers["content-length"]
+        on_key(headers, self.context.keys, send.key)
         return httpx2.Request(
             self.request.method,
             self.request.url,
@@ -258,6 +298,7 @@ class Call:
         assert send is not None
         self.inflight = False
         conductor = self.context.conductor
+        limits = parse_rate_limit_headers(plain(headers))  # read here, not under the lock
         conductor.handle(
             Settled(
                 self.id,
@@ -265,8 +306,9 @@ class Call:
                 usage.prompt,
                 usage.completion,
                 usage.cached,
-                headers,
+                None,
                 send.attempt,
+                limits,
             )
         )
         final = self._final()
@@ -324,8 +366,10 @@ class Call:
         if self.ended:
             return
         self.ended = True
-        record = self.record(final, usage, note, estimated)
-        self.context.write(record)
+        try:
+            self.context.write(self.record(final, usage, note, estimated))
+        finally:
+            self.context.open_calls.add(-1)
 
     def record(self, final: Action, usage: Usage | None, note: str, estimated: bool) -> UsageRecord:
         """The call's usage record, filled as the simulator fills its records."""
@@ -345,30 +389,31 @@ class Call:
             reason = f"{final.reason}: {final.message}"
         started = self.started
         domain = self.context.policy.domains.get(self.domain)
+        used = usage if ok and usage is not None else Usage(0, 0, 0)
         return UsageRecord(
-            self.id,
-            self.domain,
-            model,
-            key,
-            project,
-            domain.priority if domain else "",
-            self.submitted,
-            started,
-            now,
-            (started if started is not None else now) - self.submitted,
-            attempts,
-            outcome,
-            reason,
-            usage.prompt if ok and usage else 0,
-            usage.cached if ok and usage else 0,
-            usage.completion if ok and usage else 0,
-            cost,
-            False,
-            self.deferred,
-            self.requested_model,
-            self.estimate.prompt_tokens,
-            self.estimate.max_output_tokens or 0,
-            estimated,
+            request_id=self.id,
+            domain=self.domain,
+            model=model,
+            key=key,
+            project=project,
+            priority=domain.priority if domain else "",
+            submitted=self.submitted,
+            started=started,
+            finished=now,
+            wait_s=(started if started is not None else now) - self.submitted,
+            attempts=attempts,
+            outcome=outcome,
+            reason=reason,
+            prompt_tokens=used.prompt,
+            cached_tokens=used.cached,
+            completion_tokens=used.completion,
+            cost_usd=cost,
+            batch=False,
+            deferred=self.deferred,
+            requested_model=self.requested_model,
+            requested_prompt_tokens=self.estimate.prompt_tokens,
+            requested_max_tokens=self.estimate.max_output_tokens or 0,
+            usage_estimated=estimated,
         )
 
     def _default_model(self) -> str:
@@ -407,18 +452,27 @@ class Streaming:
         return self.reader.rest()
 
     def finish(self, why: str | None) -> None:
-        """Settle the attempt, once. ``why``: how the stream ended early, or None at its end."""
+        """Settle the attempt, once. ``why``: how the stream ended early, or None at its end.
+
+        Without a usage chunk, the estimate is the prompt as counted, and for the completion:
+        the text received, for a stream that ended; for one that ended early (closed, dropped,
+        broken), what the call held (``max_tokens`` × ``n``, if it named one): the provider
+        may have gone on generating, and a budget had better count too much than too little.
+        """
         with self._lock:
             if self._finished:
                 return
             self._finished = True
         reader, call = self.reader, self.call
+        estimated = reader.usage is None
         usage = reader.usage
         if usage is None:
             completion = count_tokens("".join(reader.text), call.estimate.model)
+            if why is not None and call.estimate.max_output_tokens:
+                completion = max(completion, call.estimate.max_output_tokens * call.estimate.n)
             usage = Usage(call.estimate.prompt_tokens, 0, completion)
             why = why or "the stream carried no usage"
-        call.settle(usage, self.response.headers, reader.usage is None, why or "")
+        call.settle(usage, self.response.headers, estimated, why or "")
 
     @property
     def finished(self) -> bool:

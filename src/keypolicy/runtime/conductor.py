@@ -17,7 +17,17 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
-from keypolicy.core import Action, Advance, Alert, Complete, Engine, Event, Reject, StoreFault
+from keypolicy.core import (
+    Action,
+    Advance,
+    Alert,
+    Cancel,
+    Complete,
+    Engine,
+    Event,
+    Reject,
+    StoreFault,
+)
 from keypolicy.runtime.clock import Clock
 
 __all__ = ["Conductor", "Waiter"]
@@ -35,7 +45,7 @@ def _wake(future: asyncio.Future[None]) -> None:
 class Waiter:
     """The actions the engine addressed to one request, in order, for its caller to take.
 
-    ``put`` and ``poll`` run under the conductor's lock; ``wait`` and ``wait_async`` take it.
+    ``put`` runs with the conductor's lock held; ``poll``, ``wait`` and ``wait_async`` take it.
     """
 
     __slots__ = ("_actions", "_event", "_future", "_lock", "_loop")
@@ -44,7 +54,7 @@ class Waiter:
         self._actions: deque[Action] = deque()
         self._lock = lock
         self._loop = loop
-        self._event = threading.Event() if loop is None else None
+        self._event: threading.Event | None = None  # made when a thread first has to wait
         self._future: asyncio.Future[None] | None = None
 
     def put(self, action: Action) -> None:
@@ -54,7 +64,10 @@ class Waiter:
             self._event.set()
         elif self._future is not None and self._loop is not None:
             future, self._future = self._future, None
-            self._loop.call_soon_threadsafe(_wake, future)
+            try:
+                self._loop.call_soon_threadsafe(_wake, future)
+            except RuntimeError:  # its event loop is closed: nobody awaits it any more
+                log.warning("keypolicy: a call's event loop closed while the call waited")
 
     def poll(self) -> Action | None:
         """The next action if one is there, without waiting."""
@@ -63,13 +76,16 @@ class Waiter:
 
     def wait(self) -> Action:
         """Block the calling thread until the next action comes."""
-        assert self._event is not None, "an async waiter is awaited, not waited on"
+        assert self._loop is None, "an async waiter is awaited, not waited on"
         while True:
             with self._lock:
                 if self._actions:
                     return self._actions.popleft()
-                self._event.clear()
-            self._event.wait()
+                if self._event is None:
+                    self._event = threading.Event()
+                event = self._event
+                event.clear()
+            event.wait()
 
     async def wait_async(self) -> Action:
         """Await the next action without blocking the event loop."""
@@ -85,8 +101,8 @@ class Waiter:
 class Conductor:
     """Feeds the engine events under one lock and routes its actions to the requests' waiters.
 
-    ``on_alert`` receives budget alerts; ``on_action`` every action addressed to a request (for
-    counters), both called with the lock held: they must be quick and must not call back in.
+    ``on_alert`` receives budget alerts, called with the lock held: it must be quick and must not
+    call back in.
     """
 
     def __init__(
@@ -121,36 +137,72 @@ class Conductor:
     def handle(self, event: Event) -> None:
         """Feed one event; its actions go to their requests' waiters."""
         if self.later:
-            self._run_later()
+            self.run_later()
         with self.lock:
-            actions = self.engine.handle(event)
-            waiters = self._waiters
-            for action in actions:
-                if isinstance(action, Alert):
-                    if self._on_alert is not None:
-                        self._on_alert(action)
-                    continue
-                if isinstance(action, StoreFault):
-                    log.error(
-                        "keypolicy: the state store failed while %s (%s); the engine carried on",
-                        action.doing,
-                        action.error,
-                    )
-                    continue
-                rid = action.request_id
-                waiter = waiters.pop(rid, None) if isinstance(action, _FINAL) else waiters.get(rid)
-                if waiter is not None:
-                    waiter.put(action)
+            self._route(self.engine.handle(event))
             wake = self.engine.next_wake
         if wake is not None:
             self._timer.want(wake)
+
+    def _route(self, actions: list[Action], closing: bool = False) -> None:
+        """Hand each action to its request's waiter (the lock is held). Nothing here may raise:
+        an action not routed would leave its caller waiting for ever."""
+        waiters = self._waiters
+        for action in actions:
+            if isinstance(action, Alert):
+                self._alert(action)
+            elif isinstance(action, StoreFault):
+                log.error(
+                    "keypolicy: the state store failed while %s (%s); the engine carried on",
+                    action.doing,
+                    action.error,
+                )
+            else:
+                rid = action.request_id
+                final = isinstance(action, _FINAL)
+                waiter = waiters.pop(rid, None) if final else waiters.get(rid)
+                if waiter is None:
+                    continue
+                if closing and isinstance(action, Reject) and action.reason == "cancelled":
+                    waiter.put(
+                        Reject(
+                            rid,
+                            "cancelled",
+                            "the keypolicy Runtime was closed while the call waited",
+                            action.attempts,
+                        )
+                    )
+                else:
+                    waiter.put(action)
+
+    def _alert(self, alert: Alert) -> None:
+        if self._on_alert is None:
+            return
+        try:
+            self._on_alert(alert)
+        except Exception:
+            log.exception("keypolicy: a budget alert's handler failed")
+
+    def cancel_waiting(self) -> int:
+        """End every call still queued or parked (the runtime is closing): each caller gets a
+        refusal saying so. Calls in flight go on to their answers. Returns how many ended."""
+        with self.lock:
+            engine = self.engine
+            waiting = [
+                rid for rid in self._waiters if engine.request_state(rid) in ("queued", "delayed")
+            ]
+            now = self.clock.now()
+            for rid in waiting:
+                self._route(engine.handle(Cancel(rid, now)), closing=True)
+        return len(waiting)
 
     def soon(self, job: Callable[[], None]) -> None:
         """Run ``job`` at the next event or tick; safe where the lock may be held (finalizers)."""
         self.later.append(job)
         self._timer.poke(blocking=False)
 
-    def _run_later(self) -> None:
+    def run_later(self) -> None:
+        """Do the work handed in by :meth:`soon`."""
         while True:
             try:
                 job = self.later.popleft()
@@ -216,13 +268,15 @@ class _Timer:
                 if self._conductor.later:
                     self._cond.release()
                     try:
-                        self._conductor._run_later()
+                        self._conductor.run_later()
                     finally:
                         self._cond.acquire()
                 wake = self._wake
                 delay = None if wake is None else clock.real_delay(wake)
                 if delay is None or delay > 0:
-                    self._cond.wait(delay)
+                    # Never longer than a second: work handed in by a finalizer whose poke
+                    # found this lock taken is picked up then at the latest.
+                    self._cond.wait(min(delay, 1.0) if delay is not None else 1.0)
                     continue
                 self._wake = None
                 self._cond.release()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets as _random
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +28,7 @@ from keypolicy.policy import load_policy
 from keypolicy.policy.compile import compile_policy
 from keypolicy.policy.model import Policy
 from keypolicy.records import UsageRecord
-from keypolicy.runtime.call import Context
+from keypolicy.runtime.call import Context, OpenCalls
 from keypolicy.runtime.clock import Clock, WallClock
 from keypolicy.runtime.conductor import Conductor
 from keypolicy.runtime.secrets import PLACEHOLDER, KeyRing, environment
@@ -91,9 +92,13 @@ class Runtime:
             on_retry=self._retry,
             on_rate_limited=self._rate_limited,
             next_id=lambda: f"{prefix}-{next(counter)}",
+            open_calls=OpenCalls(),
         )
         self._http = httpx2.HTTPTransport(limits=_LIMITS)
         self.closed = False
+        self.ledger_closed = False
+        self.records_lost = 0
+        """Records the ledger failed to take (each one logged as an error)."""
         self._conductor.start()
 
     @classmethod
@@ -163,21 +168,34 @@ class Runtime:
     def pending_calls(self) -> int:
         """Calls that have not ended yet: queued, parked, in flight or streaming (a service may
         wait for 0 before it closes the runtime)."""
-        return self._conductor.pending
+        return self._context.open_calls.count
 
     # ------------------------------------------------------------------ what calls report
 
     def _write(self, record: UsageRecord) -> None:
-        if self._prometheus is not None:
-            self._prometheus.record(record)
-        if self.closed:
-            log.warning(
-                "keypolicy: request %s ended after the runtime closed; its record "
-                "is not in the ledger",
+        """A call's record to the ledger (and Prometheus). Never raises: a ledger that fails
+        must not take a paid answer away from its caller; it is logged instead."""
+        try:
+            if self._prometheus is not None:
+                self._prometheus.record(record)
+            if self.ledger_closed:
+                log.warning(
+                    "keypolicy: call %s ended after the runtime closed; its record is not in "
+                    "the ledger",
+                    record.request_id,
+                )
+                return
+            self.ledger.write(record)
+        except Exception as exc:
+            self.records_lost += 1
+            log.error(
+                "keypolicy: the record of call %s could not be written (%s: %s); "
+                "%d records lost so far",
                 record.request_id,
+                type(exc).__name__,
+                exc,
+                self.records_lost,
             )
-            return
-        self.ledger.write(record)
 
     def _retry(self, domain: str) -> None:
         if self._prometheus is not None:
@@ -198,12 +216,19 @@ class Runtime:
 
     # ------------------------------------------------------------------ lifetime
 
-    def close(self) -> None:
-        """Stop the timer, flush and close the ledger, close the connection pool."""
+    def close(self, drain_s: float = 10.0) -> None:
+        """Close the runtime: calls still queued or parked are refused (``PolicyRejected``,
+        reason ``cancelled``), calls in flight get up to ``drain_s`` seconds (real time) to end
+        and be recorded, then the timer stops and the ledger is flushed and closed."""
         if self.closed:
             return
         self.closed = True
+        self._conductor.cancel_waiting()
+        deadline = time.monotonic() + drain_s
+        while self.pending_calls and time.monotonic() < deadline:
+            time.sleep(0.01)
         self._conductor.close()
+        self.ledger_closed = True
         self.ledger.close()
         self._http.close()
 

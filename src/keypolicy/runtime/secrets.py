@@ -4,8 +4,9 @@ A policy names each key's environment variable, never its secret. The runtime re
 once, when it starts, and keeps them in a :class:`KeyRing` whose ``repr`` names aliases only.
 The secrets go on the wire in the transport and nowhere else: the ``openai`` client itself holds a
 placeholder, so its logs, errors and reprs cannot contain one. As a second line, every log record
-made in the process is checked for a known secret (a log record factory, installed once), and a
-secret found is replaced by ``[key ALIAS]`` before any handler sees it.
+made in the process is checked for a known secret (a log record factory, installed once): in its
+message, its exception's text and its stack, a secret found is replaced by ``[key ALIAS]`` before
+any handler sees it.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def environment(env_file: str | Path | None) -> dict[str, str]:
 
 # ---------------------------------------------------------------------- redaction in logs
 
+_FORMATTER = logging.Formatter()
 _lock = threading.Lock()
 _known: dict[str, str] = {}  # secret -> alias
 _installed = False
@@ -130,6 +132,11 @@ def _register(secrets: Mapping[str, str]) -> None:
                 clean = redact(message)
                 if clean != message:
                     record.msg, record.args = clean, None
+                if record.exc_info and not record.exc_text:
+                    # Formatted now, once, as a formatter would; formatters use it as it is.
+                    record.exc_text = redact(_FORMATTER.formatException(record.exc_info))
+                if record.stack_info:
+                    record.stack_info = redact(record.stack_info)
             return record
 
         logging.setLogRecordFactory(factory)

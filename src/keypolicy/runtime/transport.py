@@ -14,7 +14,16 @@ from typing import Any
 
 import httpx2
 
-from keypolicy.runtime.call import AWAIT, Call, Context, Read, Streaming, Transmit, metered_body
+from keypolicy.runtime.call import (
+    AWAIT,
+    Call,
+    Context,
+    Read,
+    Streaming,
+    Transmit,
+    metered_body,
+    on_key,
+)
 
 __all__ = ["AsyncPolicyTransport", "PolicyTransport"]
 
@@ -34,7 +43,7 @@ class _Domain:
         """A metered call for ``request``, or the request as it passes through unmetered."""
         body = metered_body(request)
         if body is None:
-            request.headers["authorization"] = self.context.keys.bearer(self.first_key)
+            on_key(request.headers, self.context.keys, self.first_key)
             return request
         return Call(self.context, self.domain, request, body, loop)
 

@@ -39,22 +39,28 @@ import os
 import platform
 import pstats
 import secrets
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import openai
 
 from keypolicy import _native
 from keypolicy.core import Engine, Send, Settled, Submit
 from keypolicy.core.headers import parse_rate_limit_headers
 from keypolicy.mock import MockOptions, MockServer, create_app
+from keypolicy.mock.server import bind
 from keypolicy.policy import load_policy
 from keypolicy.policy.compile import compile_policy
 from keypolicy.runtime import Runtime
+from keypolicy.runtime.transport import PolicyTransport
 from keypolicy.state import MemoryStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +85,18 @@ priorities:
 domains:
   bench: {{pool: bench, priority: normal, model: gpt-4o-mini}}
 """
+ANSWER: dict[str, Any] = {
+    "id": "chatcmpl-bench",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o-mini",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "Yes."}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 20, "completion_tokens": 2, "total_tokens": 22},
+}
+"""A canned answer, for measuring the client's own CPU without a server."""
+
 REQUEST: dict[str, Any] = {
     "model": "gpt-4o-mini",
     "messages": [{"role": "user", "content": "Hello! How are you today?"}],
@@ -344,14 +362,14 @@ def decisions(
         decisions_in_runtime(rt, c, n, args.seconds)
         for c, n in ((1, args.calls), (64, args.calls_concurrent))
     ]
-    d = direct["httpx2_headers"]
+    d = direct["parsed_headers"]
     print(
         f"engine decision: {d['us_per_pair']:.1f} µs a Submit+Settled pair on an engine of the "
-        f"same policy ({d['pairs_per_s']:,.0f} pairs/s), the Settled carrying the mock's "
-        f"httpx2.Headers as the runtime passes them; {direct['dict_headers']['us_per_pair']:.1f}"
-        f" µs with them as a plain dict; {direct['parsed_headers']['us_per_pair']:.1f} µs with "
-        f"them read beforehand (Settled.rate_limits; reading them: "
-        f"{direct['parsed_headers']['us_reading_headers_outside']:.1f} µs, outside the lock)"
+        f"same policy ({d['pairs_per_s']:,.0f} pairs/s), the Settled carrying the rate-limit "
+        f"headers as numbers read beforehand, as the runtime passes them (reading them: "
+        f"{d['us_reading_headers_outside']:.1f} µs, outside the lock); with the headers for the "
+        f"engine to read: {direct['dict_headers']['us_per_pair']:.1f} µs as a plain dict, "
+        f"{direct['httpx2_headers']['us_per_pair']:.1f} µs as httpx2.Headers"
     )
     for x in inside:
         print(
@@ -466,13 +484,126 @@ def show_profile(p: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------- main
 
 
+class _ServerProcess:
+    """``keypolicy mock-server`` in a process of its own (the default): the clients' process
+    holds only the clients, as a service's would, and the server has its own interpreter."""
+
+    def __init__(self, policy: Path, environ: dict[str, str]) -> None:
+        probe = bind("127.0.0.1", 0)
+        port = probe.getsockname()[1]
+        probe.close()
+        self.url = f"http://127.0.0.1:{port}"
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "keypolicy",
+                "mock-server",
+                "--policy",
+                str(policy),
+                "--port",
+                str(port),
+                "--no-latency",
+                "--log-level",
+                "warning",
+            ],
+            env=environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("the mock server did not start") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(10)
+
+
+def start_server(policy: Path, environ: dict[str, str], in_process: bool) -> Any:
+    """The mock server, in its own process or (``--in-process``) on a thread of this one."""
+    if not in_process:
+        return _ServerProcess(policy, environ)
+    server = MockServer(create_app(policy, options=MockOptions(latency=False), environ=environ))
+    server.start()
+    return server
+
+
+def added_cpu(policy: Path, folder: str, environ: dict[str, str], rounds: int) -> dict[str, Any]:
+    """CPU a call costs the calling thread, bare client against keypolicy's, both over httpx2's
+    MockTransport (a canned answer, no server, no network): what keypolicy adds to a call, free
+    of the server's noise. Best of ``rounds`` alternated rounds of 500 calls each."""
+    body = json.dumps(ANSWER).encode()
+    roomy = str(10**12)
+    headers = [("content-type", "application/json")] + [
+        (f"x-ratelimit-{a}-{b}", roomy)
+        for a in ("limit", "remaining")
+        for b in ("requests", "tokens")
+    ]
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=body, headers=headers)
+
+    rt = Runtime.from_file(policy, ledger=Path(folder) / "cpu.sqlite", environ=environ)
+    base = "http://upstream.invalid/v1"
+    clients = {
+        "bare": openai.OpenAI(
+            api_key="sk-bench",
+            base_url=base,
+            max_retries=0,
+            http_client=httpx2.Client(transport=httpx2.MockTransport(answer)),
+        ),
+        "keypolicy": openai.OpenAI(
+            api_key="sk-bench",
+            base_url=base,
+            max_retries=0,
+            http_client=httpx2.Client(
+                transport=PolicyTransport(rt._context, "bench", httpx2.MockTransport(answer))
+            ),
+        ),
+    }
+
+    def cpu(client: openai.OpenAI, calls: int) -> float:
+        began = time.thread_time()
+        for _ in range(calls):
+            client.chat.completions.create(**REQUEST)
+        return (time.thread_time() - began) / calls * 1e6
+
+    try:
+        for client in clients.values():
+            cpu(client, 200)
+        best = {name: min(cpu(clients[name], 500) for _ in range(rounds)) for name in clients}
+    finally:
+        rt.close()
+    out = {
+        "bare_us": best["bare"],
+        "keypolicy_us": best["keypolicy"],
+        "added_us": best["keypolicy"] - best["bare"],
+        "ratio": best["bare"] / best["keypolicy"],
+    }
+    print(
+        f"CPU a call, no server (httpx2 MockTransport; best of {rounds} rounds of 500): bare "
+        f"client {out['bare_us']:,.0f} µs, keypolicy {out['keypolicy_us']:,.0f} µs: keypolicy "
+        f"adds {out['added_us']:,.0f} µs a call (ratio {out['ratio']:.3f} when the client's CPU "
+        f"is all there is)"
+    )
+    return out
+
+
 def measure(
     args: argparse.Namespace, policy: Path, folder: str, secret: str, environ: dict[str, str]
 ) -> dict[str, Any]:
     """Everything measured against one mock server and one runtime."""
     results: dict[str, Any] = {}
-    server = MockServer(create_app(policy, options=MockOptions(latency=False), environ=environ))
-    url = server.start() + "/v1"
+    server = start_server(policy, environ, args.in_process)
+    url = server.url + "/v1"
     rt = Runtime.from_file(
         policy, ledger=Path(folder) / "usage.sqlite", environ=environ, base_url=url
     )
@@ -494,6 +625,7 @@ def measure(
             results["async_64"] = asyncio.run(async_compare(rt, url, secret, args))
             show("async, 64 tasks", results["async_64"])
         results["decisions"] = decisions(rt, clients["bare"], policy, args)
+        results["added_cpu"] = added_cpu(policy, folder, environ, args.rounds)
         if args.profile:
             results["profile"] = profile(policy, url, secret, environ, args.profile)
             show_profile(results["profile"])
@@ -510,7 +642,7 @@ def judge(results: dict[str, Any]) -> dict[str, Any]:
     one = results["sync_1"]
     cases = {k: results[k] for k in ("sync_1", "sync_64", "async_64") if k in results}
     worst = min(r["ratio_median_paired"] for r in cases.values())
-    decision = results["decisions"]["direct"]["httpx2_headers"]["us_per_pair"]
+    decision = results["decisions"]["direct"]["parsed_headers"]["us_per_pair"]
     added = one["added_median_latency_ms"]
     goals = {
         "throughput_ratio": {"goal": GOAL_RATIO, "worst": worst, "met": worst >= GOAL_RATIO},
@@ -547,15 +679,21 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20_000, help="engine pairs, direct")
     parser.add_argument("--no-async", action="store_true", help="skip the asyncio pair")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N calls")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the mock server on a thread of this process (it then shares the GIL)",
+    )
     args = parser.parse_args()
     secret = "sk-bench-" + secrets.token_hex(16)
     environ = {**os.environ, ENV: secret}
     began = time.perf_counter()
     compiled = _native.is_compiled()
+    where = "on a thread of this process" if args.in_process else "in a process of its own"
     print(
-        f"runtime overhead: the mock server (zero latency) and the clients run in one process, "
-        f"sharing the machine's {os.cpu_count()} cores and one GIL: the bare client's throughput"
-        f" is bounded by the server, so the ratios are the result, not the absolute numbers. "
+        f"runtime overhead: the mock server (zero latency) runs {where}, on the same "
+        f"{os.cpu_count()} cores as the clients: the bare client's throughput is bounded by the "
+        f"server, so the ratios are the result, not the absolute numbers. "
         f"Compiled build: {'yes' if compiled else 'no (plain Python)'}; openai "
         f"{openai.__version__}, Python {platform.python_version()}."
     )
@@ -564,7 +702,8 @@ def main() -> None:
         "openai": openai.__version__,
         "cpus": os.cpu_count(),
         "compiled": compiled,
-        "note": "client and server share the machine's cores and one GIL: ratios are the result",
+        "note": "client and server share the machine's cores: ratios are the result",
+        "server": "thread" if args.in_process else "process",
         "args": vars(args),
     }
     with tempfile.TemporaryDirectory() as folder:

@@ -132,7 +132,7 @@ def test_group_commit_takes_everything_queued_in_one_batch(tmp_path: Path) -> No
             ledger.write(make_record(f"r{i}"))
         release.set()
         ledger.flush(timeout=30)
-    assert batches == [1, 300]  # no timer: the lone record went at once, the rest together
+    assert batches == [1, 300]  # the lone record went alone, the rest queued meanwhile together
     assert len(list(iter_records(tmp_path / "l.sqlite"))) == 301
 
 

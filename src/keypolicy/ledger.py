@@ -7,19 +7,21 @@ simulator's ``--records`` columns, so either file reads as the other) or ``.json
 object a line). An existing ledger is appended to, never truncated.
 
 Why a queue and a thread: a request must not wait for a disk. :meth:`Ledger.write` only puts the
-record on a queue; one writer thread takes everything queued at once and writes it in one
-transaction (group commit: under load a commit carries many records, and no timer delays a
-lone one). SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit is one append to the
-write-ahead log, readers (``keypolicy usage``, ``keypolicy report``) never block the writer and
-open their own connections; the writer's connection is used by the writer thread alone.
+record on a queue; one writer thread takes what is queued, waits up to ``LINGER_S`` (50 ms) for
+more, and writes it all in one transaction (group commit: one wake-up of the writer per batch
+rather than per record, which the callers' threads, sharing the interpreter with it, feel; a flush
+or close ends the wait at once). SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit is
+one append to the write-ahead log, readers (``keypolicy usage``, ``keypolicy report``) never block
+the writer and open their own connections; the writer's connection is used by the writer thread
+alone.
 
 What a crash can lose: a process that dies loses the records still on the queue (written by
-``write`` but not yet committed: a few milliseconds' worth; :meth:`Ledger.flush` waits for
-them), and the records of requests still in flight, which were never written. Committed
+``write`` but not yet committed: at most ``LINGER_S`` and one commit's worth; :meth:`Ledger.flush`
+waits for them), and the records of requests still in flight, which were never written. Committed
 records survive a process crash; a power loss may also take the last commits (the price of
 ``synchronous=NORMAL``, and of CSV/JSONL written without fsync). A process that forgets
-:meth:`Ledger.close` loses nothing: it is registered with :mod:`atexit`. If writing fails (a
-full disk), the error is not swallowed: the next ``write``, ``flush`` or ``close`` raises
+:meth:`Ledger.close` loses nothing: it is registered with :mod:`atexit`. If writing fails (a full
+disk), the error is not swallowed: the next ``write``, ``flush`` or ``close`` raises
 :class:`LedgerError`.
 
 Records carry key aliases, never a secret, so neither does a ledger.
@@ -38,6 +40,7 @@ import queue
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -66,6 +69,8 @@ LEDGER_ENV: Final = "KEYPOLICY_LEDGER"
 SQLITE: Final = (".sqlite", ".sqlite3", ".db")
 SUFFIXES: Final = (*SQLITE, ".csv", ".jsonl")
 Kind = Literal["sqlite", "csv", "jsonl"]
+LINGER_S: Final = 0.05
+"""How long the writer waits after a record for more to commit with it (seconds)."""
 _BATCH: Final = 50_000  # most records one transaction takes (a bound on a flush's latency)
 
 
@@ -298,9 +303,15 @@ class Ledger:
         stop = False
         while not stop:
             items = [self._queue.get()]
-            while len(items) < _BATCH:  # group commit: everything queued goes in one batch
+            # Group commit: what comes within LINGER_S of the first record goes in its batch
+            # (one wake-up of this thread per batch, not per record: the callers' threads
+            # share the interpreter with it); a flush or close ends the wait at once.
+            deadline = time.monotonic() + LINGER_S
+            while len(items) < _BATCH and isinstance(items[-1], UsageRecord):
+                wait = deadline - time.monotonic()
                 try:
-                    items.append(self._queue.get_nowait())
+                    more = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                    items.append(more)
                 except queue.Empty:
                     break
             records = [item for item in items if isinstance(item, UsageRecord)]

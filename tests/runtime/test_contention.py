@@ -310,3 +310,19 @@ def test_a_queue_domain_waits_for_its_window_and_never_past_its_deadline(start: 
     assert list(rows.outcome) == ["rejected", "ok"]
     assert bool(rows.deferred.iloc[1])
     assert rows.wait_s.iloc[1] == pytest.approx(201.0)
+
+
+def test_an_exhausted_quota_is_never_retried(
+    start: Start, captured: list[logging.LogRecord]
+) -> None:
+    runtime, _ = start(quota_rate=1.0)
+    with pytest.raises(openai.RateLimitError) as refused:
+        runtime.openai("chat").chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
+        )
+    assert refused.value.code == "insufficient_quota"
+    assert refused.value.response.headers["x-should-retry"] == "false"
+    assert mock_requests(captured) == 1
+    row = ledger_rows(runtime).iloc[0]
+    assert (row.outcome, row.attempts) == ("error", 1)
+    assert row.reason.startswith("quota")

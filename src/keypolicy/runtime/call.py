@@ -91,15 +91,19 @@ Step = _Await | Transmit | Read
 
 
 class OpenCalls:
-    """How many calls have begun and not yet written their record (thread-safe)."""
+    """How many calls have begun and not yet written their record (thread-safe), and how many
+    have begun in all."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.count = 0
+        self.begun = 0
 
     def add(self, delta: int) -> None:
         with self._lock:
             self.count += delta
+            if delta > 0:
+                self.begun += delta
 
 
 @dataclass(frozen=True, slots=True)

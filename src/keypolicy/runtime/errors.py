@@ -16,8 +16,8 @@ _HINTS: Final = {
     "too_large": "lower max_tokens or the prompt, or raise the project's tokens per minute",
     "model_not_allowed": "call the domain's model, or add this one to domains.{domain}.models",
     "unknown_domain": "use a domain the policy declares",
-    "batch_domain": "hand its work to the deferral API, or set domains.{domain}.defer to queue "
-    "or never",
+    "batch_domain": "keypolicy's deferral API for batch work is not built yet; until it is, set "
+    "domains.{domain}.defer to queue or never to call it through a client",
     "store_error": "check the state store keypolicy uses; the call was not sent",
 }
 

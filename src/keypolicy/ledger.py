@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LEDGER",
     "LEDGER_ENV",
+    "LINGER_S",
+    "RETRY_S",
     "SUFFIXES",
     "Kind",
     "Ledger",
@@ -69,6 +71,8 @@ LEDGER_ENV: Final = "KEYPOLICY_LEDGER"
 SQLITE: Final = (".sqlite", ".sqlite3", ".db")
 SUFFIXES: Final = (*SQLITE, ".csv", ".jsonl")
 Kind = Literal["sqlite", "csv", "jsonl"]
+RETRY_S: Final = (0.05, 0.25, 1.0)
+"""Pauses before a failed batch is written again (seconds); then the failure is kept."""
 LINGER_S: Final = 0.05
 """How long the writer waits after a record for more to commit with it (seconds)."""
 _BATCH: Final = 50_000  # most records one transaction takes (a bound on a flush's latency)
@@ -299,6 +303,21 @@ class Ledger:
                 "since were not kept"
             ) from self._error
 
+    def _append(self, records: list[UsageRecord]) -> None:
+        """Write one batch; a failure is tried again after RETRY_S (a busy database, a full
+        disk freed meanwhile) before it is kept, and raised to the next caller."""
+        for pause in (*RETRY_S, None):
+            try:
+                self._sink.append(records)
+            except Exception as exc:
+                if pause is None:
+                    self._error = exc
+                    return
+                time.sleep(pause)
+            else:
+                self.count += len(records)
+                return
+
     def _run(self) -> None:
         stop = False
         while not stop:
@@ -316,11 +335,7 @@ class Ledger:
                     break
             records = [item for item in items if isinstance(item, UsageRecord)]
             if records and self._error is None:
-                try:
-                    self._sink.append(records)
-                    self.count += len(records)
-                except Exception as exc:  # kept, raised to the next caller
-                    self._error = exc
+                self._append(records)
             for item in items:
                 if isinstance(item, threading.Event):
                     item.set()

@@ -23,7 +23,15 @@ if TYPE_CHECKING:
 
     from keypolicy.policy.model import Policy
 
-__all__ = ["COLUMNS", "GROUPS", "Group", "usage_answer", "usage_console_table", "usage_table"]
+__all__ = [
+    "COLUMNS",
+    "GROUPS",
+    "NOT_SENT",
+    "Group",
+    "usage_answer",
+    "usage_console_table",
+    "usage_table",
+]
 
 Group = Literal["domain", "key", "model", "project", "pool"]
 GROUPS: Final = get_args(Group)

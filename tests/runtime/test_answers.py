@@ -74,3 +74,30 @@ def test_responses_events_and_bodies() -> None:
     assert body_usage(b'{"usage": {"prompt_tokens": 3, "completion_tokens": 1}}') == Usage(3, 0, 1)
     assert body_usage(b"not json") is None
     assert usage_of({"usage": None}) is None
+
+
+_COUNTS = st.one_of(st.integers(min_value=-5, max_value=10**7), st.none(), st.text(max_size=3))
+
+
+@given(
+    usage=st.one_of(
+        st.none(),
+        st.fixed_dictionaries(
+            {"prompt_tokens": _COUNTS, "completion_tokens": _COUNTS},
+            optional={"prompt_tokens_details": st.fixed_dictionaries({"cached_tokens": _COUNTS})},
+        ),
+        st.fixed_dictionaries(
+            {"input_tokens": _COUNTS, "output_tokens": _COUNTS},
+            optional={"input_tokens_details": st.fixed_dictionaries({"cached_tokens": _COUNTS})},
+        ),
+    ),
+    before=st.dictionaries(st.sampled_from(["id", "model", "x"]), st.text(max_size=5)),
+    after=st.dictionaries(st.sampled_from(["y", "z"]), st.integers()),
+    spaced=st.booleans(),
+)
+def test_reading_only_the_usage_object_reads_what_the_whole_body_says(
+    usage: object, before: dict[str, str], after: dict[str, int], spaced: bool
+) -> None:
+    answer = {**before, "usage": usage, **after}
+    body = json.dumps(answer, separators=(", ", ": ") if spaced else (",", ":")).encode()
+    assert body_usage(body) == usage_of(json.loads(body))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,10 @@ def _client(
     runtime: Runtime, domain: str, seen: list[httpx2.Request], answer: Any = None
 ) -> openai.OpenAI:
     def upstream(request: httpx2.Request) -> httpx2.Response:
-        seen.append(request)
+        # As it was on the wire (the caller's own request gets its placeholder back after).
+        wire = httpx2.Request(request.method, request.url, headers=request.headers.copy())
+        wire._content = request.read()
+        seen.append(wire)
         if answer is not None:
             return answer(request)
         return httpx2.Response(200, json=ANSWER)
@@ -296,3 +300,96 @@ def test_a_secret_in_a_logged_exception_is_redacted(
     assert record.exc_text is not None
     assert "[key tight]" in record.exc_text
     assert_no_canary(record.exc_text, logging.Formatter().format(record))
+
+
+def test_the_callers_own_request_never_keeps_the_secret(runtime: Runtime) -> None:
+    def refuse(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(400, json={"error": {"message": "bad", "type": "x", "code": None}})
+
+    seen: list[httpx2.Request] = []
+    with pytest.raises(openai.BadRequestError) as bad:
+        _client(runtime, "chat", seen, refuse).chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
+        )
+    assert seen[0].headers["authorization"].startswith("Bearer sk-canary")
+    assert bad.value.request.headers["authorization"] == f"Bearer {PLACEHOLDER}"
+
+
+def test_a_redirect_is_never_followed_with_the_key(runtime: Runtime) -> None:
+    seen: list[httpx2.Request] = []
+
+    def redirect(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(307, headers={"location": "http://elsewhere.test/v1/steal"})
+
+    transport = runtime.transport("chat")
+    transport._inner = httpx2.MockTransport(lambda r: (seen.append(r), redirect(r))[1])
+    client = runtime.openai("chat")
+    client._client._transport = transport  # the runtime's own client, over a redirecting wire
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=5)
+    assert len(seen) == 1  # sent once, to the provider's host; never on to the Location
+    assert ledger_rows(runtime).iloc[0].outcome != "ok"
+
+
+def test_clients_refuse_calls_once_the_runtime_is_closed(runtime: Runtime) -> None:
+    client = runtime.openai("chat")
+    runtime.close()
+    with pytest.raises(PolicyRejected, match="closed"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=5)
+
+
+def test_a_call_in_flight_when_the_runtime_closes_is_not_retried(
+    policy_path: Path, keys: dict[str, str], tmp_path: Path
+) -> None:
+    runtime = Runtime.from_file(policy_path, ledger=tmp_path / "u.sqlite", clock=FakeClock())
+    sent, release = threading.Event(), threading.Event()
+
+    def failing(request: httpx2.Request) -> httpx2.Response:
+        sent.set()
+        release.wait(10)
+        return httpx2.Response(500, json={"error": {"message": "boom", "type": "server_error"}})
+
+    client = _client(runtime, "chat", [], failing)
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(
+            client.chat.completions.create, model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
+        )
+        assert sent.wait(10)
+        runtime.close(drain_s=0.0)  # the answer comes after the drain: nothing may wait for it
+        release.set()
+        assert isinstance(call.exception(10), openai.InternalServerError)
+    assert runtime.pending_calls == 0
+
+
+def test_an_async_service_closes_the_runtime_without_blocking_its_loop(
+    policy_path: Path, keys: dict[str, str], tmp_path: Path
+) -> None:
+    async def main() -> int:
+        async with Runtime.from_file(policy_path, ledger=tmp_path / "u.sqlite") as runtime:
+
+            async def slow(request: httpx2.Request) -> httpx2.Response:
+                await asyncio.sleep(0.05)  # in flight while the runtime closes
+                return httpx2.Response(200, json=ANSWER)
+
+            transport = AsyncPolicyTransport(runtime._context, "chat", httpx2.MockTransport(slow))
+            client = openai.AsyncOpenAI(
+                api_key=PLACEHOLDER,
+                base_url="http://upstream.test/v1",
+                max_retries=0,
+                http_client=httpx2.AsyncClient(transport=transport),
+            )
+            calls = [
+                asyncio.create_task(
+                    client.chat.completions.create(
+                        model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
+                    )
+                )
+                for _ in range(5)
+            ]
+            while runtime._context.open_calls.begun < 5:
+                await asyncio.sleep(0)
+            await runtime.aclose()  # the calls in flight end meanwhile, and are recorded
+            await asyncio.gather(*calls)
+            return len(read_ledger(runtime.ledger.path))
+
+    assert asyncio.run(main()) == 5

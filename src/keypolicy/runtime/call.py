@@ -34,7 +34,22 @@ from keypolicy.runtime.conductor import Conductor, Waiter
 from keypolicy.runtime.errors import PolicyRejected
 from keypolicy.runtime.secrets import KeyRing
 
-__all__ = ["AWAIT", "Call", "Context", "OpenCalls", "Read", "Streaming", "Transmit", "on_key"]
+__all__ = [
+    "AWAIT",
+    "RETRY",
+    "Call",
+    "Context",
+    "OpenCalls",
+    "Read",
+    "Step",
+    "Streaming",
+    "Transmit",
+    "endpoint_of",
+    "given_up",
+    "metered_body",
+    "on_key",
+    "plain",
+]
 
 _ENDPOINTS: Final = (
     ("/chat/completions", "chat.completions"),
@@ -118,6 +133,8 @@ class Context:
     on_rate_limited: Callable[[str, str], None]
     next_id: Callable[[], str]
     open_calls: OpenCalls
+    closing: threading.Event
+    """Set when the runtime closes: no call begins, and none is retried or queued again."""
 
 
 def endpoint_of(request: httpx2.Request) -> str:
@@ -178,6 +195,7 @@ class Call:
                 # Ask for the usage chunk, and take it out of what the caller reads.
                 body = {**body, "stream_options": {**(options or {}), "include_usage": True}}
                 self.hide_usage = True
+        self._placeholder = request.headers.get("authorization", "")
         self.body = body
         self.content = json.dumps(body).encode() if self.hide_usage else request.read()
         self.waiter: Waiter = context.conductor.open(self.id, loop)
@@ -242,6 +260,7 @@ class Call:
             "the domain runs through the Batch API (defer: batch); a plain client's call "
             "would bypass it",
         )
+        self.context.conductor.forget(self.id)
         self._end(refusal)
         raise self._rejected(refusal)
 
@@ -250,16 +269,20 @@ class Call:
         wait for the engine's next word."""
         self.send, self.inflight = send, True
         self.started = self.context.conductor.clock.now()
+        outgoing = self._on_key(send)
         try:
-            response: httpx2.Response = yield Transmit(self._on_key(send))
-            if response.status_code < 400 and self.estimate.stream:
+            try:
+                response: httpx2.Response = yield Transmit(outgoing)
+            finally:
+                self._sent(outgoing)
+            if response.status_code < 300 and self.estimate.stream:
                 return Streaming(self, response)  # settled when the stream ends
             body: bytes = yield Read(response)
         except Exception:  # no answer (timeout, connection): the provider may have counted it
             if self._failed(None, {}, None) is not None:
                 raise
             return RETRY
-        if response.status_code < 400:
+        if response.status_code < 300:
             usage = body_usage(body)
             estimated = usage is None
             if usage is None:  # an answer that reports no usage: count what it held
@@ -279,7 +302,7 @@ class Call:
         content = self.content
         if send.model != self.requested_model:
             content = json.dumps({**self.body, "model": send.model}).encode()
-        elif not self.hide_usage:
+        elif not self.hide_usage:  # taken off again once sent (see _sent)
             on_key(self.request.headers, self.context.keys, send.key)
             return self.request
         headers = self.request.headers.copy()
@@ -293,6 +316,12 @@ class Call:
             content=content,
             extensions=self.request.extensions,
         )
+
+    def _sent(self, outgoing: httpx2.Request) -> None:
+        """The request is on the wire: the caller's own request object gets its placeholder
+        back, so that no error or log that shows it (``err.request``) holds a secret."""
+        if outgoing is self.request:
+            self.request.headers["authorization"] = self._placeholder
 
     # ------------------------------------------------------------------ outcomes
 
@@ -328,6 +357,10 @@ class Call:
             Failed(self.id, conductor.clock.now(), status, headers, body, send.attempt)
         )
         action = self.waiter.poll()
+        if isinstance(action, Retry) and self.context.closing.is_set():
+            # The runtime is closing (its timer may have stopped): no retry, the call ends.
+            conductor.handle(Cancel(self.id, conductor.clock.now()))
+            action = self._final()
         if isinstance(action, Retry):
             self.context.on_retry(self.domain)
             return None

@@ -129,6 +129,11 @@ class Conductor:
             self._waiters[request_id] = waiter
         return waiter
 
+    def forget(self, request_id: str) -> None:
+        """Drop the waiter of a call that ended without the engine (refused before it)."""
+        with self.lock:
+            self._waiters.pop(request_id, None)
+
     @property
     def pending(self) -> int:
         """Calls not ended yet (queued, parked, in flight, or streaming)."""

@@ -9,9 +9,11 @@ ends as one usage record in the ledger.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import secrets as _random
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -93,6 +95,7 @@ class Runtime:
             on_rate_limited=self._rate_limited,
             next_id=lambda: f"{prefix}-{next(counter)}",
             open_calls=OpenCalls(),
+            closing=threading.Event(),
         )
         self._http = httpx2.HTTPTransport(limits=_LIMITS)
         self.closed = False
@@ -118,7 +121,9 @@ class Runtime:
         transport = self.transport(domain)
         return OpenAI(
             **self._client_options(options),
-            http_client=DefaultHttpxClient(transport=transport),
+            # No redirects: httpx would send the request on to another origin, with the key
+            # the transport sets; a 3xx is the policy's to judge, as a failure.
+            http_client=DefaultHttpxClient(transport=transport, follow_redirects=False),
         )
 
     def async_openai(self, domain: str, **options: Any) -> AsyncOpenAI:
@@ -127,7 +132,7 @@ class Runtime:
         transport = self.async_transport(domain)
         return AsyncOpenAI(
             **self._client_options(options),
-            http_client=DefaultAsyncHttpxClient(transport=transport),
+            http_client=DefaultAsyncHttpxClient(transport=transport, follow_redirects=False),
         )
 
     def transport(self, domain: str) -> PolicyTransport:
@@ -217,20 +222,54 @@ class Runtime:
     # ------------------------------------------------------------------ lifetime
 
     def close(self, drain_s: float = 10.0) -> None:
-        """Close the runtime: calls still queued or parked are refused (``PolicyRejected``,
-        reason ``cancelled``), calls in flight get up to ``drain_s`` seconds (real time) to end
-        and be recorded, then the timer stops and the ledger is flushed and closed."""
-        if self.closed:
+        """Close the runtime: no call begins any more (``PolicyRejected``, reason ``closed``);
+        calls queued or parked are refused (reason ``cancelled``); calls in flight get up to
+        ``drain_s`` seconds (real time) to end and be recorded, and are not retried; then the
+        timer stops and the ledger is flushed and closed. From an event loop, ``await
+        rt.aclose()`` instead, which lets the loop's own calls finish meanwhile."""
+        if not self._begin_close():
             return
-        self.closed = True
-        self._conductor.cancel_waiting()
         deadline = time.monotonic() + drain_s
         while self.pending_calls and time.monotonic() < deadline:
             time.sleep(0.01)
+        self._end_close()
+
+    async def aclose(self, drain_s: float = 10.0) -> None:
+        """:meth:`close` for asyncio: waits for calls in flight without blocking the loop."""
+        if not self._begin_close():
+            return
+        deadline = time.monotonic() + drain_s
+        while self.pending_calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(self._end_close)
+
+    def _begin_close(self) -> bool:
+        if self.closed:
+            return False
+        self.closed = True
+        self._context.closing.set()
+        self._conductor.cancel_waiting()
+        return True
+
+    def _end_close(self) -> None:
+        self._conductor.cancel_waiting()  # retries parked while draining
         self._conductor.close()
         self.ledger_closed = True
-        self.ledger.close()
-        self._http.close()
+        try:
+            self.ledger.close()
+        finally:
+            self._http.close()
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     def __enter__(self) -> Runtime:
         return self

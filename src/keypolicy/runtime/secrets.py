@@ -20,7 +20,14 @@ from typing import Any, Final
 
 from keypolicy.policy.model import Policy
 
-__all__ = ["KeyRing", "MissingKeysError", "read_env_file", "redact"]
+__all__ = [
+    "PLACEHOLDER",
+    "KeyRing",
+    "MissingKeysError",
+    "environment",
+    "read_env_file",
+    "redact",
+]
 
 PLACEHOLDER: Final = "keypolicy-managed-key"
 """What the ``openai`` clients keypolicy makes hold as their api_key; the transport replaces it."""

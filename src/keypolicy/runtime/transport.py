@@ -24,6 +24,7 @@ from keypolicy.runtime.call import (
     metered_body,
     on_key,
 )
+from keypolicy.runtime.errors import PolicyRejected
 
 __all__ = ["AsyncPolicyTransport", "PolicyTransport"]
 
@@ -41,6 +42,8 @@ class _Domain:
         self, request: httpx2.Request, loop: asyncio.AbstractEventLoop | None
     ) -> Call | httpx2.Request:
         """A metered call for ``request``, or the request as it passes through unmetered."""
+        if self.context.closing.is_set():
+            raise PolicyRejected(self.domain, "closed", "the keypolicy Runtime is closed", 0.0, "")
         body = metered_body(request)
         if body is None:
             on_key(request.headers, self.context.keys, self.first_key)
@@ -56,6 +59,7 @@ class PolicyTransport(httpx2.BaseTransport):
         self._inner = inner
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Carry ``request`` through the policy: the flow's steps, with blocking I/O."""
         call = self._domain.call(request, None)
         if not isinstance(call, Call):
             return self._inner.handle_request(call)
@@ -99,6 +103,7 @@ class AsyncPolicyTransport(httpx2.AsyncBaseTransport):
         self._inner = inner
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Carry ``request`` through the policy: the flow's steps, awaited."""
         call = self._domain.call(request, asyncio.get_running_loop())
         if not isinstance(call, Call):
             return await self._inner.handle_async_request(call)
@@ -134,6 +139,7 @@ class AsyncPolicyTransport(httpx2.AsyncBaseTransport):
         return answer
 
     async def aclose(self) -> None:
+        """Close this client's connection pool."""
         await self._inner.aclose()
 
 

@@ -26,13 +26,15 @@ import httpx2
 from keypolicy.core import Cancel, Complete, Defer, Failed, Reject, Retry, Send, Settled, Submit
 from keypolicy.core.actions import Action
 from keypolicy.core.headers import parse_rate_limit_headers
-from keypolicy.estimate import RequestEstimate, count_tokens, estimate_request
+from keypolicy.estimate import RequestEstimate, estimate_request
 from keypolicy.policy.model import Policy
 from keypolicy.records import Outcome, UsageRecord, outcome_of
-from keypolicy.runtime.answers import StreamReader, Usage, body_usage
+from keypolicy.runtime.answers import Usage, body_usage
 from keypolicy.runtime.conductor import Conductor, Waiter
 from keypolicy.runtime.errors import PolicyRejected
 from keypolicy.runtime.secrets import KeyRing
+from keypolicy.runtime.streaming import Streaming
+from keypolicy.runtime.wire import endpoint_of, given_up, on_key, plain
 
 __all__ = [
     "AWAIT",
@@ -42,32 +44,8 @@ __all__ = [
     "OpenCalls",
     "Read",
     "Step",
-    "Streaming",
     "Transmit",
-    "endpoint_of",
-    "given_up",
-    "metered_body",
-    "on_key",
-    "plain",
 ]
-
-_ENDPOINTS: Final = (
-    ("/chat/completions", "chat.completions"),
-    ("/responses", "responses"),
-    ("/embeddings", "embeddings"),
-    ("/completions", "completions"),
-)
-# Headers that describe the body as it came off the wire; a stream reaches the caller decoded.
-_WIRE_HEADERS: Final = ("content-encoding", "content-length", "transfer-encoding")
-
-
-def on_key(headers: httpx2.Headers, keys: KeyRing, alias: str) -> None:
-    """Put key ``alias``'s secret on ``headers`` and drop any ``OpenAI-Project`` header (the
-    openai client adds one from ``$OPENAI_PROJECT_ID``): a key belongs to one project, and
-    another project's header would make the provider refuse the key."""
-    if "openai-project" in headers:
-        del headers["openai-project"]
-    headers["authorization"] = keys.bearer(alias)
 
 
 class _Retry:
@@ -135,39 +113,6 @@ class Context:
     open_calls: OpenCalls
     closing: threading.Event
     """Set when the runtime closes: no call begins, and none is retried or queued again."""
-
-
-def endpoint_of(request: httpx2.Request) -> str:
-    """``chat.completions``, ``responses``, ``embeddings``, ``completions``, or the path."""
-    path = request.url.path.rstrip("/")
-    for suffix, name in _ENDPOINTS:
-        if path.endswith(suffix):
-            return name
-    return path
-
-
-def metered_body(request: httpx2.Request) -> dict[str, Any] | None:
-    """The JSON body of a request that names a model (the calls limits apply to), else None."""
-    if request.method != "POST" or "json" not in request.headers.get("content-type", ""):
-        return None
-    try:
-        body = json.loads(request.read())
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) and isinstance(body.get("model"), str) else None
-
-
-def given_up(response: httpx2.Response) -> httpx2.Response:
-    """The provider's refusal as the caller gets it once the engine has given up on the call:
-    ``x-should-retry: false``, so that no client retries behind the policy's back."""
-    response.headers["x-should-retry"] = "false"
-    return response
-
-
-def plain(headers: httpx2.Headers) -> dict[str, str]:
-    """A response's headers as a plain dict with lower-case names: what the engine reads, made
-    outside its lock (reading httpx2's headers there took three times as long)."""
-    return dict(headers.items())
 
 
 class Call:
@@ -456,62 +401,3 @@ class Call:
     def _default_model(self) -> str:
         domain = self.context.policy.domains.get(self.domain)
         return domain.model if domain else ""
-
-
-class Streaming:
-    """A streamed answer on its way to the caller: read as it passes, settled when it ends.
-
-    The transports wrap it in a byte stream that calls :meth:`feed` per chunk and :meth:`finish`
-    once: at the end, on an error, or when the caller closes (or drops) the stream early. The
-    usage comes from the stream's last chunk or event; without one, it is estimated (the prompt
-    as counted, the text received so far) and the record says so.
-    """
-
-    def __init__(self, call: Call, response: httpx2.Response) -> None:
-        self.call = call
-        self.response = response
-        self.reader = StreamReader(call.hide_usage)
-        self._lock = threading.Lock()
-        self._finished = False
-
-    def headers(self) -> list[tuple[str, str]]:
-        """The response's headers for the caller (the stream is passed on decoded)."""
-        return [
-            (k, v) for k, v in self.response.headers.multi_items() if k.lower() not in _WIRE_HEADERS
-        ]
-
-    def feed(self, chunk: bytes) -> bytes:
-        """A chunk from the provider; what passes on to the caller."""
-        return self.reader.feed(chunk)
-
-    def rest(self) -> bytes:
-        """What is left at the end of the stream."""
-        return self.reader.rest()
-
-    def finish(self, why: str | None) -> None:
-        """Settle the attempt, once. ``why``: how the stream ended early, or None at its end.
-
-        Without a usage chunk, the estimate is the prompt as counted, and for the completion:
-        the text received, for a stream that ended; for one that ended early (closed, dropped,
-        broken), what the call held (``max_tokens`` × ``n``, if it named one): the provider
-        may have gone on generating, and a budget had better count too much than too little.
-        """
-        with self._lock:
-            if self._finished:
-                return
-            self._finished = True
-        reader, call = self.reader, self.call
-        estimated = reader.usage is None
-        usage = reader.usage
-        if usage is None:
-            completion = count_tokens("".join(reader.text), call.estimate.model)
-            if why is not None and call.estimate.max_output_tokens:
-                completion = max(completion, call.estimate.max_output_tokens * call.estimate.n)
-            usage = Usage(call.estimate.prompt_tokens, 0, completion)
-            why = why or "the stream carried no usage"
-        call.settle(usage, self.response.headers, estimated, why or "")
-
-    @property
-    def finished(self) -> bool:
-        """Whether the attempt was settled."""
-        return self._finished

@@ -19,12 +19,11 @@ from keypolicy.runtime.call import (
     Call,
     Context,
     Read,
-    Streaming,
     Transmit,
-    metered_body,
-    on_key,
 )
 from keypolicy.runtime.errors import PolicyRejected
+from keypolicy.runtime.streaming import Streaming
+from keypolicy.runtime.wire import metered_body, on_key
 
 __all__ = ["AsyncPolicyTransport", "PolicyTransport"]
 

@@ -79,7 +79,10 @@ def headline_numbers(v: Variant) -> list[Number]:
             "cost",
             "Cost per day",
             _pm(money(v.cost_per_day()), interval(totals.get("cost_usd")) * scale, money),
-            f"{money(v.total('cost_usd'))} over {hours:g} h simulated",
+            f"{money(v.total('cost_usd'))} over {hours:g} h "
+            + (
+                "recorded" if v.summary.get("about", {}).get("source") == "records" else "simulated"
+            ),
             round(v.cost_per_day(), 2),
         ),
         budget,

@@ -28,6 +28,7 @@ from keypolicy.records import UsageRecord
 
 __all__ = ["read_records", "records_summary"]
 
+
 def read_records(path: Path) -> Iterator[UsageRecord]:
     """The records of a file, one at a time: a ledger (``.sqlite``, ``.jsonl``, ``.csv``, see
     :mod:`keypolicy.ledger`), Parquet (with pyarrow), or CSV whatever its suffix."""
@@ -127,6 +128,7 @@ def records_summary(path: Path, policy: Policy | None = None) -> dict[str, Any]:
             "timezone": zone,
             "tier": policy.organization.tier if policy and policy.organization else None,
             "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+            "source": "records",
             "records_note": (
                 "Rebuilt from usage records: upstream 429s count only the attempts of requests "
                 "that gave up on 429s, and demand counts each answered request's admission "

@@ -77,7 +77,10 @@ def _basis(v: Variant) -> dict[str, Any]:
         "rows": [
             ("Traffic", f"{about.get('traffic', '–')}: {about.get('traffic_description', '')}"),
             ("Starts", _when(about.get("start"))),
-            ("Simulated", seconds(float(about.get("duration_s") or 0))),
+            (
+                "Recorded" if about.get("source") == "records" else "Simulated",
+                seconds(float(about.get("duration_s") or 0)),
+            ),
             ("Time zone", str(about.get("timezone") or "–")),
             ("Runs and seeds", f"{runs} run{'s' if runs != 1 else ''}, seed {seeds}"),
             ("Usage tier of the limits", str(about.get("tier") or "not stated")),
@@ -105,6 +108,9 @@ def build_context(
     return {
         "title": title,
         "compare": compare,
+        "recorded": all(
+            (v.summary.get("about") or {}).get("source") == "records" for v in variants
+        ),
         "traffic": about.get("traffic_description") or about.get("traffic") or "",
         "day": _when(about.get("start")),
         "runs": first.runs,

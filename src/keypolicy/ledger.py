@@ -7,13 +7,13 @@ simulator's ``--records`` columns, so either file reads as the other) or ``.json
 object a line). An existing ledger is appended to, never truncated.
 
 Why a queue and a thread: a request must not wait for a disk. :meth:`Ledger.write` only puts the
-record on a queue; one writer thread takes what is queued, waits up to ``LINGER_S`` (50 ms) for
-more, and writes it all in one transaction (group commit: one wake-up of the writer per batch
-rather than per record, which the callers' threads, sharing the interpreter with it, feel; a flush
-or close ends the wait at once). SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit is
-one append to the write-ahead log, readers (``keypolicy usage``, ``keypolicy report``) never block
-the writer and open their own connections; the writer's connection is used by the writer thread
-alone.
+record on a queue; one writer thread takes a record, sleeps ``LINGER_S`` (50 ms), and writes it
+with everything queued meanwhile in one transaction (group commit: one wake-up of the writer per
+batch rather than per record, which the callers' threads, sharing the interpreter with it, would
+feel; a flush or close waits for that sleep at most). SQLite runs in WAL mode with
+``synchronous=NORMAL``: a commit is one append to the write-ahead log, readers (``keypolicy
+usage``, ``keypolicy report``) never block the writer and open their own connections; the writer's
+connection is used by the writer thread alone.
 
 What a crash can lose: a process that dies loses the records still on the queue (written by
 ``write`` but not yet committed: at most ``LINGER_S`` and one commit's worth; :meth:`Ledger.flush`
@@ -322,15 +322,14 @@ class Ledger:
         stop = False
         while not stop:
             items = [self._queue.get()]
-            # Group commit: what comes within LINGER_S of the first record goes in its batch
-            # (one wake-up of this thread per batch, not per record: the callers' threads
-            # share the interpreter with it); a flush or close ends the wait at once.
-            deadline = time.monotonic() + LINGER_S
+            if isinstance(items[0], UsageRecord):
+                # Group commit: sleep through LINGER_S, then take everything queued meanwhile
+                # in the same batch. One wake-up of this thread per batch, not per record (a
+                # thread woken per record takes the interpreter from the callers each time).
+                time.sleep(LINGER_S)
             while len(items) < _BATCH and isinstance(items[-1], UsageRecord):
-                wait = deadline - time.monotonic()
                 try:
-                    more = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-                    items.append(more)
+                    items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             records = [item for item in items if isinstance(item, UsageRecord)]

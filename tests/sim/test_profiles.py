@@ -11,7 +11,6 @@ from keypolicy.policy import load_policy
 from keypolicy.sim.traffic import SyntheticTraffic, TrafficError, load_traffic
 
 ROOT = Path(__file__).resolve().parents[2]
-TRACES = ROOT.parent / "shared" / "traces"
 
 
 def problems(tmp_path: Path, text: str, name: str = "p.yaml") -> list[str]:
@@ -117,8 +116,6 @@ def test_clinic_day_fits_the_clinic_policies() -> None:
 
 
 def test_azure_traces_profile_replays_both_files() -> None:
-    if not (TRACES / "AzureLLMInferenceTrace_code.csv").exists():
-        pytest.skip(f"the shared Azure traces are not at {TRACES} (put ../shared beside the repo)")
     traffic = load_traffic(ROOT / "simulations" / "azure-traces.yaml")
     assert traffic.domains() == {"coding", "chat"}
     arrivals = list(traffic.arrivals(0))

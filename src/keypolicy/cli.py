@@ -162,10 +162,13 @@ def _load_traffic(
     if (traffic is None) == (not trace):
         _err("give either --traffic PROFILE or --trace FILE (one or more), not both")
         raise typer.Exit(EXIT_INVALID)
+    if columns and traffic is not None:
+        _err("--column maps the columns of a --trace file; a --traffic profile maps its own")
+        raise typer.Exit(EXIT_INVALID)
+    mapping = _column_map(columns or [])
     try:
         if traffic is not None:
             return load_traffic(traffic)
-        mapping = dict(item.split("=", 1) for item in columns or [] if "=" in item)
         return trace_arrivals(
             list(trace or []), domain=domain, columns=mapping or None, skip_bad_rows=skip_bad_rows
         )
@@ -174,6 +177,24 @@ def _load_traffic(
         for issue in exc.issues:
             _err(f"  error: {issue}")
         raise typer.Exit(EXIT_INVALID) from None
+
+
+def _column_map(columns: list[str]) -> dict[str, str]:
+    """``--column FIELD=COLUMN`` options as a map; anything else is an error, never ignored."""
+    mapping: dict[str, str] = {}
+    for item in columns:
+        field, eq, column = (part.strip() for part in item.partition("="))
+        if not eq or not field or not column:
+            _err(
+                f"--column {item!r}: write FIELD=COLUMN, such as "
+                "--column completion_tokens=GeneratedTokens"
+            )
+            raise typer.Exit(EXIT_INVALID)
+        if field in mapping:
+            _err(f"--column {item!r}: {field} is mapped twice")
+            raise typer.Exit(EXIT_INVALID)
+        mapping[field] = column
+    return mapping
 
 
 def _load_policies(paths: list[Path]) -> list[Policy]:

@@ -161,3 +161,35 @@ def test_records_that_cannot_be_written_exit_2_without_traceback(tiny: Path) -> 
     assert result.returncode == 2, result.stderr
     assert "--records /dev/full: cannot write the records" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ("completion_tokens", "write FIELD=COLUMN"),
+        ("=GeneratedTokens", "write FIELD=COLUMN"),
+        ("completion_tokens=", "write FIELD=COLUMN"),
+    ],
+)
+def test_a_column_option_that_maps_nothing_is_an_error_not_ignored(
+    tmp_path: Path, column: str, message: str
+) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text("timestamp,prompt_tokens\n1795000000,10\n1795000001,12\n")
+    out = tmp_path / "r.json"
+    result = run_keypolicy(
+        "simulate",
+        POLICIES[1],
+        "--trace",
+        trace,
+        "--domain",
+        "chat",
+        "--column",
+        column,
+        "--json",
+        out,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()

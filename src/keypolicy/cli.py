@@ -213,6 +213,27 @@ def _load_policies(paths: list[Path]) -> list[Policy]:
     return policies
 
 
+def _check_outputs(**paths: Path | None) -> None:
+    """Refuse, before any work, an output that could not be written: its folder missing or not
+    writable, or the path a folder. Every output alike (nothing is created on the way)."""
+    problems = []
+    for option, path in paths.items():
+        if path is None:
+            continue
+        flag = "--" + option.replace("_", "-")
+        folder = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            problems.append(f"{flag} {path}: is a folder; give a file name")
+        elif not folder.is_dir():
+            problems.append(f"{flag} {path}: the folder {folder} does not exist (create it first)")
+        elif not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            problems.append(f"{flag} {path}: not writable")
+    for problem in problems:
+        _err(problem)
+    if problems:
+        raise typer.Exit(EXIT_INVALID)
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     try:
         tmp = path.with_name(path.name + ".tmp")
@@ -335,6 +356,7 @@ def simulate(
     jobs: JobsOpt = 0,
 ) -> None:
     """Replay traffic through a policy and predict 429s, waits, deferrals and cost."""
+    _check_outputs(json=json_out, records=records, out=out)
     (loaded,) = _load_policies([policy])
     source = _load_traffic(traffic, trace, domain, column, skip_bad_rows)
     results = _run_all([loaded], source, seed, runs, records, provider_factor, jobs)
@@ -364,6 +386,7 @@ def compare(
     jobs: JobsOpt = 0,
 ) -> None:
     """Simulate policy variants on the same arrivals and show them side by side."""
+    _check_outputs(json=json_out, out=out)
     loaded = _load_policies(policies)
     source = _load_traffic(traffic, trace, domain, column, skip_bad_rows)
     results = _run_all(loaded, source, seed, runs, factor=provider_factor, jobs=jobs)

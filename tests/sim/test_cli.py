@@ -193,3 +193,26 @@ def test_a_column_option_that_maps_nothing_is_an_error_not_ignored(
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_simulating(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    result = run_keypolicy(
+        "simulate",
+        POLICIES[1],
+        "--traffic",
+        ROOT / "simulations" / "clinic-day.yaml",
+        "--json",
+        missing / "s.json",
+        "--out",
+        missing / "r.html",
+        "--records",
+        tmp_path,
+    )
+    assert result.returncode == 2
+    assert f"--json {missing / 's.json'}: the folder {missing} does not exist" in result.stderr
+    assert f"--out {missing / 'r.html'}: the folder {missing} does not exist" in result.stderr
+    assert f"--records {tmp_path}: is a folder" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not missing.exists()
+    assert list(tmp_path.iterdir()) == []

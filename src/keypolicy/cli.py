@@ -258,13 +258,6 @@ def _run_all(
     if len(set(names)) != len(names):
         _err(f"two policies share a name ({', '.join(names)}): give each variant its own name")
         raise typer.Exit(EXIT_INVALID)
-    writer = None
-    if records is not None:
-        try:
-            writer = RecordWriter(records)
-        except (OSError, ValueError) as exc:
-            _err(f"--records: {exc}")
-            raise typer.Exit(EXIT_INVALID) from None
     for policy in policies:
         missing = sorted(traffic.domains() - set(policy.domains))
         if missing:
@@ -274,6 +267,13 @@ def _run_all(
                 "add them to the policy, or map the traffic onto its domains"
             )
             raise typer.Exit(EXIT_INVALID)
+    writer = None  # opened once everything is validated: a refusal leaves no file behind
+    if records is not None:
+        try:
+            writer = RecordWriter(records)
+        except (OSError, ValueError) as exc:
+            _err(f"--records: {exc}")
+            raise typer.Exit(EXIT_INVALID) from None
     seeds = list(range(seed, seed + runs))
     if jobs < 1:  # automatic: one process per run, up to the machine's cores
         jobs = min(os.cpu_count() or 1, len(policies) * len(seeds))

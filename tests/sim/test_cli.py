@@ -216,3 +216,17 @@ def test_outputs_that_cannot_be_written_are_refused_before_simulating(tmp_path: 
     assert "Traceback" not in result.stderr
     assert not missing.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_traffic_the_policy_cannot_take_leaves_no_records_file(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text(
+        "timestamp,prompt_tokens,completion_tokens\n1795000000,10,5\n1795000001,12,6\n"
+    )
+    records = tmp_path / "records.csv"
+    result = run_keypolicy(
+        "simulate", POLICIES[1], "--trace", trace, "--domain", "nobody", "--records", records
+    )
+    assert result.returncode == 2
+    assert "the traffic has domains the policy 'clinic-merged' does not: nobody" in result.stderr
+    assert not records.exists()

@@ -9,7 +9,7 @@ key of the domain's pool, unmetered: no limit counts them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -83,15 +83,7 @@ class PolicyTransport(httpx2.BaseTransport):
             answer: httpx2.Response | Streaming = done.value
         finally:
             flow.close()  # the caller gave up (Ctrl-C...): the flow ends the call
-        if isinstance(answer, Streaming):
-            return httpx2.Response(
-                answer.response.status_code,
-                headers=answer.headers(),
-                stream=_SyncStream(answer),
-                request=request,
-                extensions=answer.response.extensions,
-            )
-        return answer
+        return _passed_on(answer, request, _SyncStream)
 
 
 class AsyncPolicyTransport(httpx2.AsyncBaseTransport):
@@ -127,19 +119,28 @@ class AsyncPolicyTransport(httpx2.AsyncBaseTransport):
             answer: httpx2.Response | Streaming = done.value
         finally:
             flow.close()
-        if isinstance(answer, Streaming):
-            return httpx2.Response(
-                answer.response.status_code,
-                headers=answer.headers(),
-                stream=_AsyncStream(answer),
-                request=request,
-                extensions=answer.response.extensions,
-            )
-        return answer
+        return _passed_on(answer, request, _AsyncStream)
 
     async def aclose(self) -> None:
         """Close this client's connection pool."""
         await self._inner.aclose()
+
+
+def _passed_on(
+    answer: httpx2.Response | Streaming,
+    request: httpx2.Request,
+    stream: Callable[[Streaming], httpx2.SyncByteStream | httpx2.AsyncByteStream],
+) -> httpx2.Response:
+    """The flow's answer as the client gets it: a streamed one wrapped to be read on its way."""
+    if not isinstance(answer, Streaming):
+        return answer
+    return httpx2.Response(
+        answer.response.status_code,
+        headers=answer.headers(),
+        stream=stream(answer),
+        request=request,
+        extensions=answer.response.extensions,
+    )
 
 
 def _read(response: httpx2.Response) -> bytes:

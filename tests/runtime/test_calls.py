@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import openai
@@ -10,7 +11,13 @@ import pytest
 
 from keypolicy import PolicyRejected
 from keypolicy.runtime import FakeClock
-from tests.runtime.conftest import Start, assert_no_canary, ledger_rows, mock_requests
+from tests.runtime.conftest import (
+    Start,
+    assert_no_canary,
+    ledger_rows,
+    mock_requests,
+    wait_until,
+)
 
 MESSAGES = [{"role": "user", "content": "Summarise the patient's history in two lines."}]
 
@@ -233,3 +240,18 @@ def test_no_secret_in_logs_errors_reprs_or_the_ledger(
         repr(runtime._keys),
         runtime.ledger.path.read_bytes(),
     )
+
+
+def test_a_stream_dropped_unread_is_settled_and_recorded(start: Start) -> None:
+    runtime, _ = start()
+    stream = runtime.openai("chat").chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, max_tokens=50, stream=True
+    )
+    assert runtime.pending_calls == 1
+    del stream  # never read, never closed
+    gc.collect()
+    wait_until(lambda: runtime.pending_calls == 0, "the dropped stream to be settled")
+    row = ledger_rows(runtime).iloc[0]
+    assert row.outcome == "ok"
+    assert row.usage_estimated
+    assert row.completion_tokens == 50  # what it held: the provider may have generated it all

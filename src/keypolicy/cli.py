@@ -136,6 +136,14 @@ JobsOpt = Annotated[
         "the same whatever it is.",
     ),
 ]
+TimeUnitOpt = Annotated[
+    str,
+    typer.Option(
+        "--time-unit",
+        help="With --trace: what numeric timestamps count: auto (decided from the whole "
+        "column; ambiguous is an error), seconds, milliseconds, or datetime.",
+    ),
+]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the summary JSON here.")]
 OutOpt = Annotated[
     Path | None, typer.Option("--out", help="Write the HTML report here (one self-contained file).")
@@ -158,6 +166,7 @@ def _load_traffic(
     domain: str | None,
     columns: list[str] | None,
     skip_bad_rows: bool,
+    time_unit: str = "auto",
 ) -> Traffic:
     if (traffic is None) == (not trace):
         _err("give either --traffic PROFILE or --trace FILE (one or more), not both")
@@ -165,12 +174,19 @@ def _load_traffic(
     if columns and traffic is not None:
         _err("--column maps the columns of a --trace file; a --traffic profile maps its own")
         raise typer.Exit(EXIT_INVALID)
+    if time_unit != "auto" and traffic is not None:
+        _err("--time-unit is for a --trace file; a --traffic profile says its own time_format")
+        raise typer.Exit(EXIT_INVALID)
     mapping = _column_map(columns or [])
     try:
         if traffic is not None:
             return load_traffic(traffic)
         return trace_arrivals(
-            list(trace or []), domain=domain, columns=mapping or None, skip_bad_rows=skip_bad_rows
+            list(trace or []),
+            domain=domain,
+            columns=mapping or None,
+            skip_bad_rows=skip_bad_rows,
+            time_format=time_unit,
         )
     except TrafficError as exc:
         _err("traffic: invalid")
@@ -344,6 +360,7 @@ def simulate(
     skip_bad_rows: Annotated[
         bool, typer.Option(help="Skip and count unreadable trace rows instead of stopping.")
     ] = False,
+    time_unit: TimeUnitOpt = "auto",
     seed: SeedOpt = 0,
     runs: RunsOpt = 1,
     json_out: JsonOpt = None,
@@ -358,7 +375,7 @@ def simulate(
     """Replay traffic through a policy and predict 429s, waits, deferrals and cost."""
     _check_outputs(json=json_out, records=records, out=out)
     (loaded,) = _load_policies([policy])
-    source = _load_traffic(traffic, trace, domain, column, skip_bad_rows)
+    source = _load_traffic(traffic, trace, domain, column, skip_bad_rows, time_unit)
     results = _run_all([loaded], source, seed, runs, records, provider_factor, jobs)
     summary = results[loaded.name]
     if json_out is not None:
@@ -378,6 +395,7 @@ def compare(
     ] = None,
     column: Annotated[list[str] | None, typer.Option(help="With --trace: FIELD=COLUMN.")] = None,
     skip_bad_rows: Annotated[bool, typer.Option(help="Skip unreadable trace rows.")] = False,
+    time_unit: TimeUnitOpt = "auto",
     seed: SeedOpt = 0,
     runs: RunsOpt = 1,
     json_out: JsonOpt = None,
@@ -388,7 +406,7 @@ def compare(
     """Simulate policy variants on the same arrivals and show them side by side."""
     _check_outputs(json=json_out, out=out)
     loaded = _load_policies(policies)
-    source = _load_traffic(traffic, trace, domain, column, skip_bad_rows)
+    source = _load_traffic(traffic, trace, domain, column, skip_bad_rows, time_unit)
     results = _run_all(loaded, source, seed, runs, factor=provider_factor, jobs=jobs)
     if json_out is not None:
         _write_json(json_out, {"variants": results})

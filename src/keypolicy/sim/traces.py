@@ -22,8 +22,8 @@ import json
 import math
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from operator import attrgetter
 from pathlib import Path
@@ -39,6 +39,7 @@ from keypolicy.policy.source import SourceDoc
 from keypolicy.records import FIELDS as RECORD_FIELDS
 from keypolicy.records import OPTIONAL, REQUESTED
 from keypolicy.sim.profile import Count, Start
+from keypolicy.sim.time_units import TimeUnitError, decide_unit
 from keypolicy.sim.traffic import Arrival, TrafficError, validate_doc
 
 __all__ = ["FIELDS", "TIME_FORMATS", "TraceProfile", "TraceSource", "TraceTraffic"]
@@ -54,7 +55,6 @@ _COMMON_NAMES = {  # compared without case, '_', '-' or spaces
     "completion_tokens": ("completiontokens", "generatedtokens", "outputtokens"),
 }
 _MAX_ISSUES = 20
-_MS_EPOCH = 1e11  # 'auto': larger numbers are epoch milliseconds (1e11 s is the year 5138)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _Row = tuple[int, str, str | None, int, int, int | None]  # times in epoch microseconds
@@ -144,8 +144,8 @@ class TraceTraffic:
     ) -> None:
         if not sources:
             raise TrafficError(["no trace files given"])
-        self.sources = sources
         self._zone = _zone(timezone)
+        self.sources = sources = [_resolve_unit(s, self._zone) for s in sources]
         self._scans = [self._scan(s, skip_bad_rows) for s in sources]
         self.rows = sum(scan.rows for scan in self._scans)
         self.skipped = sum(scan.bad for scan in self._scans)
@@ -194,6 +194,29 @@ class TraceTraffic:
         t0 = self._t0
         for t, domain, model, prompt, maximum, completion in rows:
             yield Arrival((t - t0) / 1e6, domain, prompt, maximum, completion, model)
+
+
+def _resolve_unit(source: TraceSource, zone: tzinfo) -> TraceSource:
+    """``source`` with the unit of its timestamps decided from the whole column (``auto``), or
+    as given; see :mod:`keypolicy.sim.time_units`. A file of usage records is in seconds."""
+    if source.time_format != "auto":
+        return source
+    with _open(source) as (header, keyed, records):
+        parse = _Parser(source, header, keyed, zone)
+        if parse.form != "auto":
+            return source
+        at = parse.at["timestamp"]
+        name = header[at] if isinstance(at, int) and at < len(header) else str(at)
+        values = (
+            _cell(record, at, "timestamp")
+            for _, record, _ in records
+            if not isinstance(record, _RowError)
+        )
+        try:
+            unit = decide_unit(values, f"{source.display}: column {name}")
+        except TimeUnitError as exc:
+            raise TrafficError([str(exc)]) from None
+    return replace(source, time_format=unit)
 
 
 def _zone(name: str) -> tzinfo:
@@ -374,10 +397,8 @@ class _Parser:
         return when, str(domain), model, prompt or 0, max(maximum, 1), completion
 
     def _time(self, value: Any) -> int:
-        if self.form == "auto":  # decided on the first row, then held for the whole file
-            self.form = "datetime"
-            with suppress(TypeError, ValueError):
-                self.form = "milliseconds" if float(value) >= _MS_EPOCH else "seconds"
+        if self.form == "auto":  # decided from the whole column before (_resolve_unit)
+            raise AssertionError("the time unit is decided before the rows are read")
         if self.form == "datetime":
             moment = value
             if not isinstance(value, datetime):

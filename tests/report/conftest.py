@@ -104,7 +104,7 @@ def chromium() -> str:
     found = shutil.which("chromium")
     if found:
         return found
-    message = "chromium is not installed: run `make browser` (Debian's chromium, with apt-get)"
+    message = "chromium is not installed: run `make browser` (it installs Debian's chromium)"
     if os.environ.get("KEYPOLICY_REQUIRE_BROWSER"):
         pytest.fail(message)
     pytest.skip(message)

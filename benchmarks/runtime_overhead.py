@@ -384,6 +384,19 @@ def decisions(
 # ---------------------------------------------------------------------------- profile
 
 
+def _runtime_and_clients(
+    policy: Path, folder: str, environ: dict[str, str], url: str, secret: str
+) -> tuple[Runtime, dict[str, openai.OpenAI]]:
+    """A runtime on the mock at ``url``, and the two clients compared: bare and keypolicy's."""
+    rt = Runtime.from_file(
+        policy, ledger=Path(folder) / "usage.sqlite", environ=environ, base_url=url
+    )
+    return rt, {
+        "bare": openai.OpenAI(api_key=secret, base_url=url, max_retries=0),
+        "keypolicy": rt.openai("bench"),
+    }
+
+
 def profile(
     policy: Path, url: str, secret: str, environ: dict[str, str], calls: int, top: int = 25
 ) -> dict[str, Any]:
@@ -396,13 +409,7 @@ def profile(
     pools of unequal sizes would differ for that alone)."""
     stats: dict[str, pstats.Stats] = {}
     with tempfile.TemporaryDirectory() as folder:
-        rt = Runtime.from_file(
-            policy, ledger=Path(folder) / "usage.sqlite", environ=environ, base_url=url
-        )
-        clients = {
-            "bare": openai.OpenAI(api_key=secret, base_url=url, max_retries=0),
-            "keypolicy": rt.openai("bench"),
-        }
+        rt, clients = _runtime_and_clients(policy, folder, environ, url, secret)
         try:
             for name, client in clients.items():
                 for _ in range(50):
@@ -604,13 +611,7 @@ def measure(
     results: dict[str, Any] = {}
     server = start_server(policy, environ, args.in_process)
     url = server.url + "/v1"
-    rt = Runtime.from_file(
-        policy, ledger=Path(folder) / "usage.sqlite", environ=environ, base_url=url
-    )
-    clients = {
-        "bare": openai.OpenAI(api_key=secret, base_url=url, max_retries=0),
-        "keypolicy": rt.openai("bench"),
-    }
+    rt, clients = _runtime_and_clients(policy, folder, environ, url, secret)
     try:
         for client in clients.values():  # warm up: connections, tokenizer, caches
             sync_round(client, 4, 100, 10.0)

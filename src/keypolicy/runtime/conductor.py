@@ -134,11 +134,6 @@ class Conductor:
         with self.lock:
             self._waiters.pop(request_id, None)
 
-    @property
-    def pending(self) -> int:
-        """Calls not ended yet (queued, parked, in flight, or streaming)."""
-        return len(self._waiters)
-
     def handle(self, event: Event) -> None:
         """Feed one event; its actions go to their requests' waiters."""
         if self.later:

@@ -72,6 +72,14 @@ class Streaming:
             why = why or "the stream carried no usage"
         call.settle(usage, self.response.headers, estimated, why or "")
 
+    def dropped(self) -> None:
+        """The stream was dropped unread (a finalizer): settle it soon, off this moment, which
+        may come while the engine's lock is held."""
+        if not self._finished:
+            self.call.context.conductor.soon(
+                lambda: self.finish("the stream was dropped before its end")
+            )
+
     @property
     def finished(self) -> bool:
         """Whether the attempt was settled."""

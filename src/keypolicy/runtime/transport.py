@@ -185,11 +185,7 @@ class _SyncStream(httpx2.SyncByteStream):
             self._streaming.finish("the caller closed the stream before its end")
 
     def __del__(self) -> None:
-        streaming = self._streaming
-        if not streaming.finished:  # dropped unread: settle it soon, off this (GC) moment
-            streaming.call.context.conductor.soon(
-                lambda: streaming.finish("the stream was dropped before its end")
-            )
+        self._streaming.dropped()
 
 
 class _AsyncStream(httpx2.AsyncByteStream):
@@ -220,8 +216,4 @@ class _AsyncStream(httpx2.AsyncByteStream):
             self._streaming.finish("the caller closed the stream before its end")
 
     def __del__(self) -> None:
-        streaming = self._streaming
-        if not streaming.finished:
-            streaming.call.context.conductor.soon(
-                lambda: streaming.finish("the stream was dropped before its end")
-            )
+        self._streaming.dropped()

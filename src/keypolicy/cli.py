@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import sys
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,7 +30,13 @@ from keypolicy.records import RecordWriter
 from keypolicy.report import records_summary, render_report
 from keypolicy.sim.console import comparison_tables, progress_bar, summary_tables
 from keypolicy.sim.run import simulate_variants
-from keypolicy.sim.traffic import Traffic, TrafficError, load_traffic, trace_arrivals
+from keypolicy.sim.traffic import (
+    FasterTraffic,
+    Traffic,
+    TrafficError,
+    load_traffic,
+    trace_arrivals,
+)
 from keypolicy.usage import Group, usage_answer, usage_console_table, usage_table
 
 app = typer.Typer(
@@ -39,9 +46,13 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Click's plain help layout: rich's option table cuts help off at 80 columns. main() adds
+    # wrapping between words only, and whole command summaries (keypolicy._help).
+    rich_markup_mode=None,
 )
 
 EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
 def _err(text: str) -> None:
@@ -53,7 +64,9 @@ def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
     if version:
-        print(f"keypolicy {__version__}")
+        from keypolicy._native import build_info  # noqa: PLC0415 - only --version needs it
+
+        print(f"keypolicy {__version__} ({build_info()})")
         raise typer.Exit(0)
 
 
@@ -144,6 +157,39 @@ TimeUnitOpt = Annotated[
         "column; ambiguous is an error), seconds, milliseconds, or datetime.",
     ),
 ]
+TimeZoneOpt = Annotated[
+    str,
+    typer.Option(
+        "--time-zone",
+        help="With --trace: the zone of date-times written without one (an IANA name such "
+        "as Europe/Paris).",
+    ),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="With --trace: the model every row asks for, instead of a model column (default: "
+        "each domain's own)."
+    ),
+]
+MaxTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-tokens",
+        min=1,
+        help="With --trace: the max_tokens of rows without that column (default: each row's "
+        "completion tokens).",
+    ),
+]
+SpeedupOpt = Annotated[
+    float,
+    typer.Option(
+        "--speedup",
+        min=0.001,
+        help="With --trace: replay it this many times faster (10: an hour in six minutes), to "
+        "stress a policy with real traffic.",
+    ),
+]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the summary JSON here.")]
 OutOpt = Annotated[
     Path | None, typer.Option("--out", help="Write the HTML report here (one self-contained file).")
@@ -160,34 +206,55 @@ FactorOpt = Annotated[
 ]
 
 
-def _load_traffic(
-    traffic: Path | None,
-    trace: list[Path] | None,
-    domain: str | None,
-    columns: list[str] | None,
-    skip_bad_rows: bool,
-    time_unit: str = "auto",
-) -> Traffic:
+@dataclass(frozen=True)
+class _TraceOptions:
+    """How ``--trace`` files are read (each option is refused with a ``--traffic`` profile,
+    which says these things itself)."""
+
+    domain: str | None = None
+    columns: list[str] | None = None
+    skip_bad_rows: bool = False
+    time_unit: str = "auto"
+    time_zone: str = "UTC"
+    model: str | None = None
+    max_tokens: int | None = None
+    speedup: float = 1.0
+
+    def given(self) -> list[str]:
+        """The options given on the command line, by their flag."""
+        defaults = _TraceOptions()
+        return [
+            "--" + f.name.replace("_", "-").replace("columns", "column")
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(defaults, f.name)
+        ]
+
+
+def _load_traffic(traffic: Path | None, trace: list[Path] | None, opts: _TraceOptions) -> Traffic:
     if (traffic is None) == (not trace):
         _err("give either --traffic PROFILE or --trace FILE (one or more), not both")
         raise typer.Exit(EXIT_INVALID)
-    if columns and traffic is not None:
-        _err("--column maps the columns of a --trace file; a --traffic profile maps its own")
+    if traffic is not None and opts.given():
+        _err(
+            f"{', '.join(opts.given())}: for --trace files; a --traffic profile says these "
+            "itself (kind: trace profiles per file: columns, time_format, model, max_tokens)"
+        )
         raise typer.Exit(EXIT_INVALID)
-    if time_unit != "auto" and traffic is not None:
-        _err("--time-unit is for a --trace file; a --traffic profile says its own time_format")
-        raise typer.Exit(EXIT_INVALID)
-    mapping = _column_map(columns or [])
+    mapping = _column_map(opts.columns or [])
     try:
         if traffic is not None:
             return load_traffic(traffic)
-        return trace_arrivals(
+        source: Traffic = trace_arrivals(
             list(trace or []),
-            domain=domain,
+            domain=opts.domain,
             columns=mapping or None,
-            skip_bad_rows=skip_bad_rows,
-            time_format=time_unit,
+            skip_bad_rows=opts.skip_bad_rows,
+            time_format=opts.time_unit,
+            timezone=opts.time_zone,
+            model=opts.model,
+            max_tokens=opts.max_tokens,
         )
+        return source if opts.speedup == 1 else FasterTraffic(source, opts.speedup)
     except TrafficError as exc:
         _err("traffic: invalid")
         for issue in exc.issues:
@@ -260,6 +327,38 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         raise typer.Exit(EXIT_INVALID) from None
 
 
+def _check_fits(policies: list[Policy], traffic: Traffic) -> None:
+    """Refuse, before any work, traffic the policies cannot take: a domain a policy lacks, a
+    model a domain may not call (every such request would be rejected), two variants of one
+    name."""
+    names = [p.name for p in policies]
+    if len(set(names)) != len(names):
+        _err(f"two policies share a name ({', '.join(names)}): give each variant its own name")
+        raise typer.Exit(EXIT_INVALID)
+    asked = traffic.models()
+    for policy in policies:
+        missing = sorted(traffic.domains() - set(policy.domains))
+        if missing:
+            _err(
+                f"the traffic has domains the policy {policy.name!r} does not: "
+                f"{', '.join(missing)} (its domains: {', '.join(sorted(policy.domains))}); "
+                "add them to the policy, or map the traffic onto its domains"
+            )
+            raise typer.Exit(EXIT_INVALID)
+        refused = [
+            f"the traffic's {domain} requests name {model!r}, which the policy {policy.name!r} "
+            f"does not let {domain} call (it may call {', '.join(allowed)}): add it to the "
+            "domain's models, or replay the trace with --model"
+            for domain, models in sorted(asked.items())
+            for model in sorted(models)
+            if model not in (allowed := policy.domains[domain].allowed_models())
+        ]
+        for problem in refused:
+            _err(problem)
+        if refused:
+            raise typer.Exit(EXIT_INVALID)
+
+
 def _run_all(
     policies: list[Policy],
     traffic: Traffic,
@@ -271,18 +370,7 @@ def _run_all(
 ) -> dict[str, dict[str, Any]]:
     console = Console(stderr=True)
     names = [p.name for p in policies]
-    if len(set(names)) != len(names):
-        _err(f"two policies share a name ({', '.join(names)}): give each variant its own name")
-        raise typer.Exit(EXIT_INVALID)
-    for policy in policies:
-        missing = sorted(traffic.domains() - set(policy.domains))
-        if missing:
-            _err(
-                f"the traffic has domains the policy {policy.name!r} does not: "
-                f"{', '.join(missing)} (its domains: {', '.join(sorted(policy.domains))}); "
-                "add them to the policy, or map the traffic onto its domains"
-            )
-            raise typer.Exit(EXIT_INVALID)
+    _check_fits(policies, traffic)
     writer = None  # opened once everything is validated: a refusal leaves no file behind
     if records is not None:
         try:
@@ -341,8 +429,21 @@ def _show(results: dict[str, dict[str, Any]]) -> None:
     else:
         for table in comparison_tables(results):
             console.print(table)
+    warnings = {w: None for r in results.values() for w in r["about"].get("warnings", [])}
+    for warning in warnings:
+        _err(f"warning: {warning}")
     if any(r["partial"] for r in results.values()):
         _err("interrupted: the results above are partial (what was simulated before Ctrl-C)")
+
+
+DomainOpt = Annotated[str | None, typer.Option(help="With --trace: the domain of every row.")]
+ColumnOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="With --trace: FIELD=COLUMN, e.g. prompt_tokens=ContextTokens."),
+]
+SkipOpt = Annotated[
+    bool, typer.Option(help="With --trace: skip and count unreadable rows instead of stopping.")
+]
 
 
 @app.command()
@@ -350,17 +451,14 @@ def simulate(
     policy: Annotated[Path, typer.Argument(help="The policy to simulate.")],
     traffic: TrafficOpt = None,
     trace: TraceOpt = None,
-    domain: Annotated[
-        str | None, typer.Option(help="With --trace: the domain of every row.")
-    ] = None,
-    column: Annotated[
-        list[str] | None,
-        typer.Option(help="With --trace: FIELD=COLUMN, e.g. prompt_tokens=ContextTokens."),
-    ] = None,
-    skip_bad_rows: Annotated[
-        bool, typer.Option(help="Skip and count unreadable trace rows instead of stopping.")
-    ] = False,
+    domain: DomainOpt = None,
+    column: ColumnOpt = None,
+    skip_bad_rows: SkipOpt = False,
     time_unit: TimeUnitOpt = "auto",
+    time_zone: TimeZoneOpt = "UTC",
+    model: ModelOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    speedup: SpeedupOpt = 1.0,
     seed: SeedOpt = 0,
     runs: RunsOpt = 1,
     json_out: JsonOpt = None,
@@ -375,7 +473,10 @@ def simulate(
     """Replay traffic through a policy and predict 429s, waits, deferrals and cost."""
     _check_outputs(json=json_out, records=records, out=out)
     (loaded,) = _load_policies([policy])
-    source = _load_traffic(traffic, trace, domain, column, skip_bad_rows, time_unit)
+    opts = _TraceOptions(
+        domain, column, skip_bad_rows, time_unit, time_zone, model, max_tokens, speedup
+    )
+    source = _load_traffic(traffic, trace, opts)
     results = _run_all([loaded], source, seed, runs, records, provider_factor, jobs)
     summary = results[loaded.name]
     if json_out is not None:
@@ -383,6 +484,7 @@ def simulate(
     _show(results)
     if out is not None:
         _render(results, out, {loaded.name: loaded})
+    _exit_if_partial(results)
 
 
 @app.command()
@@ -390,12 +492,14 @@ def compare(
     policies: Annotated[list[Path], typer.Argument(help="Policy variants to compare.")],
     traffic: TrafficOpt = None,
     trace: TraceOpt = None,
-    domain: Annotated[
-        str | None, typer.Option(help="With --trace: the domain of every row.")
-    ] = None,
-    column: Annotated[list[str] | None, typer.Option(help="With --trace: FIELD=COLUMN.")] = None,
-    skip_bad_rows: Annotated[bool, typer.Option(help="Skip unreadable trace rows.")] = False,
+    domain: DomainOpt = None,
+    column: ColumnOpt = None,
+    skip_bad_rows: SkipOpt = False,
     time_unit: TimeUnitOpt = "auto",
+    time_zone: TimeZoneOpt = "UTC",
+    model: ModelOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    speedup: SpeedupOpt = 1.0,
     seed: SeedOpt = 0,
     runs: RunsOpt = 1,
     json_out: JsonOpt = None,
@@ -406,13 +510,24 @@ def compare(
     """Simulate policy variants on the same arrivals and show them side by side."""
     _check_outputs(json=json_out, out=out)
     loaded = _load_policies(policies)
-    source = _load_traffic(traffic, trace, domain, column, skip_bad_rows, time_unit)
+    opts = _TraceOptions(
+        domain, column, skip_bad_rows, time_unit, time_zone, model, max_tokens, speedup
+    )
+    source = _load_traffic(traffic, trace, opts)
     results = _run_all(loaded, source, seed, runs, factor=provider_factor, jobs=jobs)
     if json_out is not None:
         _write_json(json_out, {"variants": results})
     _show(results)
     if out is not None:
         _render(results, out, {p.name: p for p in loaded})
+    _exit_if_partial(results)
+
+
+def _exit_if_partial(results: dict[str, dict[str, Any]]) -> None:
+    """Exit 130 (as a shell does after Ctrl-C) when the results are partial: what was done is
+    kept and marked partial, and whatever runs this learns it did not finish."""
+    if any(r["partial"] for r in results.values()):
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 @app.command()
@@ -595,8 +710,10 @@ def mock_server(
 
 def main() -> None:
     """Entry point of the ``keypolicy`` command."""
+    from keypolicy._help import readable_help  # noqa: PLC0415 - only the command needs it
+
     try:
-        app()
+        readable_help(app)()
     except KeyboardInterrupt:
         _err("interrupted")
         sys.exit(130)

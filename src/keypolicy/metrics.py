@@ -139,12 +139,17 @@ class _Tally:
         }
 
 
+SERIES_DAYS = 31
+"""The longest span whose per-minute series a summary holds (a month of minutes)."""
+
+
 class _PerMinute:
-    """Named series of one value per minute since the start, each a flat array (8 bytes a
-    minute: months of minutes stay small). Minutes before the start are dropped.
+    """Named series of one value per minute since the start, each kept in hours (8 bytes a
+    minute): only the hours something happened in take memory, so a trace with gaps of years
+    costs what its busy hours cost. Minutes before the start are dropped.
 
     Each series keeps the minute it is in (the clock only moves on) in a native accumulator,
-    written to its array when the series moves to a later minute: a request then costs
+    written to its day when the series moves to a later minute: a request then costs
     arithmetic, not array item reads and writes. Sums come out exactly as if added in place.
     """
 
@@ -180,38 +185,49 @@ class _PerMinute:
         out = {}
         for name, series in sorted(self._series.items()):
             series.close()
-            used = min(series.used, minutes)
-            out[name] = [round(v, 6) for v in series.row[:used]] + [0] * (minutes - used)
+            values: list[Any] = [0] * minutes
+            for first, hour in series.hours.items():
+                count = min(HOUR_MINUTES, minutes - first)
+                if count > 0:
+                    values[first : first + count] = [round(v, 6) for v in hour[:count]]
+            out[name] = values
         return out
 
 
+DAY_MINUTES = 1440
+HOUR_MINUTES = 60
+
+
 class _Series:
-    """One series: its values per minute, and the minute it is in with its value so far."""
+    """One series: its values per minute, by hour, and the minute it is in with its value so
+    far (its hour is ``row``, which begins at minute ``first``)."""
 
     def __init__(self, typecode: str) -> None:
-        self.row: array[Any] = array(typecode)
+        self.typecode = typecode
         self.integers = typecode == "q"
-        self.used = 0  # minutes in use (the rest of the row is room to grow)
+        self.hours: dict[int, array[Any]] = {}  # first minute of an hour -> its values
+        self.row: array[Any] = array(typecode)
+        self.first = -HOUR_MINUTES  # no hour open yet
         self.minute = -1  # the open minute (-1: none yet)
         self.value = 0.0
 
     def close(self) -> None:
-        """Write the open minute's value to the row."""
+        """Write the open minute's value to its hour."""
         if self.minute >= 0:
-            self.row[self.minute] = int(self.value) if self.integers else self.value
+            value = int(self.value) if self.integers else self.value
+            self.row[self.minute - self.first] = value
 
     def move(self, minute: int) -> None:
-        """Close the open minute and open ``minute`` (growing the row by half again at least:
-        a day grows it a dozen times)."""
+        """Close the open minute and open ``minute`` (and its hour, zeros when new)."""
         self.close()
-        row = self.row
-        if minute >= len(row):
-            more = max(minute + 1 - len(row), len(row) // 2, 64)
-            row.extend(array(row.typecode, bytes(row.itemsize * more)))
-        if minute >= self.used:
-            self.used = minute + 1
+        first = minute - minute % HOUR_MINUTES
+        if first != self.first:
+            row = self.hours.get(first)
+            if row is None:
+                row = self.hours[first] = array(self.typecode, bytes(8 * HOUR_MINUTES))
+            self.row, self.first = row, first
         self.minute = minute
-        self.value = row[minute]
+        self.value = self.row[minute - first]
 
 
 class Metrics:
@@ -347,7 +363,15 @@ class Metrics:
         }
 
     def series(self) -> dict[str, Any]:
-        """Per-minute series, each a dense list over the simulated minutes."""
+        """Per-minute series, each a dense list over the simulated minutes; left out (with the
+        reason in ``omitted``) when the traffic spans more than ``SERIES_DAYS`` days."""
+        if self.minutes > SERIES_DAYS * DAY_MINUTES:
+            days = self.minutes / DAY_MINUTES
+            return {
+                "minutes": 0,
+                "omitted": f"the traffic spans {days:,.0f} days: per-minute series are kept "
+                f"for spans up to {SERIES_DAYS} days (replay a shorter stretch to see them)",
+            }
         return {
             "minutes": self.minutes,
             "arrivals": self.arrivals.dense(self.minutes),

@@ -74,8 +74,8 @@ def test_missing_and_misspelt_top_level_fields(tmp_path: Path) -> None:
 
 def test_yaml_syntax_and_wrong_files(tmp_path: Path) -> None:
     assert problems(tmp_path, "version: 1\ndomains: {a: [}\n") == [
-        "p:2:15: YAML syntax: expected the node content, but found '}' "
-        "(check indentation and quoting here)",
+        "p:2:14: YAML syntax: the '[' opened here is never closed (noticed at line 2, column 15: "
+        "expected the node content, but found '}'; close it with ']' where the list ends)",
     ]
     (tmp_path / "t.csv").write_text("a,b\n")
     with pytest.raises(TrafficError, match="this is a trace file"):

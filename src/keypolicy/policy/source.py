@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from keypolicy.policy.errors import Issue, Location, PolicyError
+from keypolicy.policy.yaml_errors import yaml_syntax_issue
 
 __all__ = ["FieldPath", "SourceDoc", "read_source"]
 
@@ -114,12 +115,7 @@ def parse_source(text: str, name: str) -> SourceDoc:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        loc = Location(name, mark.line + 1, mark.column + 1) if mark else None
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise PolicyError(
-            [Issue(loc, "", f"YAML syntax: {problem}", "check indentation and quoting here")]
-        ) from None
+        raise PolicyError([yaml_syntax_issue(text, name, exc)]) from None
     except yaml.YAMLError as exc:
         raise PolicyError([Issue(None, "", f"{name}: YAML syntax: {exc}")]) from None
     if node is None:

@@ -124,7 +124,17 @@ def build_context(
             {"name": v.name, "tables": variant_tables(v), "basis": _basis(v)} for v in variants
         ],
         "partial": any(v.summary.get("partial") for v in variants),
+        "warnings": _warnings(variants),
     }
+
+
+def _warnings(variants: list[Variant]) -> list[str]:
+    """The summaries' warnings (how the traffic was read, what was left out), each once."""
+    seen: dict[str, None] = {}
+    for v in variants:
+        for warning in (v.summary.get("about") or {}).get("warnings") or []:
+            seen[str(warning)] = None
+    return list(seen)
 
 
 def render_html(

@@ -13,6 +13,7 @@ SimPy's now), so calendar budgets and deferral windows fall where they would in 
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -242,16 +243,21 @@ class Simulation:
         )
 
     def _sample(self) -> Generator[simpy.Event, Any, None]:
-        """Once a simulated minute: queue depth per class, and progress."""
+        """Once a simulated minute: queue depth per class, and progress. While no request is
+        open, the minutes until the next arrival are skipped (their depths are zero): a trace
+        with a gap of years costs as much as one without."""
         while not self._fed or self._lives:
-            self._clock()
+            t = self._clock()
             depths: dict[str, int] = dict.fromkeys(self.engine.config.classes, 0)
             for rid in self.engine.waiting():
                 depths[self._priority[self._lives[rid].arrival.domain]] += 1
             self.metrics.queue_depth(depths, self._now())
             if self._on_progress is not None:
-                self._on_progress(self._t)
-            yield Timeout(self.env, 60.0)
+                self._on_progress(t)
+            step = 60.0
+            if not self._lives and self._due is not None:  # idle: on to the next arrival
+                step = max(step, math.ceil(self._due.time / 60.0) * 60.0 - t)
+            yield Timeout(self.env, step)
 
     # ------------------------------------------------------------------ the engine
 

@@ -14,6 +14,7 @@ import multiprocessing
 import signal
 import statistics
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
@@ -27,7 +28,7 @@ from keypolicy.catalog import CATALOG_DATE
 from keypolicy.policy.model import Policy
 from keypolicy.records import UsageRecord
 from keypolicy.sim.driver import Simulation
-from keypolicy.sim.traffic import Traffic
+from keypolicy.sim.traffic import Traffic, traffic_warnings
 from keypolicy.upstream import ProviderLimits
 
 __all__ = ["RunResult", "combine_runs", "run_once", "simulate_policy", "simulate_variants"]
@@ -105,6 +106,10 @@ def assemble(
     """
     summaries = [r.summary for r in runs]
     summary = summaries[0] if len(summaries) == 1 else combine_runs(summaries)
+    warnings = traffic_warnings(traffic)
+    omitted = runs[0].series.get("omitted")
+    if omitted:
+        warnings.append(f"no charts over time: {omitted}")
     return {
         "policy": policy.name,
         "runs": len(summaries),
@@ -123,6 +128,7 @@ def assemble(
             "tier": policy.organization.tier if policy.organization else None,
             "provider_factor": provider_factor,
             "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+            "warnings": warnings,
         },
     }
 
@@ -267,6 +273,7 @@ class _Parallel:
                 self._report()
         except KeyboardInterrupt:
             self._interrupted()
+            return
         except BaseException:
             self.stop.set()
             self.pool.shutdown(wait=False, cancel_futures=True)
@@ -329,13 +336,38 @@ class _Parallel:
             self.tick(p, running[0] if running else count - 1, sum(times) / count)
 
     def _interrupted(self) -> None:
-        self.stop.set()  # the workers end their runs early and return what they simulated
-        for future, where in self.inflight.items():
-            if not future.cancel():
-                with contextlib.suppress(CancelledError, BrokenProcessPool, KeyboardInterrupt):
-                    result = future.result()
-                    if result is not None:
-                        self.done[where] = result
+        """Keep what the running workers simulated (they end their runs at the stop event and
+        return it), then end every worker: one still starting (importing, for a second or two)
+        has nothing to give, and is not waited for."""
+        self.stop.set()
+        count = len(self.seeds)
+        deadline = time.monotonic() + _GRACE_S
+        for future, (p, r) in self.inflight.items():
+            if future.cancel() or not self.progress[p * count + r]:
+                continue  # not begun: nothing simulated to keep
+            with contextlib.suppress(CancelledError, BrokenProcessPool, KeyboardInterrupt):
+                result = future.result(timeout=max(deadline - time.monotonic(), 0.0))
+                if result is not None:
+                    self.done[p, r] = result
+        assert self.pool is not None
+        _end_workers(self.pool)
+
+
+_GRACE_S = 0.5
+"""How long, after Ctrl-C, running workers have to hand back what they simulated."""
+
+
+def _end_workers(pool: ProcessPoolExecutor) -> None:
+    """Shut ``pool`` down now, ending its worker processes rather than waiting for them.
+    ``terminate_workers`` is Python 3.14's; before it, the executor's own process table."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
 
 
 @contextlib.contextmanager

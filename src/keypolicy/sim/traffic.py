@@ -39,12 +39,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Arrival",
+    "FasterTraffic",
     "SyntheticTraffic",
     "Traffic",
     "TrafficError",
     "load_traffic",
     "located_issues",
     "trace_arrivals",
+    "traffic_warnings",
 ]
 
 KINDS = ("synthetic", "trace")
@@ -78,6 +80,10 @@ class Traffic(Protocol):
 
     def domains(self) -> set[str]:
         """The domains arrivals may name (every one must exist in the policy simulated)."""
+
+    def models(self) -> dict[str, set[str]]:
+        """The models arrivals name, by domain (a request naming none asks the domain's own);
+        each must be one the policy lets its domain call."""
 
 
 class TrafficError(Exception):
@@ -217,6 +223,57 @@ def trace_arrivals(
     )
 
 
+class FasterTraffic:
+    """``traffic`` replayed ``factor`` times faster (``--speedup``): every arrival comes at its
+    time divided by ``factor``, with what it asks unchanged, to stress a policy with real
+    traffic. The wall clock it starts at stays; time-of-day rules (windows, daily budgets) see
+    the compressed times."""
+
+    def __init__(self, traffic: Traffic, factor: float) -> None:
+        if not (factor > 0 and math.isfinite(factor)):
+            raise TrafficError([f"a speedup must be a number above 0, not {factor}"])
+        self.traffic, self.factor = traffic, factor
+        self.name = f"{traffic.name}-x{factor:g}"
+        self.description = f"{traffic.description}, replayed {factor:g} times faster"
+        self.start = traffic.start
+        self.duration_s = traffic.duration_s / factor
+
+    def domains(self) -> set[str]:
+        return self.traffic.domains()
+
+    def models(self) -> dict[str, set[str]]:
+        return self.traffic.models()
+
+    def arrivals(self, seed: int) -> Iterator[Arrival]:
+        factor = self.factor
+        for a in self.traffic.arrivals(seed):
+            yield Arrival(
+                a.time / factor,
+                a.domain,
+                a.prompt_tokens,
+                a.max_output_tokens,
+                a.completion_tokens,
+                a.model,
+            )
+
+
+def traffic_warnings(traffic: Traffic) -> list[str]:
+    """What someone reading the results should know about how the traffic was read: trace rows
+    skipped as unreadable, trace files that had to be sorted by time."""
+    inner = traffic.traffic if isinstance(traffic, FasterTraffic) else traffic
+    warnings = []
+    skipped = int(getattr(inner, "skipped", 0))
+    if skipped:
+        rows = int(getattr(inner, "rows", 0))
+        warnings.append(
+            f"{skipped:,} unreadable trace row{'s' if skipped != 1 else ''} skipped "
+            f"({skipped / (rows + skipped):.1%} of the rows): the results leave them out"
+        )
+    for name in getattr(inner, "unsorted_files", ()):
+        warnings.append(f"{name} is not sorted by time: its rows were sorted before the replay")
+    return warnings
+
+
 @dataclass(frozen=True)
 class _Plan:
     """A domain's rate as piecewise-constant segments, and its bursts' occurrences."""
@@ -262,6 +319,14 @@ class SyntheticTraffic:
     def domains(self) -> set[str]:
         """The profile's domains."""
         return set(self.profile.domains)
+
+    def models(self) -> dict[str, set[str]]:
+        """The models each domain's requests name (``None`` is left out: the domain's own)."""
+        named = {}
+        for name, spec in self.profile.domains.items():
+            models = {spec.model, *(burst.model or spec.model for burst in spec.bursts)}
+            named[name] = {m for m in models if m is not None}
+        return named
 
     def expected_requests(self) -> dict[str, float]:
         """Expected arrivals per domain over the period, bursts included (bursts cut short by

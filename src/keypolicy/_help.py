@@ -7,14 +7,16 @@ a dozen characters wide and words are cut with '…'. The app uses click's plain
 - lines break at spaces only, never after the hyphen of ``--no-skip-bad-rows`` or
   ``self-contained``;
 - the list of commands shows each command's whole first paragraph, where click would cut it
-  at a fixed length with '...'.
+  at a fixed length with '...';
+- an option's value is shown by its name in capitals (``--max-tokens MAX_TOKENS``) rather
+  than its Python type (``<int range>``).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_origin
 
 import typer
 from typer.main import get_command
@@ -63,6 +65,14 @@ def first_paragraph(text: str) -> str:
 
 def _configure(command: Any) -> None:
     command.context_class = _HelpContext
+    for param in getattr(command, "params", []):
+        if param.param_type_name != "option" or param.is_flag or param.metavar:
+            continue
+        descriptor = getattr(param, "type_descriptor", None)
+        if descriptor is not None and get_origin(descriptor.annotation) is Literal:
+            continue  # typer lists the choices: [table|csv|json]
+        flag = max(param.opts, key=len).lstrip("-")
+        param.metavar = flag.upper().replace("-", "_")  # --max-tokens MAX_TOKENS, not <int range>
     for sub in getattr(command, "commands", {}).values():
         if not sub.short_help and sub.help:
             sub.short_help = first_paragraph(sub.help)

@@ -3,11 +3,13 @@
 The simulator spends its time in the decision core, the store, the provider model, the driver,
 the metrics and the record writer. :func:`build` (run by ``make``) compiles exactly those
 modules in place with mypyc, which comes with mypy, and writes a manifest of the
-sources' hashes. At import, :func:`guard` (called first thing by ``keypolicy/__init__.py``)
-checks the manifest. Python prefers a compiled module to its ``.py``, so when any source has
-changed since the build, or there is no manifest, or ``KEYPOLICY_PURE`` is set, a finder makes
-every one of these modules load from its source instead. All or none: a compiled module never
-runs beside an edited source it was compiled against.
+sources' hashes. A wheel gets the same: ``hatch_build.py`` (the build hook) loads this file on
+its own, standard library only, and calls :func:`compile_tree` on a copy of the sources. At
+import, :func:`guard` (called first thing by ``keypolicy/__init__.py``) checks the manifest.
+Python prefers a compiled module to its ``.py``, so when any source has changed since the build,
+or there is no manifest, or ``KEYPOLICY_PURE`` is set, a finder makes every one of these modules
+load from its source instead. All or none: a compiled module never runs beside an edited source
+it was compiled against. :func:`build_info` says which build runs (``keypolicy --version``).
 
 The compiled build makes the same decisions (the whole test suite runs against both builds);
 it is only faster.
@@ -27,8 +29,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-__all__ = ["COMPILED", "build", "guard", "is_compiled"]
+__all__ = ["COMPILED", "build", "build_info", "compile_tree", "guard", "is_compiled"]
 
 COMPILED = (
     "keypolicy.core.actions",
@@ -65,15 +68,18 @@ COMPILED = (
 
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parent  # the folder holding the keypolicy package (src/)
-MANIFEST = PACKAGE / "_compiled.json"
+MANIFEST_NAME = "_compiled.json"
+MANIFEST = PACKAGE / MANIFEST_NAME
+NOT_COMPILED = "not_compiled"
+"""The manifest's key for why a wheel was built without compiled modules (then it has none)."""
 
 
-def _source(name: str) -> Path:
-    return ROOT.joinpath(*name.split(".")).with_suffix(".py")
+def _source(name: str, root: Path = ROOT) -> Path:
+    return root.joinpath(*name.split(".")).with_suffix(".py")
 
 
-def _digest(name: str) -> str:
-    return hashlib.sha256(_source(name).read_bytes()).hexdigest()
+def _digest(name: str, root: Path = ROOT) -> str:
+    return hashlib.sha256(_source(name, root).read_bytes()).hexdigest()
 
 
 def _fresh() -> bool:
@@ -113,6 +119,57 @@ def is_compiled() -> bool:
     return not (engine.__file__ or "").endswith(".py")
 
 
+def _loads_compiled(name: str) -> bool:
+    """Whether module ``name`` loads (or has loaded) from a compiled file, as the guard decided."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return not (getattr(module, "__file__", None) or "").endswith(".py")
+    spec = importlib.util.find_spec(name)  # through the guard's finder, without running the module
+    return spec is not None and not (spec.origin or "").endswith(".py")
+
+
+def _why_plain() -> str:
+    """Why the modules of :data:`COMPILED` run as plain Python here, in a few words."""
+    if os.environ.get("KEYPOLICY_PURE"):
+        return "KEYPOLICY_PURE is set"
+    try:
+        manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
+        if not isinstance(manifest.get("modules"), dict):
+            raise TypeError(manifest)
+    except FileNotFoundError:
+        return "no compiled build (make builds one; so does a wheel built where a C compiler is)"
+    except (OSError, ValueError, TypeError, AttributeError):
+        return f"unreadable build manifest {MANIFEST}"
+    return _why_unused(manifest)
+
+
+def _why_unused(manifest: dict[str, Any]) -> str:
+    """Why a readable manifest's build is not used."""
+    if manifest.get(NOT_COMPILED):
+        return f"not built: {manifest[NOT_COMPILED]}"
+    if manifest.get("python") != sys.implementation.cache_tag:
+        return f"built for {manifest.get('python')}, running {sys.implementation.cache_tag}"
+    changed = [name for name in COMPILED if manifest["modules"].get(name) != _digest(name)]
+    if changed:
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        return f"sources changed since the build ({changed[0]}{more})"
+    return "the compiled files are missing"
+
+
+def build_info() -> str:
+    """Which build runs in this process, e.g. ``compiled with mypyc: 29 modules``.
+
+    Otherwise ``plain Python: `` and why (``KEYPOLICY_PURE`` set, not built, sources changed since
+    the build, ...). ``keypolicy --version`` prints it.
+    """
+    compiled = sum(_loads_compiled(name) for name in COMPILED)
+    if compiled == len(COMPILED):
+        return f"compiled with mypyc: {compiled} modules"
+    if compiled:
+        return f"partly compiled with mypyc: {compiled} of {len(COMPILED)} modules (files missing)"
+    return f"plain Python: {_why_plain()}"
+
+
 def _clean() -> None:
     """Remove compiled files and the manifest (so nothing half-built is ever picked up)."""
     MANIFEST.unlink(missing_ok=True)
@@ -123,40 +180,57 @@ def _clean() -> None:
         found.unlink()
 
 
-def build() -> int:
-    """Compile :data:`COMPILED` in place; write the manifest only if it all worked. 0 or 1."""
-    _clean()
+def _compiler() -> str | None:
+    """Why nothing can be compiled here (no C compiler, no mypyc), or None."""
     if shutil.which("cc") is None and shutil.which("gcc") is None:
-        print("keypolicy: no C compiler: the pure-Python build will be used", file=sys.stderr)
-        return 1
-    digests = {name: _digest(name) for name in COMPILED}
-    files = [str(_source(name).relative_to(ROOT)) for name in COMPILED]
-    work = ROOT.parent / "build" / "mypyc"
-    work.mkdir(parents=True, exist_ok=True)
+        return "no C compiler (cc or gcc)"
+    if importlib.util.find_spec("mypyc") is None:
+        return f"no mypyc (it comes with mypy) for {sys.executable}"
+    return None
+
+
+def compile_tree(root: Path, log: Path, options: Sequence[str] = ()) -> str | None:
+    """Compile :data:`COMPILED`, found under ``root``, in place with mypyc; write the manifest.
+
+    ``root`` holds the ``keypolicy`` package (``src/``, or a copy of it); the extension modules
+    land beside their sources and mypyc's shared runtime module in ``root`` itself. ``options``
+    go to mypy (``--config-file``). mypyc's output is written to ``log``. Returns None when every
+    module compiled, else why not (and then no manifest is written: callers remove what is left).
+    """
+    unable = _compiler()
+    if unable:
+        return unable
+    digests = {name: _digest(name, root) for name in COMPILED}
+    files = [str(_source(name, root).relative_to(root)) for name in COMPILED]
     env = {**os.environ, "MYPYC_OPT_LEVEL": os.environ.get("MYPYC_OPT_LEVEL", "3")}
     done = subprocess.run(  # noqa: S603 - our interpreter, our own files
-        [sys.executable, "-m", "mypyc", *files],
-        cwd=ROOT,
+        [sys.executable, "-m", "mypyc", *options, *files],
+        cwd=root,
         env=env,
         capture_output=True,
         text=True,
         check=False,
     )
-    (work / "mypyc.log").write_text(done.stdout + done.stderr, encoding="utf-8")
-    shutil.rmtree(ROOT / "build", ignore_errors=True)  # mypyc's C files, written beside src
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(done.stdout + done.stderr, encoding="utf-8")
+    shutil.rmtree(root / "build", ignore_errors=True)  # mypyc's C files, written beside the sources
     if done.returncode != 0:
-        _clean()
-        print(
-            f"keypolicy: compiling with mypyc failed (see {work / 'mypyc.log'}): "
-            "the pure-Python build will be used",
-            file=sys.stderr,
-        )
-        return 1
-    if digests != {name: _digest(name) for name in COMPILED}:
-        _clean()
-        print("keypolicy: sources changed while compiling: run it again", file=sys.stderr)
-        return 1
+        return f"compiling with mypyc failed (see {log})"
+    if digests != {name: _digest(name, root) for name in COMPILED}:
+        return "sources changed while compiling: run it again"
     manifest = {"python": sys.implementation.cache_tag, "modules": digests}
-    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(manifest, indent=2) + "\n"
+    (root / "keypolicy" / MANIFEST_NAME).write_text(text, encoding="utf-8")
+    return None
+
+
+def build() -> int:
+    """Compile :data:`COMPILED` in place; write the manifest only if it all worked. 0 or 1."""
+    _clean()
+    failed = compile_tree(ROOT, ROOT.parent / "build" / "mypyc" / "mypyc.log")
+    if failed:
+        _clean()
+        print(f"keypolicy: {failed}: the pure-Python build will be used", file=sys.stderr)
+        return 1
     print(f"keypolicy: compiled {len(COMPILED)} modules with mypyc", file=sys.stderr)
     return 0

@@ -17,6 +17,7 @@ __all__ = [
     "Runtime",
     "__version__",
     "load_policy",
+    "read_records",
 ]
 
 
@@ -27,6 +28,10 @@ def __getattr__(name: str) -> object:
         from keypolicy import runtime  # noqa: PLC0415
 
         return getattr(runtime, name)
+    if name == "read_records":  # pandas loads only when asked for, as the runtime does
+        from keypolicy import frames  # noqa: PLC0415
+
+        return frames.read_records
     raise AttributeError(f"module 'keypolicy' has no attribute {name!r}")
 
 __version__ = "0.1.0"

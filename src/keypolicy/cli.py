@@ -29,6 +29,7 @@ from keypolicy.policy.units import parse_duration
 from keypolicy.records import RecordWriter
 from keypolicy.report import records_summary, render_report
 from keypolicy.sim.console import comparison_tables, progress_bar, summary_tables
+from keypolicy.sim.ranges import Assumptions
 from keypolicy.sim.run import simulate_variants
 from keypolicy.sim.traffic import (
     FasterTraffic,
@@ -37,6 +38,7 @@ from keypolicy.sim.traffic import (
     load_traffic,
     trace_arrivals,
 )
+from keypolicy.upstream import parse_assumption
 from keypolicy.usage import Group, usage_answer, usage_console_table, usage_table
 
 app = typer.Typer(
@@ -204,6 +206,30 @@ FactorOpt = Annotated[
         "less than the policy believes).",
     ),
 ]
+AssumeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--assume",
+        metavar="RULE=VALUES",
+        help="Simulate the provider counting this way, the policy keeping its own assumption "
+        "(as in production): refund_unused=true|false|both, count_failed=true|false|both, "
+        "quantum_requests=none,1s, quantum_tokens=none,1s. Repeatable; every combination "
+        "runs, and the outcome shows as a range.",
+    ),
+]
+
+
+def _assumptions(specs: list[str] | None) -> Assumptions | None:
+    """``--assume`` options as rules and their values; a bad one is an error, never ignored."""
+    assume: dict[str, list[bool | float | None]] = {}
+    for spec in specs or []:
+        try:
+            rule, values = parse_assumption(spec)
+        except ValueError as exc:
+            _err(f"--assume: {exc}")
+            raise typer.Exit(EXIT_INVALID) from None
+        assume[rule] = list(dict.fromkeys([*assume.get(rule, []), *values]))
+    return assume or None
 
 
 @dataclass(frozen=True)
@@ -367,6 +393,7 @@ def _run_all(
     records: Path | None = None,
     factor: float = 1.0,
     jobs: int = 0,
+    assume: Assumptions | None = None,
 ) -> dict[str, dict[str, Any]]:
     console = Console(stderr=True)
     names = [p.name for p in policies]
@@ -391,6 +418,7 @@ def _run_all(
                 on_record=writer.write if writer is not None else None,
                 on_progress=update,
                 provider_factor=factor,
+                assume=assume,
             )
             for index, result in enumerate(results.values()):
                 if not result["partial"]:
@@ -429,6 +457,12 @@ def _show(results: dict[str, dict[str, Any]]) -> None:
     else:
         for table in comparison_tables(results):
             console.print(table)
+    for name, result in results.items():
+        sentences = (result.get("range") or {}).get("sentences") or []
+        if sentences:
+            console.print(f"{name}, depending on how the provider counts:")
+            for sentence in sentences:
+                console.print(f"  {sentence}")
     warnings = {w: None for r in results.values() for w in r["about"].get("warnings", [])}
     for warning in warnings:
         _err(f"warning: {warning}")
@@ -467,17 +501,19 @@ def simulate(
         typer.Option(help="Stream one record per request here (.csv, or .parquet with pyarrow)."),
     ] = None,
     provider_factor: FactorOpt = 1.0,
+    assume: AssumeOpt = None,
     out: OutOpt = None,
     jobs: JobsOpt = 0,
 ) -> None:
     """Replay traffic through a policy and predict 429s, waits, deferrals and cost."""
     _check_outputs(json=json_out, records=records, out=out)
+    assumptions = _assumptions(assume)
     (loaded,) = _load_policies([policy])
     opts = _TraceOptions(
         domain, column, skip_bad_rows, time_unit, time_zone, model, max_tokens, speedup
     )
     source = _load_traffic(traffic, trace, opts)
-    results = _run_all([loaded], source, seed, runs, records, provider_factor, jobs)
+    results = _run_all([loaded], source, seed, runs, records, provider_factor, jobs, assumptions)
     summary = results[loaded.name]
     if json_out is not None:
         _write_json(json_out, summary)
@@ -504,17 +540,21 @@ def compare(
     runs: RunsOpt = 1,
     json_out: JsonOpt = None,
     provider_factor: FactorOpt = 1.0,
+    assume: AssumeOpt = None,
     out: OutOpt = None,
     jobs: JobsOpt = 0,
 ) -> None:
     """Simulate policy variants on the same arrivals and show them side by side."""
     _check_outputs(json=json_out, out=out)
+    assumptions = _assumptions(assume)
     loaded = _load_policies(policies)
     opts = _TraceOptions(
         domain, column, skip_bad_rows, time_unit, time_zone, model, max_tokens, speedup
     )
     source = _load_traffic(traffic, trace, opts)
-    results = _run_all(loaded, source, seed, runs, factor=provider_factor, jobs=jobs)
+    results = _run_all(
+        loaded, source, seed, runs, factor=provider_factor, jobs=jobs, assume=assumptions
+    )
     if json_out is not None:
         _write_json(json_out, {"variants": results})
     _show(results)
@@ -552,7 +592,8 @@ def report(
     try:
         summary = records_summary(records, loaded)
     except (OSError, ValueError) as exc:
-        _err(f"{records}: {redact(str(exc))}")
+        message = redact(str(exc))  # the readers' messages begin with the file, most of them
+        _err(message if message.startswith(str(records)) else f"{records}: {message}")
         raise typer.Exit(EXIT_INVALID) from None
     _render({summary["policy"]: summary}, out, {loaded.name: loaded} if loaded else None)
 

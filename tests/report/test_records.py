@@ -90,7 +90,15 @@ def test_an_empty_or_broken_file_is_refused(tmp_path: Path) -> None:
         "0.1",
         "False",
         "False",
+        "",
+        "1",
+        "0",
+        "False",
     ]
     broken.write_text(",".join(FIELDS) + "\n" + ",".join(values) + "\n")
-    with pytest.raises(ValueError, match=r"broken.csv:2: unreadable record"):
+    with pytest.raises(
+        ValueError,
+        match=r"broken.csv:2:17: column 'submitted': 'soon' is not a number "
+        r"\(fix it, or delete line 2\)",
+    ):
         records_summary(broken)

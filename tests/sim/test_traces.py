@@ -255,8 +255,7 @@ def test_jsonl_rows_and_their_errors(tmp_path: Path) -> None:
     with pytest.raises(TrafficError) as caught:
         trace_arrivals([bad], columns=columns)
     assert caught.value.issues == [
-        f"{bad}:2:1: not JSON: Expecting property name enclosed in double quotes at column 2 "
-        f"{HINT}",
+        f"{bad}:2:2: not JSON: Expecting property name enclosed in double quotes {HINT}",
         f"{bad}:3:23: column 'p': 'many' is not a whole number of tokens {HINT}",
         f"{bad}:4:1: a row is not an object {HINT}",
         f"{bad}:5:23: column 'p': '12.5' is not a whole number of tokens {HINT}",

@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo
 
 from keypolicy import __version__
 from keypolicy.catalog import CATALOG_DATE
-from keypolicy.ledger import SUFFIXES, iter_records, record_from_row
 from keypolicy.metrics import Metrics
 from keypolicy.policy.model import Policy
+from keypolicy.recordfiles import iter_usage_records
 from keypolicy.records import UsageRecord
 
 __all__ = ["read_records", "records_summary"]
@@ -31,22 +31,10 @@ __all__ = ["read_records", "records_summary"]
 
 def read_records(path: Path) -> Iterator[UsageRecord]:
     """The records of a file, one at a time: a ledger (``.sqlite``, ``.jsonl``, ``.csv``, see
-    :mod:`keypolicy.ledger`), Parquet (with pyarrow), or CSV whatever its suffix."""
-    if path.suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq  # noqa: PLC0415 - optional: only Parquet needs it
-        except ImportError:
-            raise ValueError(
-                f"{path}: reading Parquet needs pyarrow (pip install pyarrow)"
-            ) from None
-        number = 0
-        for batch in pq.ParquetFile(str(path)).iter_batches():
-            for row in batch.to_pylist():
-                number += 1
-                yield record_from_row(row, f"{path}: row {number}")
-        return
-    known = path.suffix.lower() in SUFFIXES
-    yield from iter_records(path, None if known else "csv")  # else: a records CSV, renamed
+    :mod:`keypolicy.ledger`), Parquet (with pyarrow), or CSV whatever its suffix, gzip too
+    (``.csv.gz``). A bad cell, a truncated or binary file: a ValueError naming the file, line,
+    column and what to do (:func:`keypolicy.recordfiles.iter_usage_records`)."""
+    return iter_usage_records(path)
 
 
 def _queue_depths(

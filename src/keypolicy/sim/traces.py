@@ -6,6 +6,10 @@ mapped are looked for under common names, such as the Azure traces' ``TIMESTAMP`
 max_tokens for all its rows. Several files merge into one stream; times count from the earliest
 timestamp across the files.
 
+Files are opened through :mod:`keypolicy.datafiles`: CSV, TSV and JSONL may be gzip-compressed
+(``t.csv.gz``), and each way a file can be wrong (ragged rows, a quote never closed, another
+encoding, a binary or truncated file) is one issue naming the file, line and column.
+
 Memory: every file is read twice, row by row, and never held whole. The first pass (when the
 traffic is built) checks every row, so that problems are reported before a simulation starts,
 and finds the earliest time, the domains and whether the file is sorted by time. The second pass
@@ -16,7 +20,6 @@ Parquet is read in record batches and needs pyarrow.
 
 from __future__ import annotations
 
-import csv
 import heapq
 import json
 import math
@@ -32,6 +35,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from keypolicy.datafiles import (
+    BadRow,
+    DataFileError,
+    cell_column,
+    check_parquet,
+    csv_rows,
+    jsonl_rows,
+    layout_of,
+    open_text,
+    quoted,
+)
 from keypolicy.policy.errors import Issue
 from keypolicy.policy.model import Name, TimeZone
 from keypolicy.policy.references import did_you_mean
@@ -65,13 +79,11 @@ def _norm(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "").replace(" ", "")
 
 
-class _RowError(Exception):
+class _RowError(BadRow):
     """A row's value cannot be used: which field, and why."""
 
     def __init__(self, fieldname: str, message: str) -> None:
-        super().__init__(message)
-        self.field = fieldname
-        self.message = message
+        super().__init__(message, field=fieldname)
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,7 @@ class _Scan:
     last: float = -math.inf
     ordered: bool = True
     domains: set[str] = field(default_factory=set)
+    models: set[tuple[str, str]] = field(default_factory=set)  # (domain, model) named in rows
     issues: list[str] = field(default_factory=list)
 
 
@@ -164,6 +177,14 @@ class TraceTraffic:
         """Every domain the rows name."""
         return set().union(*(scan.domains for scan in self._scans))
 
+    def models(self) -> dict[str, set[str]]:
+        """The models the rows name, by domain (rows naming none ask their domain's own)."""
+        named: dict[str, set[str]] = {}
+        for scan in self._scans:
+            for domain, model in scan.models:
+                named.setdefault(domain, set()).add(model)
+        return named
+
     def arrivals(self, seed: int = 0) -> Iterator[Arrival]:
         """The rows as arrivals, merged across files, sorted by time (``seed`` is unused)."""
         streams = [self._replay(s, sc) for s, sc in zip(self.sources, self._scans, strict=True)]
@@ -171,16 +192,21 @@ class TraceTraffic:
 
     def _scan(self, source: TraceSource, skip_bad_rows: bool) -> _Scan:
         scan = _Scan()
-        for line, row, where in _parsed(source, self._zone):
-            if row is None:
-                scan.bad += 1
-                if not skip_bad_rows and len(scan.issues) < _MAX_ISSUES:
-                    scan.issues.append(f"{source.display}:{line}:{where}")
-                continue
-            scan.rows += 1
-            scan.ordered = scan.ordered and row[0] >= scan.last
-            scan.first, scan.last = min(scan.first, row[0]), max(scan.last, row[0])
-            scan.domains.add(row[1])
+        try:
+            for line, row, where in _parsed(source, self._zone):
+                if row is None:
+                    scan.bad += 1
+                    if not skip_bad_rows and len(scan.issues) < _MAX_ISSUES:
+                        scan.issues.append(f"{source.display}:{line}:{where}")
+                    continue
+                scan.rows += 1
+                scan.ordered = scan.ordered and row[0] >= scan.last
+                scan.first, scan.last = min(scan.first, row[0]), max(scan.last, row[0])
+                scan.domains.add(row[1])
+                if row[2] is not None:
+                    scan.models.add((row[1], row[2]))
+        except TrafficError as exc:  # the file cannot be read on: the rows' issues before it too
+            raise TrafficError([*scan.issues, *exc.issues]) from None
         if scan.bad and not skip_bad_rows:
             more = scan.bad - len(scan.issues)
             tail = [f"{source.display}: {more} more rows cannot be read"] if more > 0 else []
@@ -210,7 +236,7 @@ def _resolve_unit(source: TraceSource, zone: tzinfo) -> TraceSource:
         values = (
             _cell(record, at, "timestamp")
             for _, record, _ in records
-            if not isinstance(record, _RowError)
+            if not isinstance(record, BadRow)
         )
         try:
             unit = decide_unit(values, f"{source.display}: column {name}")
@@ -239,90 +265,55 @@ def _parsed(source: TraceSource, zone: tzinfo) -> Iterator[tuple[int, _Row | Non
         for line, record, raw in records:
             try:
                 yield line, parse(record), ""
-            except _RowError as bad:
-                column = parse.column(bad.field, raw)
+            except BadRow as bad:
+                column = parse.column(bad.field, raw) if bad.column is None else bad.column
                 hint = "fix the row, or skip bad rows: --skip-bad-rows, skip_bad_rows: true"
+                lines = raw.rstrip("\r\n").count("\n")
+                if lines:  # a quoted value over several lines, most likely a stray quote
+                    over = f"the row runs over lines {line}-{line + lines}"
+                    hint = f"{over}: is a quote left unclosed? {hint}"
                 yield line, None, f"{column}: {bad.message} ({hint})"
 
 
 @contextmanager
 def _open(source: TraceSource) -> Iterator[tuple[list[str], bool, _Records]]:
-    """The header, whether records are keyed by column name, and (line, record, raw line)."""
-    suffix = source.path.suffix.lower()
+    """The header, whether records are keyed by column name, and (line, record, raw line);
+    see :mod:`keypolicy.datafiles` for the errors."""
+    layout = layout_of(source.path)
     try:
-        if suffix == ".parquet":
+        if layout.form == "parquet":
+            if layout.gzip:
+                raise DataFileError(
+                    f"{source.display}: a gzip-compressed Parquet file: decompress it (gunzip "
+                    "-k FILE); Parquet is compressed inside already"
+                )
             with _parquet(source) as opened:
                 yield opened
             return
-        with source.path.open(newline="", encoding="utf-8-sig") as handle:
-            if suffix in (".jsonl", ".ndjson", ".json"):
+        with open_text(source.path, source.display) as handle:
+            if layout.form == "jsonl":
                 yield _jsonl(source, handle)
             else:
-                yield _csv(source, handle, "\t" if suffix == ".tsv" else ",")
-    except FileNotFoundError:
-        raise TrafficError([f"{source.display}: no such file (check the path)"]) from None
-    except UnicodeDecodeError:
-        raise TrafficError([f"{source.display}: not UTF-8 text"]) from None
-    except OSError as exc:
-        raise TrafficError([f"{source.display}: cannot read: {exc.strerror}"]) from None
-
-
-class _Lines:
-    """Iterates a file's lines, remembering the last (for the column of a bad value)."""
-
-    def __init__(self, handle: Any) -> None:
-        self._next = handle.__next__
-        self.last = ""
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        self.last = self._next()
-        return self.last
-
-
-def _csv(source: TraceSource, handle: Any, delimiter: str) -> tuple[list[str], bool, _Records]:
-    lines = _Lines(handle)
-    reader = csv.reader(lines, delimiter=delimiter)
-    header = next(reader, None)
-    if not header:
-        raise TrafficError(
-            [
-                f"{source.display}:1:1: the file is empty (a CSV trace starts "
-                "with a header line naming its columns)"
-            ]
-        )
-
-    def records() -> _Records:
-        line = reader.line_num
-        for row in reader:
-            if row:  # a blank line is no row
-                yield line + 1, row, lines.last
-            line = reader.line_num
-
-    return header, False, records()
+                header, records = csv_rows(handle, source.display, layout.delimiter)
+                yield header, False, records
+    except DataFileError as exc:
+        raise TrafficError([str(exc)]) from None
 
 
 def _jsonl(source: TraceSource, handle: Any) -> tuple[list[str], bool, _Records]:
-    def parse(line: int, text: str) -> Any:
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return _RowError("", f"not JSON: {exc.msg} at column {exc.colno}")
-        return record if isinstance(record, dict) else _RowError("", "a row is not an object")
-
-    numbered = ((n, t) for n, t in enumerate(handle, start=1) if t.strip())
-    first = next(numbered, None)
+    rows = jsonl_rows(handle, source.display)
+    first = next(rows, None)
     if first is None:
         raise TrafficError([f"{source.display}:1:1: the file is empty"])
-    head = parse(*first)
-    header = list(head) if isinstance(head, dict) else []
+    line, head, _ = first
+    if isinstance(head, BadRow):  # its keys would name the columns
+        where = f"{source.display}:{line}:{head.column or 1}"
+        raise TrafficError([f"{where}: {head.message} (the first row names the columns: fix it)"])
+    header = list(head)
 
     def records() -> _Records:
-        yield first[0], head, first[1]
-        for line, text in numbered:
-            yield line, parse(line, text), text
+        yield first
+        yield from rows
 
     return header, True, records()
 
@@ -330,7 +321,8 @@ def _jsonl(source: TraceSource, handle: Any) -> tuple[list[str], bool, _Records]
 @contextmanager
 def _parquet(source: TraceSource) -> Iterator[tuple[list[str], bool, _Records]]:
     try:
-        import pyarrow.parquet as pq  # noqa: PLC0415 - optional: only Parquet traces need it
+        import pyarrow as pa  # noqa: PLC0415 - optional: only Parquet traces need it
+        import pyarrow.parquet as pq  # noqa: PLC0415
     except ImportError:
         raise TrafficError(
             [
@@ -338,17 +330,23 @@ def _parquet(source: TraceSource) -> Iterator[tuple[list[str], bool, _Records]]:
                 "(pip install pyarrow), or convert the trace to CSV"
             ]
         ) from None
-    with pq.ParquetFile(source.path) as parquet:
-        header = list(parquet.schema_arrow.names)
+    check_parquet(source.path, source.display)
+    try:
+        with pq.ParquetFile(source.path) as parquet:
+            header = list(parquet.schema_arrow.names)
 
-        def records() -> _Records:
-            line = 0
-            for batch in parquet.iter_batches(batch_size=65_536):
-                for record in batch.to_pylist():
-                    line += 1
-                    yield line, record, ""
+            def records() -> _Records:
+                line = 0
+                for batch in parquet.iter_batches(batch_size=65_536):
+                    for record in batch.to_pylist():
+                        line += 1
+                        yield line, record, ""
 
-        yield header, True, records()
+            yield header, True, records()
+    except (pa.ArrowException, OSError) as exc:
+        raise DataFileError(
+            f"{source.display}: cannot read it as Parquet ({exc}): is the file whole?"
+        ) from None
 
 
 class _Parser:
@@ -363,10 +361,10 @@ class _Parser:
         else:
             self.at, self.outcome = records
             self.form = "seconds"
-        self.delimiter = "\t" if source.path.suffix.lower() == ".tsv" else ","
+        self.delimiter = layout_of(source.path).delimiter
 
     def __call__(self, record: Any) -> _Row:
-        if isinstance(record, _RowError):
+        if isinstance(record, BadRow):
             raise record
         at, source = self.at, self.source
         when = self._time(_cell(record, at["timestamp"], "timestamp", required=True))
@@ -394,7 +392,11 @@ class _Parser:
         if completion is not None:
             completion = min(completion, maximum)
         model = None if model is None else str(model)
-        return when, str(domain), model, prompt or 0, max(maximum, 1), completion
+        domain = str(domain)
+        if "\n" in domain or (model is not None and "\n" in model):  # a stray quote's work
+            name, value = ("domain", domain) if "\n" in domain else ("model", model)
+            raise _RowError(name, f"{quoted(value)} holds a line end")
+        return when, domain, model, prompt or 0, max(maximum, 1), completion
 
     def _time(self, value: Any) -> int:
         if self.form == "auto":  # decided from the whole column before (_resolve_unit)
@@ -406,7 +408,8 @@ class _Parser:
                     moment = datetime.fromisoformat(str(value).strip())
                 except ValueError:
                     raise _RowError(
-                        "timestamp", f"'{value}' is not a date-time such as 2023-11-16 18:17:03.97"
+                        "timestamp",
+                        f"{quoted(value)} is not a date-time such as 2023-11-16 18:17:03.97",
                     ) from None
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=self.zone)
@@ -414,9 +417,11 @@ class _Parser:
         try:
             number = float(value) / (1000 if self.form == "milliseconds" else 1)
         except (TypeError, ValueError):
-            raise _RowError("timestamp", f"'{value}' is not a number of {self.form}") from None
+            raise _RowError(
+                "timestamp", f"{quoted(value)} is not a number of {self.form}"
+            ) from None
         if not math.isfinite(number):
-            raise _RowError("timestamp", f"'{value}' is not a time")
+            raise _RowError("timestamp", f"{quoted(value)} is not a time")
         return round(number * 1e6)
 
     def column(self, fieldname: str, raw: str) -> str:
@@ -426,7 +431,7 @@ class _Parser:
         if position is None:
             return "1"
         if isinstance(position, int):
-            return f"{_csv_column(raw, position, self.delimiter)}: column '{self.header[position]}'"
+            return f"{cell_column(raw, position, self.delimiter)}: column '{self.header[position]}'"
         if raw:
             return f"{raw.find(json.dumps(position)) + 1 or 1}: column '{position}'"
         return f"{self.header.index(position) + 1}: column '{position}'"
@@ -540,21 +545,8 @@ def _tokens(
         except (TypeError, ValueError):
             number = -1
     if isinstance(value, bool) or not 0 <= number < math.inf or number != int(number):
-        raise _RowError(name, f"'{value}' is not a whole number of tokens")
+        raise _RowError(name, f"{quoted(value)} is not a whole number of tokens")
     return int(number)
-
-
-def _csv_column(raw: str, index: int, delimiter: str) -> int:
-    """The 1-based character column where field ``index`` starts in a CSV line."""
-    fieldno, quoted = 0, False
-    for pos, char in enumerate(raw):
-        if fieldno == index:
-            return pos + 1
-        if char == '"':
-            quoted = not quoted
-        elif char == delimiter and not quoted:
-            fieldno += 1
-    return len(raw.rstrip("\r\n")) + 1
 
 
 # ---------------------------------------------------------------------------------------------

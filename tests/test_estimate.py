@@ -78,11 +78,19 @@ def test_malformed_bodies_do_not_crash() -> None:
         {},
         {"messages": "x"},
         {"messages": [1, None, {"content": 5}]},
-        {"model": "gpt-4o", "input": {"weird": True}, "n": True, "max_tokens": -3},
+        {"model": "gpt-4o", "input": {"weird": True}, "n": True, "max_tokens": "3"},
     ):
         est = estimate_request("chat.completions", body)  # type: ignore[arg-type]
         assert est.n == 1
         assert est.max_output_tokens is None
+
+
+@pytest.mark.parametrize("value", [0, -3])
+def test_a_maximum_below_one_is_passed_on_for_the_engine_to_refuse(value: int) -> None:
+    est = estimate_request("chat.completions", {"model": "gpt-4o", "max_tokens": value})
+    assert est.max_output_tokens == value
+    both = {"model": "gpt-4o", "max_completion_tokens": 0, "max_tokens": 100}
+    assert estimate_request("chat.completions", both).max_output_tokens == 0
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) to cut the network")

@@ -38,7 +38,7 @@ from keypolicy.sim.traffic import (
     load_traffic,
     trace_arrivals,
 )
-from keypolicy.upstream import parse_assumption
+from keypolicy.upstream import Accounting, parse_assumption
 from keypolicy.usage import Group, usage_answer, usage_console_table, usage_table
 
 app = typer.Typer(
@@ -333,6 +333,9 @@ def _check_outputs(**paths: Path | None) -> None:
         folder = path.parent if str(path.parent) else Path(".")
         if path.is_dir():
             problems.append(f"{flag} {path}: is a folder; give a file name")
+        elif option != "records" and path.exists() and not path.is_file():
+            # written whole to a temporary file, then renamed over: a device would be replaced
+            problems.append(f"{flag} {path}: not a regular file (a device or a pipe); give a file")
         elif not folder.is_dir():
             problems.append(f"{flag} {path}: the folder {folder} does not exist (create it first)")
         elif not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
@@ -344,6 +347,7 @@ def _check_outputs(**paths: Path | None) -> None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path = path.resolve()  # through a symlink to its target, which is what gets replaced
     try:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -463,6 +467,16 @@ def _show(results: dict[str, dict[str, Any]]) -> None:
             console.print(f"{name}, depending on how the provider counts:")
             for sentence in sentences:
                 console.print(f"  {sentence}")
+            continue
+        provider = result["about"].get("provider") or {}
+        assumed, simulated = provider.get("assumed") or {}, provider.get("simulated") or {}
+        rules = Accounting(**simulated) if simulated else None
+        differs = [rules.describe(k) for k in simulated if rules and simulated[k] != assumed.get(k)]
+        if differs:
+            console.print(
+                f"{name}: the simulated provider counted with {', '.join(differs)} "
+                "(the policy assumes otherwise)"
+            )
     warnings = {w: None for r in results.values() for w in r["about"].get("warnings", [])}
     for warning in warnings:
         _err(f"warning: {warning}")
@@ -588,6 +602,7 @@ def report(
     ] = None,
 ) -> None:
     """Render the HTML report from usage records, whoever wrote them."""
+    _check_outputs(out=out)
     loaded = _load_policies([policy])[0] if policy is not None else None
     try:
         summary = records_summary(records, loaded)

@@ -138,6 +138,16 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+def _maximum(body: dict[str, Any], *names: str) -> int | None:
+    """The first of ``names`` the body gives as an integer, whatever its value: a maximum of 0
+    or below is passed on for the engine to refuse (the provider would answer it with a 400)."""
+    for name in names:
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
 def estimate_request(endpoint: str, body: dict[str, Any]) -> RequestEstimate:
     """Size a request to ``endpoint`` (``chat.completions``, ``responses``, ``embeddings``, or
     anything else, counted by its text) from its JSON ``body``."""
@@ -148,7 +158,7 @@ def estimate_request(endpoint: str, body: dict[str, Any]) -> RequestEstimate:
         for message in body.get("messages") or []:
             tally.message(message)
         tally.tokens += REPLY_PRIMING
-        max_output = _int(body.get("max_completion_tokens")) or _int(body.get("max_tokens"))
+        max_output = _maximum(body, "max_completion_tokens", "max_tokens")
     elif endpoint == "responses":
         if isinstance(body.get("instructions"), str):
             tally.text(body["instructions"])
@@ -158,7 +168,7 @@ def estimate_request(endpoint: str, body: dict[str, Any]) -> RequestEstimate:
                 tally.part(item)
         else:
             tally.content(raw)
-        max_output = _int(body.get("max_output_tokens"))
+        max_output = _maximum(body, "max_output_tokens")
     elif endpoint == "embeddings":
         tally.content(body.get("input"))
         max_output = 0

@@ -63,10 +63,14 @@ class _Tally:
     max_wait: float = 0.0
     budget_exhausted_at: float | None = None
     outcomes: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)  # why requests ended unanswered
 
     def add(self, r: UsageRecord) -> None:
         self.requests += 1
         self.outcomes[r.outcome] = self.outcomes.get(r.outcome, 0) + 1
+        if r.outcome not in ("ok", "deferred"):
+            code = r.reason.partition(":")[0]  # "<RejectReason>: <message>"
+            self.reasons[code] = self.reasons.get(code, 0) + 1
         self.ok += r.outcome == "ok"
         self.rejected += r.outcome in ("rejected", "budget_exhausted")
         self.deferred += r.deferred
@@ -109,6 +113,8 @@ class _Tally:
                 out.budget_exhausted_at = t.budget_exhausted_at
             for outcome, n in t.outcomes.items():
                 out.outcomes[outcome] = out.outcomes.get(outcome, 0) + n
+            for reason, n in t.reasons.items():
+                out.reasons[reason] = out.reasons.get(reason, 0) + n
         out.cost_usd = math.fsum(t.cost_usd for t in parts)
         return out
 
@@ -136,6 +142,7 @@ class _Tally:
             "completion_tokens": self.completion_tokens,
             "budget_exhausted_at": exhausted,
             "outcomes": dict(sorted(self.outcomes.items())),
+            "reasons": dict(sorted(self.reasons.items())),
         }
 
 

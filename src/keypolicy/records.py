@@ -31,9 +31,9 @@ __all__ = [
 
 Outcome = Literal["ok", "upstream_429", "rejected", "deferred", "budget_exhausted", "error"]
 """``ok``; ``upstream_429`` (gave up after the provider's 429s); ``rejected`` by the policy
-(max_wait, too large, model not allowed, cancelled...); ``deferred`` (still parked when the
-period ended); ``budget_exhausted``; ``error`` (the provider failed it otherwise, or keypolicy's
-store did: nothing was sent)."""
+(max_wait, too large, invalid for its model, model not allowed, cancelled...); ``deferred``
+(still parked when the period ended); ``budget_exhausted``; ``error`` (the provider failed it
+otherwise, or keypolicy's store did: nothing was sent)."""
 
 OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
 """Every :data:`Outcome`, in order."""

@@ -296,7 +296,11 @@ def test_client_errors_are_not_retried(small: Driver) -> None:
     assert got == [Reject(rid, "client_error", "HTTP 400 x: not retried", 1, 400)]
 
 
-def test_settlement_gives_back_unused_tokens(small: Driver) -> None:
+REFUNDING = SMALL + "provider: {refund_unused: true}\n"
+
+
+def test_settlement_gives_back_unused_tokens_where_the_provider_does() -> None:
+    small = Driver(engine_for(REFUNDING))
     for _ in range(30):
         small.submit("urgent")  # bucket empty
     rid, _ = small.submit("urgent")
@@ -305,6 +309,29 @@ def test_settlement_gives_back_unused_tokens(small: Driver) -> None:
     small.settle(first, prompt=100, completion=0)  # used 100 of 200: 100 back
     small.advance(1.0)  # +100 refilled: 200 available
     assert small.sends()[-1].request_id == rid
+
+
+def test_settlement_keeps_the_charge_by_default(small: Driver) -> None:
+    for _ in range(30):
+        small.submit("urgent")
+    rid, _ = small.submit("urgent")
+    first = small.sends()[0].request_id
+    small.settle(first, prompt=100, completion=0)  # the provider keeps all 200
+    small.advance(1.0)  # +100 refilled: 100 available, 200 needed
+    assert small.engine.waiting() == [rid]
+    small.advance(1.0)
+    assert small.sends()[-1].request_id == rid
+
+
+def test_a_refused_request_keeps_its_request_charge_where_failures_count() -> None:
+    text = SMALL.replace("rpm: 60, tpm: 6000}}}\n  q", "rpm: 2, tpm: 6000}}}\n  q")
+    for count_failed, sent in ((True, 1), (False, 2)):
+        d = Driver(engine_for(text + f"provider: {{count_failed: {str(count_failed).lower()}}}\n"))
+        first, _ = d.submit("urgent")
+        d.feed(Failed(first, d.now, 400, {}, _body("bad", "invalid_request_error", "x")))
+        d.submit("urgent")
+        d.submit("urgent")  # 2 RPM: a second fits only if the refused one gave its request back
+        assert len(d.sends()) == 1 + sent
 
 
 def test_response_headers_teach_the_real_limit(small: Driver) -> None:

@@ -2,7 +2,10 @@
 
 - No bucket ever admits more than its capacity plus what it refilled, over any window (the
   ledger is kept here, independently of the engine, from its Send actions and the documented
-  refunds: unused tokens at settlement, everything on a 429).
+  refunds, under each accounting rule the policy may assume: unused tokens at settlement only
+  where the provider gives them back, and no more after a 429 on tokens; on a refused attempt
+  everything, or its tokens only where failed requests count). A sliced limit may take one
+  request larger than its slice: over a window, at most the larger of the two plus refill.
 - Budget spend (settled plus held) never passes the budget when requests cost no more than their
   estimates.
 - While a request waits, nothing less urgent is admitted on any limit of the keys it waits for
@@ -32,8 +35,10 @@ from keypolicy.core import (
     Settled,
     Submit,
 )
+from keypolicy.core.config import BucketDef
 from keypolicy.policy import load_policy_text
 from keypolicy.policy.compile import compile_policy
+from keypolicy.policy.model import Policy
 from keypolicy.state import MemoryStore
 
 from .conftest import T0
@@ -64,6 +69,7 @@ domains:
   d: {{pool: one, priority: low, model: gpt-4o-mini}}
 budgets:
   all: {{applies_to: all, usd: {usd}, per: day}}
+provider: {{refund_unused: {refund}, count_failed: {count_failed}, quantum_tokens: {slice}}}
 """
 
 PRICE_IN, PRICE_OUT = 0.15e-6, 0.60e-6
@@ -102,9 +108,23 @@ class EngineMachine(RuleBasedStateMachine):
         usd=st.sampled_from([0.002, 0.01, 1.0]),
         strategy=st.sampled_from(["least_loaded", "round_robin", "weighted"]),
         seed=st.integers(0, 3),
+        refund=st.booleans(),
+        count_failed=st.booleans(),
+        slice_=st.sampled_from(["null", "5s"]),
     )
     def setup(
-        self, rpm: int, tpm: int, org: float, r0: str, r1: str, usd: float, strategy: str, seed: int
+        self,
+        rpm: int,
+        tpm: int,
+        org: float,
+        r0: str,
+        r1: str,
+        usd: float,
+        strategy: str,
+        seed: int,
+        refund: bool,
+        count_failed: bool,
+        slice_: str,
     ) -> None:
         text = POLICY.format(
             rpm=rpm,
@@ -115,14 +135,27 @@ class EngineMachine(RuleBasedStateMachine):
             r1=r1,
             usd=usd,
             strategy=strategy,
+            refund=str(refund).lower(),
+            count_failed=str(count_failed).lower(),
+            slice=slice_,
         )
         self.text, self.seed, self.usd = text, seed, usd
+        self.count_failed = count_failed
+        # Token buckets that get unused tokens back at settlement: none without refunds, and
+        # none of a route once a 429 on tokens came back from it.
+        self.refunded = {
+            b
+            for b, ref in enumerate(compile_policy(self._policy()).buckets)
+            if refund and ref.tokens
+        }
         self.engine = self._fresh()
         self.keys = {k.alias: i for i, k in enumerate(self.engine.config.keys)}
 
+    def _policy(self) -> Policy:
+        return load_policy_text(self.text, "inv.yaml").policy
+
     def _fresh(self) -> Engine:
-        config = compile_policy(load_policy_text(self.text, "inv.yaml").policy)
-        return Engine(config, MemoryStore(), self.seed)
+        return Engine(compile_policy(self._policy()), MemoryStore(), self.seed)
 
     # ---------------------------------------------------------------- driving
 
@@ -167,7 +200,7 @@ class EngineMachine(RuleBasedStateMachine):
             route = self.engine.config.routes[(k, "gpt-4o-mini")]
             refs = [self.engine.bucket(b) for b in route.buckets]
             need = [
-                (prompt + out if ref.tokens else 1) + share * ref.capacity
+                _checked(ref, prompt + out if ref.tokens else 1, share) + share * ref.capacity
                 for ref, share in zip(refs, route.floors[domain.rank], strict=True)
             ]
             if all(n <= ref.capacity + 1e-9 for n, ref in zip(need, refs, strict=True)):
@@ -230,7 +263,7 @@ class EngineMachine(RuleBasedStateMachine):
         _, prompt, out = self.requests[rid]
         completion = int(out * completion_share)
         for b in self._route(send):
-            if self.engine.bucket(b).tokens:  # the documented refund of unused tokens
+            if b in self.refunded:  # the documented refund of unused tokens
                 self.ledger[b].append((self.now, -(send.charge_tokens - prompt - completion)))
         self._feed(Settled(rid, self.now, prompt, completion))
 
@@ -241,9 +274,12 @@ class EngineMachine(RuleBasedStateMachine):
         send = self.inflight.pop(rid)
         self.held.pop(rid, None)
         if status in (429, 400):  # refused or invalid: nothing was consumed, all comes back
-            for b in self._route(send):
-                amount = send.charge_tokens if self.engine.bucket(b).tokens else 1
-                self.ledger[b].append((self.now, -amount))
+            for b in self._route(send):  # (but the request itself, where failures count)
+                tokens = self.engine.bucket(b).tokens
+                if tokens or not self.count_failed:
+                    self.ledger[b].append((self.now, -(send.charge_tokens if tokens else 1)))
+        if status == 429:  # on tokens: the provider keeps what it counted from now on
+            self.refunded -= set(self._route(send))
         body = RATE_BODY if status == 429 else None
         self._feed(Failed(rid, self.now, status, {}, body))
 
@@ -262,10 +298,12 @@ class EngineMachine(RuleBasedStateMachine):
             bucket = self.engine.config.buckets[b]
             # The worst window ends at the latest flow and starts at some earlier flow time.
             end = flows[-1][0]
-            total = 0.0
+            total = most = 0.0
             for t, amount in reversed(flows):
                 total += amount
-                assert total <= bucket.capacity + bucket.rate * (end - t) + 1e-6, (
+                most = max(most, amount)
+                room = max(bucket.capacity, most) if bucket.sliced else bucket.capacity
+                assert total <= room + bucket.rate * (end - t) + 1e-6, (
                     f"{bucket.name}: {total} admitted in {end - t:.3f}s"
                 )
 
@@ -293,6 +331,16 @@ class EngineMachine(RuleBasedStateMachine):
         for event in self.events:
             again += replay.handle(event)
         assert again == self.actions
+
+
+def _checked(ref: BucketDef, amount: float, share: float) -> float:
+    """What a bucket checks of ``amount`` for a class leaving ``share``: a sliced one at most
+    what is left of a slice above the floor (a larger request goes once the slice is unused),
+    unless it is more than the class may take of the whole limit (then it never fits)."""
+    room = ref.capacity * (1 - share)
+    if ref.sliced and room > 0 and amount <= ref.limit * (1 - share):
+        return min(amount, room)
+    return amount
 
 
 TestEngineInvariants = EngineMachine.TestCase

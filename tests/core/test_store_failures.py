@@ -35,8 +35,12 @@ from keypolicy.policy import load_policy, load_policy_text
 from keypolicy.policy.compile import compile_policy
 from keypolicy.state import MemoryStore
 
-from .conftest import SMALL, T0, Driver
+from .conftest import SMALL as PLAIN
+from .conftest import T0, Driver
 from .test_stalls import _answer
+
+# These tests follow capacity given back at settlement: the provider gives unused tokens back.
+SMALL = PLAIN + "provider: {refund_unused: true}\n"
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -128,7 +128,14 @@ def test_models(mock_server: str) -> None:
         assert c.models.retrieve("gpt-4o").id == "gpt-4o"
         with pytest.raises(openai.NotFoundError) as caught:
             c.models.retrieve("gpt-5")
-    assert ids == ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
+    assert ids == [
+        "gpt-4o",
+        "gpt-4o-2024-08-06",
+        "gpt-4o-2024-11-20",
+        "gpt-4o-mini",
+        "gpt-4o-mini-2024-07-18",
+        "text-embedding-3-small",
+    ]  # the project's models and their dated snapshots
     assert caught.value.code == "model_not_found"
 
 

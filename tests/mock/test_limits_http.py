@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from keypolicy.upstream import request_from_body
 from keypolicy.upstream.durations import go_duration
 from tests.mock.conftest import CANARIES, KEYS, WRONG_KEY, StartMock
 
@@ -53,22 +54,27 @@ def test_burst_over_rpm_raises_rate_limit_error(mock_server: str) -> None:
     assert match, error.body["message"]
     used, wait = int(match.group(1)), seconds(match.group(2))
     rate = 3 / 60  # requests per second
-    assert used == 3
+    assert used == 4  # the three, and the refused one: failed requests count (count_failed)
     # the wait is (used + requested - limit) / rate with the unrounded usage (a hair under 3)
     assert (used - 1 + 1 - 3) / rate < wait <= (used + 1 - 3) / rate + 0.001
     headers = error.response.headers
     assert headers["x-ratelimit-limit-requests"] == "3"
     assert headers["x-ratelimit-remaining-requests"] == "0"
     assert headers["x-ratelimit-limit-tokens"] == "10000"
-    # the three requests' actual usage (settled) is still in the bucket, less what refilled since
-    # (166.7 tokens a second: the slack allows 0.3 s for a slow machine)
-    assert 10_000 - tokens <= int(headers["x-ratelimit-remaining-tokens"]) <= 10_000 - tokens + 50
+    # the three requests' charge (prompt estimate + max_tokens 10: unused tokens are not given
+    # back, refund_unused) is still in the bucket, less what refilled since (166.7 tokens a
+    # second: the slack allows 0.3 s for a slow machine)
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "abcd"}]}
+    charged = 3 * (request_from_body("p", "chat.completions", body).prompt_tokens + 10)
+    assert charged > tokens  # what was charged, not what was used
+    remaining = int(headers["x-ratelimit-remaining-tokens"])
+    assert 10_000 - charged <= remaining <= 10_000 - charged + 50
     reset_requests = seconds(headers["x-ratelimit-reset-requests"])
     assert (used - 1) / rate < reset_requests <= used / rate + 0.001  # until empty again
     # empty again = the wait for one more request + the 2 requests the limit leaves: 40 s
     assert reset_requests == pytest.approx(wait + 2 / rate, abs=0.002)
     reset_tokens = seconds(headers["x-ratelimit-reset-tokens"])
-    assert tokens / (10_000 / 60) - 0.3 <= reset_tokens <= tokens / (10_000 / 60) + 0.001
+    assert charged / (10_000 / 60) - 0.3 <= reset_tokens <= charged / (10_000 / 60) + 0.001
     assert "retry-after" not in headers
     assert go_duration(wait) == match.group(2)
 
@@ -107,11 +113,11 @@ def test_request_too_large(mock_server: str) -> None:
         c.chat.completions.create(
             model="gpt-4o",
             messages=[{"role": "user", "content": "x" * 100_000}],
-            max_tokens=20_000,
+            max_tokens=16_000,  # within gpt-4o's output cap: refused by the limit, not as invalid
         )
     assert caught.value.body == {
         "message": "Request too large for gpt-4o in organization org-mocktest on tokens per min "
-        "(TPM): Limit 30000, Requested 45000. The input or output tokens must be reduced in order "
+        "(TPM): Limit 30000, Requested 41000. The input or output tokens must be reduced in order "
         "to run successfully. Visit https://platform.openai.com/account/rate-limits to learn more.",
         "type": "tokens",
         "param": None,

@@ -84,7 +84,7 @@ def test_run_mock_server_serves_until_interrupted(mock_policy: Path) -> None:
         reply = httpx.post(
             f"{match.group(1)}/v1/chat/completions",
             headers={"Authorization": f"Bearer {KEYS['roomy']}"},
-            json={"model": "gpt-4o-mini", "messages": [], "max_tokens": 1},
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
         )
         assert reply.status_code == 200
     finally:

@@ -87,3 +87,18 @@ def test_strict_makes_warnings_errors() -> None:
             BASE.replace("{name: low}", "{name: low, reserve: 5%}"), "p.yaml", strict=True
         )
     assert [i.severity for i in info.value.issues] == ["error"]
+
+
+def test_a_domain_may_name_a_snapshot_of_a_model_with_limits() -> None:
+    assert _warnings(BASE.replace("model: gpt-4o}", "model: gpt-4o-2024-08-06}")) == []
+
+
+def test_limits_declared_for_a_snapshot_pace_nothing() -> None:
+    text = BASE.replace(
+        "p: {models: {gpt-4o: {rpm: 500, tpm: 30000}}}",
+        "p: {models: {gpt-4o: {rpm: 500, tpm: 30000}, gpt-4o-2024-11-20: {rpm: 5}}}",
+    )
+    (found,) = _warnings(text)
+    assert "projects.p.models.gpt-4o-2024-11-20" in found
+    assert "gpt-4o-2024-11-20 is a dated snapshot of gpt-4o" in found
+    assert "declare the limits for gpt-4o" in found

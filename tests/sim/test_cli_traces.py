@@ -47,9 +47,7 @@ def test_speedup_replays_the_same_requests_in_less_time(tmp_path: Path) -> None:
 def test_time_zone_reads_date_times_written_without_one(tmp_path: Path) -> None:
     trace = _trace(tmp_path, "2026-11-18 08:00:00,100,20\n2026-11-18 08:00:05,100,20\n")
     utc = _summary(tmp_path, "--trace", trace, "--domain", "chat")
-    paris = _summary(
-        tmp_path, "--trace", trace, "--domain", "chat", "--time-zone", "Europe/Paris"
-    )
+    paris = _summary(tmp_path, "--trace", trace, "--domain", "chat", "--time-zone", "Europe/Paris")
     assert utc["about"]["start"] == "2026-11-18T08:00:00+00:00"
     assert paris["about"]["start"] == "2026-11-18T08:00:00+01:00"
 
@@ -65,9 +63,7 @@ def test_an_unknown_time_zone_is_refused(tmp_path: Path) -> None:
 
 
 def test_max_tokens_fills_in_for_a_trace_without_answers(tmp_path: Path) -> None:
-    trace = _trace(
-        tmp_path, "1795000000,100\n1795000001,120\n", header="timestamp,prompt_tokens\n"
-    )
+    trace = _trace(tmp_path, "1795000000,100\n1795000001,120\n", header="timestamp,prompt_tokens\n")
     refused = run_keypolicy("simulate", MERGED, "--trace", trace, "--domain", "chat")
     assert refused.returncode == 2
     assert "no column for max_tokens or completion_tokens" in refused.stderr
@@ -94,9 +90,7 @@ def test_a_model_the_policy_does_not_allow_is_refused_before_simulating(tmp_path
     assert "Traceback" not in result.stderr
     assert not records.exists()
     # --model replaces the column: every row asks for the model given
-    summary = _summary(
-        tmp_path, "--trace", trace, "--domain", "chat", "--model", "gpt-4o-mini"
-    )
+    summary = _summary(tmp_path, "--trace", trace, "--domain", "chat", "--model", "gpt-4o-mini")
     assert summary["totals"]["outcomes"] == {"ok": 2}
 
 
@@ -224,3 +218,81 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 4096)
     except OSError:  # EIO: every writer has closed it
         return b""
+
+
+def test_files_on_different_clocks_are_refused(tmp_path: Path) -> None:
+    start = _trace(tmp_path, "0,10,5\n3600,10,5\n", name="from-start.csv")
+    epoch = _trace(tmp_path, "1700000000,10,5\n1700003600,10,5\n", name="epoch.csv")
+    later = _trace(tmp_path, "1800000000,10,5\n1800003600,10,5\n", name="later.csv")
+    mixed = run_keypolicy(
+        "simulate", MERGED, "--trace", start, "--trace", epoch, "--domain", "chat"
+    )
+    assert mixed.returncode == 2
+    assert f"{start} count time from their start and {epoch} in epoch time" in mixed.stderr
+    apart = run_keypolicy(
+        "simulate", MERGED, "--trace", later, "--trace", epoch, "--domain", "chat"
+    )
+    assert apart.returncode == 2
+    assert "the trace files together span 1,157 days, though none spans more than a year" in (
+        apart.stderr
+    )
+
+
+def test_doubtful_time_units_are_warnings(tmp_path: Path) -> None:
+    # 500 rows over 8 minutes in milliseconds from the start read as 5.6 days of seconds
+    short = _trace(tmp_path, "".join(f"{i * 976},100,20\n" for i in range(1, 501)))
+    summary = _summary(tmp_path, "--trace", short, "--domain", "chat")
+    assert summary["about"]["warnings"] == [
+        f"{short}: column timestamp: timestamps from 976 to 488000, counted from its start, "
+        "read as seconds: they span 5.64 days (as milliseconds they would span 8.12 min: if "
+        "so, --time-unit milliseconds)"
+    ]
+    epoch = _trace(tmp_path, "1700000000,10,5\n1700003600,10,5\n", name="epoch.csv")
+    summary = _summary(
+        tmp_path, "--trace", epoch, "--domain", "chat", "--time-unit", "milliseconds"
+    )
+    assert summary["about"]["warnings"] == [
+        f"{epoch}: column timestamp read as milliseconds, as asked, though it looks like "
+        "seconds (--time-unit auto decides from the whole column)"
+    ]
+
+
+def test_a_column_named_twice_is_refused(tmp_path: Path) -> None:
+    trace = _trace(
+        tmp_path,
+        "1700000000,10,20,5\n",
+        header="timestamp,prompt_tokens,prompt_tokens,completion_tokens\n",
+    )
+    result = run_keypolicy("simulate", MERGED, "--trace", trace, "--domain", "chat")
+    assert result.returncode == 2
+    assert (
+        f"{trace}:1:1: the column 'prompt_tokens' for prompt_tokens appears 2 times in the "
+        "header (columns 2, 3)"
+    ) in result.stderr
+
+
+def test_outputs_through_symlinks_replace_the_target_and_devices_are_refused(
+    tmp_path: Path,
+) -> None:
+    trace = _trace(tmp_path, "1700000000,10,5\n")
+    target = tmp_path / "target.json"
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    result = run_keypolicy("simulate", MERGED, "--trace", trace, "--domain", "chat", "--json", link)
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink()
+    assert json.loads(target.read_text())["totals"]["requests"] == 1
+    device = run_keypolicy(
+        "simulate", MERGED, "--trace", trace, "--domain", "chat", "--json", "/dev/null"
+    )
+    assert device.returncode == 2
+    assert "--json /dev/null: not a regular file" in device.stderr
+
+
+def test_report_refuses_a_missing_folder_like_simulate(tmp_path: Path) -> None:
+    missing = tmp_path / "missing" / "r.html"
+    result = run_keypolicy("report", tmp_path / "records.csv", "--out", missing)
+    assert result.returncode == 2
+    assert f"--out {missing}: the folder {missing.parent} does not exist" in result.stderr
+    assert not missing.parent.exists()

@@ -172,12 +172,13 @@ def test_header_problems_name_the_columns(tmp_path: Path) -> None:
         trace_arrivals([path], columns={"timestamp": "when"})
     assert caught.value.issues == [
         f"{path}:1:1: no column 'when' for timestamp (did you mean 'When'?)",
-        f"{path}:1:1: no column for domain (map it with columns: {{domain: COLUMN}}; "
-        "the columns are When, Tokens, Out)",
-        f"{path}:1:1: no column for prompt_tokens (map it with columns: {{prompt_tokens: COLUMN}}; "
-        "the columns are When, Tokens, Out)",
+        f"{path}:1:1: no column for domain (map it: --column domain=COLUMN, or columns: "
+        "{domain: COLUMN} in a trace profile, or give one for every row: --domain D; the "
+        "columns are When, Tokens, Out)",
+        f"{path}:1:1: no column for prompt_tokens (map it: --column prompt_tokens=COLUMN, or "
+        "columns: {prompt_tokens: COLUMN} in a trace profile; the columns are When, Tokens, Out)",
         f"{path}:1:1: no column for max_tokens or completion_tokens (map one, or give max_tokens "
-        "for every row)",
+        "for every row: --max-tokens N, or max_tokens: N in a trace profile)",
     ]
     with pytest.raises(TrafficError, match="both for the whole file and as a column"):
         trace_arrivals([path], domain="d", columns={"domain": "Out"})

@@ -7,6 +7,7 @@ from typing import Any
 
 from keypolicy.policy import load_policy_text
 from keypolicy.upstream import (
+    Accounting,
     LatencySettings,
     ModelLimits,
     Provider,
@@ -46,18 +47,33 @@ domains:
 """
 
 
-def limits(overrides: dict[str, ModelLimits] | None = None) -> ProviderLimits:
-    """The provider limits of :data:`POLICY`, with ``overrides``."""
+def limits(
+    overrides: dict[str, ModelLimits] | None = None, accounting: Accounting | None = None
+) -> ProviderLimits:
+    """The provider limits of :data:`POLICY`, with ``overrides``, counted by ``accounting``
+    (default: what the policy assumes, the defaults)."""
     policy = load_policy_text(POLICY, "test.yaml").policy
-    return ProviderLimits.from_policy(policy, overrides=overrides)
+    return ProviderLimits.from_policy(policy, overrides=overrides, accounting=accounting)
 
 
 def provider(
-    seed: int = 0, overrides: dict[str, ModelLimits] | None = None, **settings: Any
+    seed: int = 0,
+    overrides: dict[str, ModelLimits] | None = None,
+    accounting: Accounting | None = None,
+    **settings: Any,
 ) -> Provider:
     """A provider for :data:`POLICY`, without latency unless ``latency`` is given."""
     settings.setdefault("latency", LatencySettings.instant())
-    return Provider(limits(overrides), ProviderSettings(**settings), random.Random(seed))
+    return Provider(
+        limits(overrides, accounting), ProviderSettings(**settings), random.Random(seed)
+    )
+
+
+REFUNDING = Accounting(refund_unused=True)
+"""A provider that gives unused tokens back when an answer completes."""
+
+PURE = Accounting(count_failed=False)
+"""A provider that counts nothing of a refused request (its 429s state the bare arithmetic)."""
 
 
 def req(

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from keypolicy.upstream import FaultSettings, LatencySettings, ModelSpeed, Timing
 from keypolicy.upstream.latency import lognormal
-from tests.upstream.conftest import T0, provider, req
+from tests.upstream.conftest import REFUNDING, T0, provider, req
 
 
 def test_quota_fault_is_a_429_with_openai_body_and_no_charge() -> None:
@@ -38,7 +38,7 @@ def test_bare_429_has_no_headers_and_no_wait() -> None:
 
 
 def test_server_errors_are_charged_requests_settled_at_zero_tokens() -> None:
-    p = provider(faults=FaultSettings(server_error=1.0))
+    p = provider(faults=FaultSettings(server_error=1.0), accounting=REFUNDING)
     statuses = set()
     for i in range(12):
         out = p.submit(req("gpt-4o", "beta", prompt=100), T0 + 30 * i)

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from keypolicy.upstream import ModelLimits, UpstreamRequest
-from tests.upstream.conftest import T0, provider, req
+from keypolicy.upstream import Accounting, ModelLimits, UpstreamRequest
+from tests.upstream.conftest import PURE, REFUNDING, T0, provider, req
 
 LEARN = "Visit https://platform.openai.com/account/rate-limits to learn more."
 
@@ -26,8 +26,8 @@ def test_admission_charges_prompt_plus_max_output_times_n() -> None:
     assert p.charge(req(prompt=100, max_output=None)) == 100 + 512  # default_max_output
 
 
-def test_settlement_corrects_the_charge_to_actual_usage() -> None:
-    p = provider()
+def test_settlement_corrects_the_charge_to_actual_usage_where_unused_tokens_come_back() -> None:
+    p = provider(accounting=REFUNDING)
     out = p.submit(req(prompt=100, max_output=1000, completion_tokens=40), T0)
     assert out.usage is not None
     assert out.usage.completion_tokens == 40
@@ -45,6 +45,17 @@ def test_settlement_corrects_the_charge_to_actual_usage() -> None:
     assert p.open_tickets == 0
 
 
+def test_settlement_keeps_the_admission_charge_by_default() -> None:
+    p = provider()
+    out = p.submit(req(prompt=100, max_output=1000, completion_tokens=40), T0)
+    assert out.ticket is not None
+    p.settle(out.ticket, T0)
+    tpm = p.bucket("alpha", "gpt-4o-mini", "tpm", T0)
+    assert tpm is not None
+    assert tpm.used(T0) == 1100
+    assert p.open_tickets == 0
+
+
 def test_completion_draw_stays_within_max_tokens() -> None:
     p = provider(seed=3)
     for _ in range(3):
@@ -55,10 +66,17 @@ def test_completion_draw_stays_within_max_tokens() -> None:
         assert out.usage.completion_tokens == sum(out.usage.choices)
 
 
+ROOMY_RPM = {"alpha/gpt-4o-mini": ModelLimits(rpm=1000)}
+"""Room for the requests that stand for one prompt above gpt-4o-mini's context window (a 400):
+only its tokens per minute are tested."""
+
+
 def test_rate_limited_tpm_body_matches_openai_exactly() -> None:
-    p = provider()
-    first = p.submit(req(prompt=195_869), T0)
+    p = provider(overrides=ROOMY_RPM)
+    # 195,869 tokens in two requests: one prompt that long is above gpt-4o-mini's window (a 400)
+    first = p.submit(req(prompt=97_935), T0)
     assert first.ok
+    assert p.submit(req(prompt=97_934), T0).ok
     out = p.submit(req(prompt=4412), T0)
     assert out.kind == "rate_limited"
     assert out.status == 429
@@ -77,8 +95,9 @@ def test_rate_limited_tpm_body_matches_openai_exactly() -> None:
 
 
 def test_try_again_in_is_the_bucket_arithmetic() -> None:
-    p = provider()
-    p.submit(req(prompt=150_000), T0)
+    p = provider(overrides=ROOMY_RPM)
+    p.submit(req(prompt=75_000), T0)
+    p.submit(req(prompt=75_000), T0)  # 150,000 (one prompt that long is above the window)
     out = p.submit(req(prompt=80_000), T0 + 3.0)
     assert out.hit is not None
     used = 150_000 - 3.0 * 200_000 / 60  # 140,000 after three seconds of refill
@@ -90,7 +109,7 @@ def test_try_again_in_is_the_bucket_arithmetic() -> None:
 
 
 def test_rpm_refusal_has_type_requests() -> None:
-    p = provider()
+    p = provider(accounting=PURE)
     for i in range(3):
         assert p.submit(req(), T0 + i).ok
     out = p.submit(req(), T0 + 3)
@@ -106,6 +125,19 @@ def test_rpm_refusal_has_type_requests() -> None:
     assert out.hit.wait == pytest.approx((2.85 + 1 - 3) / 0.05)
 
 
+def test_a_refused_request_counts_before_its_wait_is_stated() -> None:
+    p = provider()  # failed requests count, by default
+    for i in range(3):
+        assert p.submit(req(), T0 + i).ok
+    out = p.submit(req(), T0 + 3)
+    assert out.error is not None
+    # 2.85 in use, and the refused request: 3.85 (shown 4); a retry fits (4.85 - 3) / 0.05 later
+    assert "Limit 3, Used 4, Requested 1. Please try again in 37s." in out.error["error"]["message"]
+    assert out.hit is not None
+    assert out.hit.wait == pytest.approx((3.85 + 1 - 3) / 0.05)
+    assert p.submit(req(), T0 + 3 + out.hit.wait).ok  # waiting as told is enough
+
+
 def test_daily_limits_refuse_with_their_names() -> None:
     p = provider()
     for i in range(5):
@@ -116,13 +148,13 @@ def test_daily_limits_refuse_with_their_names() -> None:
     assert out.error is not None
     assert "on requests per day (RPD): Limit 5, Used 5" in out.error["error"]["message"]
     q = provider(overrides={"alpha/gpt-4o-mini": ModelLimits(rpd=100)})
-    for i in range(5):
-        assert q.submit(req(prompt=200_000), T0 + 60 * i).ok
-    out = q.submit(req(prompt=200_000), T0 + 300)
+    for i in range(10):  # 100,000 each: a prompt of 200,000 is above gpt-4o-mini's window
+        assert q.submit(req(prompt=100_000), T0 + 60 * (i // 2)).ok
+    out = q.submit(req(prompt=100_000), T0 + 300)
     assert out.error is not None
     # 1,000,000 tokens less 300 s of refill at 1,000,000 / 86,400 per second
     used = math.ceil(1_000_000 - 300 * 1_000_000 / 86_400)
-    expected = f"on tokens per day (TPD): Limit 1000000, Used {used}, Requested 200000."
+    expected = f"on tokens per day (TPD): Limit 1000000, Used {used}, Requested 100000."
     assert expected in out.error["error"]["message"]
 
 
@@ -166,7 +198,8 @@ def test_headers_show_the_per_minute_buckets() -> None:
 
 def test_reset_header_formats_long_waits() -> None:
     p = provider()
-    p.submit(req(prompt=180_000), T0)
+    p.submit(req(prompt=90_000), T0)
+    p.submit(req(prompt=90_000), T0)  # 180,000 (one prompt that long is above the window)
     assert p.headers("alpha", "gpt-4o-mini", T0)["x-ratelimit-reset-tokens"] == "54s"
     q = provider()
     q.submit(req("gpt-4o", prompt=30_000, project="beta"), T0)
@@ -188,15 +221,16 @@ def test_organization_bucket_is_shared_by_projects() -> None:
 
 
 def test_project_in_message_names_the_project() -> None:
-    p = provider(project_in_message=True)
-    p.submit(req(prompt=200_000), T0)
+    p = provider(overrides=ROOMY_RPM, project_in_message=True)
+    p.submit(req(prompt=100_000), T0)
+    p.submit(req(prompt=100_000), T0)  # 200,000 (one prompt that long is above the window)
     out = p.submit(req(prompt=1), T0)
     assert out.error is not None
     assert "for gpt-4o-mini in project alpha on tokens per min" in out.error["error"]["message"]
 
 
 def test_quantized_limit_admits_a_slice_at_a_time() -> None:
-    p = provider()
+    p = provider(accounting=PURE)
     for _ in range(1000):
         assert p.submit(req("big", prompt=1), T0).ok
     out = p.submit(req("big", prompt=1), T0)
@@ -206,22 +240,61 @@ def test_quantized_limit_admits_a_slice_at_a_time() -> None:
     assert p.submit(req("big", prompt=1), T0 + 0.001).ok
 
 
+def test_a_request_larger_than_a_slice_goes_once_the_slice_is_unused() -> None:
+    # 1,000,000 TPM in 1 s slices: 16,667 tokens at once; 20,000 is not too large
+    p = provider()
+    assert p.submit(req("big", prompt=10_000), T0).ok
+    out = p.submit(req("big", prompt=20_000), T0)
+    assert out.kind == "rate_limited"
+    assert out.hit is not None
+    assert out.hit.wait == pytest.approx(10_000 / (1_000_000 / 60))  # until the slice is unused
+    assert p.submit(req("big", prompt=20_000), T0 + out.hit.wait).ok
+    tpm = p.bucket("alpha", "big", "tpm", T0)
+    assert tpm is not None
+    assert tpm.used(T0 + out.hit.wait) == pytest.approx(20_000)  # all counts: a slice in debt
+    assert not p.submit(req("big", prompt=1), T0 + out.hit.wait).ok
+    assert p.submit(req("big", prompt=30_000), T0 + 10).kind != "too_large"
+    assert p.submit(req("big", prompt=1_000_001), T0 + 20).kind == "too_large"
+
+
+def test_the_provider_slices_per_minute_limits_as_its_accounting_says() -> None:
+    tokens = provider(accounting=Accounting(quantum_tokens=1.0))
+    bucket = tokens.bucket("alpha", "gpt-4o-mini", "tpm", T0)
+    assert bucket is not None
+    assert bucket.capacity == pytest.approx(200_000 / 60)
+    rpm = tokens.bucket("alpha", "gpt-4o-mini", "rpm", T0)
+    assert rpm is not None
+    assert rpm.capacity == 3  # requests are not sliced unless quantum_requests says so
+    requests = provider(accounting=Accounting(quantum_requests=1.0))
+    rpm = requests.bucket("alpha", "gpt-4o-mini", "rpm", T0)
+    assert rpm is not None
+    assert rpm.capacity == 1  # 3 RPM in 1 s slices: at least one request at a time
+
+
 def test_retry_after_is_a_setting() -> None:
-    p = provider(retry_after=True)
-    p.submit(req(prompt=200_000), T0)
+    p = provider(overrides=ROOMY_RPM, retry_after=True)
+    p.submit(req(prompt=100_000), T0)
+    p.submit(req(prompt=100_000), T0)  # 200,000 (one prompt that long is above the window)
     out = p.submit(req(prompt=5000), T0)
     assert out.headers["retry-after"] == "2"  # 1.5 s, rounded up to whole seconds
     assert "retry-after" not in provider().submit(req(), T0).headers
 
 
-def test_count_refused_charges_a_refused_request() -> None:
-    p = provider(count_refused=True)
-    for _ in range(3):
+def test_count_failed_charges_a_refused_request_per_minute_only() -> None:
+    for p, counted in (
+        (provider(), 4),
+        (provider(accounting=PURE), 3),
+        (provider(accounting=PURE, count_refused=True), 4),  # the mock's --count-refused
+    ):
+        for _ in range(3):
+            p.submit(req(), T0)
         p.submit(req(), T0)
-    p.submit(req(), T0)
-    rpm = p.bucket("alpha", "gpt-4o-mini", "rpm", T0)
-    assert rpm is not None
-    assert rpm.used(T0) == 4
+        rpm = p.bucket("alpha", "gpt-4o-mini", "rpm", T0)
+        rpd = p.bucket("alpha", "gpt-4o-mini", "rpd", T0)
+        assert rpm is not None
+        assert rpd is not None
+        assert rpm.used(T0) == counted
+        assert rpd.used(T0) == 3
 
 
 def test_unknown_model_is_not_found_unless_unlimited() -> None:

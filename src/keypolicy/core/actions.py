@@ -21,6 +21,7 @@ RejectReason = Literal[
     "too_large",
     "model_not_allowed",
     "unknown_domain",
+    "invalid_request",
     "max_wait",
     "deadline",
     "budget",
@@ -35,6 +36,9 @@ RejectReason = Literal[
 
 - ``too_large``: no key of its pool could ever hold it (its class's share of a limit);
 - ``model_not_allowed``, ``unknown_domain``: the policy does not allow the call;
+- ``invalid_request``: the provider would refuse it as invalid for its model (a 400 that no
+  retry can change): ``max_tokens`` below 1 or above the model's output cap, or the prompt plus
+  ``max_tokens`` above its context window; never sent;
 - ``batch_domain``: (the runtime, not the engine) a batch domain's call came through a plain
   client, which would bypass the Batch API;
 - ``max_wait``: it waited for capacity past its class's or domain's ``max_wait``;

@@ -5,7 +5,14 @@ error, and whose buckets no earlier or more urgent waiting request is holding ba
 Among those, the pool's strategy orders the keys; the first whose limits (down to the class's
 floor) and budgets all have room is taken, atomically, through the store. This module also owns
 the engine's view of the limits: refunds, corrections at settlement, and what response headers
-and 429s teach about the provider's real limits.
+and 429s teach about the provider's real limits and the way it counts.
+
+How the provider counts is the policy's assumption (``EngineConfig.accounting``): whether the
+unused part of a token charge is given back at completion, whether a request refused for pace
+still counts, and (compiled into the buckets) whether per-minute limits are spent in slices. A
+provider that counts more strictly than assumed shows itself by a 429 on a token limit the
+engine thought had room: from then on the engine gives nothing back to that limit (see
+:meth:`Admission.after_rate_limit`), so a wrong assumption costs a few 429s, not thousands.
 """
 
 from __future__ import annotations
@@ -79,6 +86,43 @@ class BudgetShort:
         object.__setattr__(self, "budget", budget)
 
 
+class _Plan:
+    """What a request of one class draws on one route: the buckets (limits learnt included),
+    the absolute floor it must leave on each (units), which are token buckets, and, if any is
+    sliced, the most of a request each checks against its slice (``clips``, ``inf`` where it
+    checks all: a larger request goes once the slice is unused, and leaves it in debt) and the
+    most the class may ever send through it (``rooms``: the whole limit above its floor; a
+    request above that is checked whole, so never fits)."""
+
+    def __init__(
+        self,
+        refs: list[BucketRef],
+        floors: list[float],
+        tokens: tuple[bool, ...],
+        clips: tuple[float, ...] | None,
+        rooms: tuple[float, ...] = (),
+    ) -> None:
+        self.refs: Final = refs
+        self.floors: Final = floors
+        self.tokens: Final = tokens
+        self.clips: Final = clips
+        self.rooms: Final = rooms
+
+    def amounts(self, tokens: float) -> list[float]:
+        """What a request charged ``tokens`` takes from each bucket (tokens or 1 request)."""
+        return [tokens if flag else 1.0 for flag in self.tokens]
+
+    def checked(self, amounts: list[float]) -> list[float]:
+        """``amounts`` as the buckets check them: clipped to each slice's clip."""
+        clips = self.clips
+        if clips is None:
+            return amounts
+        return [
+            a if a <= c or a > room else c
+            for a, c, room in zip(amounts, clips, self.rooms)  # noqa: B905 (same route)
+        ]
+
+
 class Admission:
     """Chooses keys and takes capacity for the engine."""
 
@@ -97,6 +141,11 @@ class Admission:
             for r in sorted(config.routes.values(), key=lambda r: r.index)
         ]
         self._ranks = len(config.classes)
+        self._refund = config.accounting.refund_unused
+        self._count_failed = config.accounting.count_failed
+        # By bucket index: whether unused tokens are still given back to it. Cleared for good
+        # once a 429 shows the provider counts more than we do (see after_rate_limit).
+        self._refunds = [self._refund and b.tokens for b in config.buckets]
         self.epoch = 0
         """Counts the limits learnt from the provider: what fits may have changed."""
         self._taken: tuple[float, ...] = ()  # the limit amounts of the last _take
@@ -108,9 +157,10 @@ class Admission:
         # (pool, model, pinned key) -> the routes, and whether they are every key of the pool
         # in its order, all on one project's limits (then their order is the pool's, rotated)
         self._routes: dict[tuple[str, str, int], tuple[list[Route], bool]] = {}
-        # Per route and class: the route's bucket refs, absolute floors, token flags; rebuilt
-        # when a limit is learnt. Decisions are arithmetic on these, not walks of the config.
-        self._plans: dict[int, tuple[list[BucketRef], list[float], tuple[bool, ...]]] = {}
+        # Per route and class: the route's bucket refs, absolute floors, token flags and slices;
+        # rebuilt when a limit is learnt. Decisions are arithmetic on these, not walks of the
+        # config.
+        self._plans: dict[int, _Plan] = {}
 
     def routes(self, req: Pending) -> list[Route]:
         """The routes (key, model) the request may take, in pool order."""
@@ -130,25 +180,35 @@ class Admission:
             found = self._routes[cache_key] = (routes, whole)
         return found
 
-    def _plan(
-        self, route: Route, rank: int
-    ) -> tuple[list[BucketRef], list[float], tuple[bool, ...]]:
+    def _plan(self, route: Route, rank: int) -> _Plan:
         slot = route.index * self._ranks + rank
         plan = self._plans.get(slot)
         if plan is None:
-            refs: list[BucketRef] = [self.buckets[b] for b in route.buckets]
+            defs = [self.buckets[b] for b in route.buckets]
             floors = [
-                share * self.buckets[b].capacity
-                for share, b in zip(route.floors[rank], route.buckets, strict=True)
+                share * ref.capacity for share, ref in zip(route.floors[rank], defs, strict=True)
             ]
-            plan = (refs, floors, tuple(self.buckets[b].tokens for b in route.buckets))
+            clips = None
+            rooms: tuple[float, ...] = ()
+            if any(ref.sliced for ref in defs):
+                # What is left of a slice above the floor; a class that may use nothing of
+                # the bucket checks the whole amount (and so never fits).
+                clips = tuple(
+                    ref.capacity - floor if ref.sliced and ref.capacity - floor > 0 else INF
+                    for ref, floor in zip(defs, floors, strict=True)
+                )
+                rooms = tuple(
+                    ref.limit * (1.0 - share)
+                    for ref, share in zip(defs, route.floors[rank], strict=True)
+                )
+            refs: list[BucketRef] = list(defs)
+            plan = _Plan(refs, floors, tuple(ref.tokens for ref in defs), clips, rooms)
             self._plans[slot] = plan
         return plan
 
     def amounts(self, req: Pending, route: Route) -> list[float]:
         """What the request takes from each of the route's buckets (tokens or 1 request)."""
-        tokens = float(req.charge_tokens)
-        return [tokens if flag else 1.0 for flag in self._plan(route, req.rank)[2]]
+        return self._plan(route, req.rank).amounts(float(req.charge_tokens))
 
     def estimate(self, req: Pending, batch: bool) -> float:
         """The most the request can cost (USD)."""
@@ -218,10 +278,11 @@ class Admission:
 
     def _fits(self, req: Pending, route: Route) -> bool:
         """Whether the route's limits could ever hold the request (down to its class floor)."""
-        refs, floors, _ = self._plan(route, req.rank)
+        plan = self._plan(route, req.rank)
+        checked = plan.checked(plan.amounts(float(req.charge_tokens)))
         return all(
             amount + floor <= ref.capacity + 1e-9
-            for amount, floor, ref in zip(self.amounts(req, route), floors, refs, strict=True)
+            for amount, floor, ref in zip(checked, plan.floors, plan.refs, strict=True)
         )
 
     def batch_key(self, req: Pending) -> int:
@@ -258,14 +319,15 @@ class Admission:
 
     def _headroom(self, req: Pending, route: Route, now: float) -> float:
         """The smallest share of capacity left on the route's buckets after admitting ``req``."""
-        refs, floors, _ = self._plan(route, req.rank)
-        if not refs:
+        plan = self._plan(route, req.rank)
+        if not plan.refs:
             return 1.0
-        levels = self.store.levels(refs, now)
+        levels = self.store.levels(plan.refs, now)
+        checked = plan.checked(plan.amounts(float(req.charge_tokens)))
         return min(
             (level - floor - amount) / max(ref.capacity, 1e-9)
             for level, floor, amount, ref in zip(
-                levels, floors, self.amounts(req, route), refs, strict=True
+                levels, plan.floors, checked, plan.refs, strict=True
             )
         )
 
@@ -273,10 +335,13 @@ class Admission:
         self, req: Pending, route: Route, budgets: tuple[int, ...], holds: list[Hold], now: float
     ) -> float:
         """0.0 if taken; seconds to wait if a limit is short; -1.0 if a budget is."""
-        refs, floors, flags = self._plan(route, req.rank)
+        plan = self._plan(route, req.rank)
+        refs, floors = plan.refs, plan.floors
         tokens = float(req.charge_tokens)
-        amounts = [tokens if flag else 1.0 for flag in flags]
+        amounts = [tokens if flag else 1.0 for flag in plan.tokens]
         self._taken = tuple(amounts)
+        if plan.clips is not None:
+            return self._take_sliced(plan, holds, now)
         if holds:
             # The limits' and the budgets' buckets, in one list, rebuilt only when a budget
             # period rolls over (or a limit is learnt): a decision is then arithmetic.
@@ -296,10 +361,37 @@ class Admission:
         wait = self.store.acquire(refs, amounts, floors, now)
         if wait == 0.0 or not holds:
             return wait
+        return self._budget_short(holds, wait, now)
+
+    def _budget_short(self, holds: list[Hold], wait: float, now: float) -> float:
+        """-1.0 if one of the budgets' holds does not fit (a budget is short), else ``wait``."""
         levels = self.store.levels([bucket for bucket, _ in holds], now)
         if any(level + 1e-12 < usd for level, (_, usd) in zip(levels, holds, strict=True)):
             return -1.0
         return wait
+
+    def _take_sliced(self, plan: _Plan, holds: list[Hold], now: float) -> float:
+        """:meth:`_take` on a route with a sliced limit: the store checks each amount clipped
+        to its slice, then the part above the clip is taken as debt (the provider admits a
+        request larger than a slice once the slice is unused, and counts all of it)."""
+        full = list(self._taken)
+        checked = plan.checked(full)
+        refs: list[BucketRef] = list(plan.refs)
+        floors = list(plan.floors)
+        amounts = list(checked)
+        for bucket, usd in holds:
+            refs.append(bucket)
+            floors.append(0.0)
+            amounts.append(usd)
+        wait = self.store.acquire(refs, amounts, floors, now)
+        if wait == 0.0:
+            for ref, whole, part in zip(plan.refs, full, checked, strict=True):
+                if whole > part:
+                    self.store.adjust(ref, part - whole, now)
+            return 0.0
+        if not holds:
+            return wait
+        return self._budget_short(holds, wait, now)
 
     def too_large(self, req: Pending) -> str:
         """Why the request can never fit any key of its pool, or '' if it can."""
@@ -309,7 +401,8 @@ class Admission:
                 route.buckets, route.floors[req.rank], self.amounts(req, route), strict=True
             ):
                 ref = self.buckets[b]
-                room = ref.capacity * (1.0 - share)
+                # A sliced limit takes a request up to the whole limit, once a slice is unused.
+                room = ref.limit * (1.0 - share)
                 if amount > room + 1e-9:
                     unit = "tokens" if ref.tokens else "requests"
                     why = (
@@ -337,15 +430,23 @@ class Admission:
     # ------------------------------------------------------------ after the attempt
 
     def settle(self, req: Pending, used: int, now: float) -> None:
-        """Correct the token charges to the ``used`` tokens (giving back what was not used)."""
+        """Correct the token charges to the ``used`` tokens (giving back what was not used),
+        where the provider is assumed to (``refund_unused``); else the charge stands."""
+        if not self._refund:
+            return
+        refunds = self._refunds
         for b, amount in req.charges:
-            if self.buckets[b].tokens and amount != used:
+            if refunds[b] and amount != used:
                 self.store.adjust(self.buckets[b], amount - used, now)
 
     def refund(self, req: Pending, now: float) -> None:
-        """Give back everything the attempt took (the provider did not count it)."""
+        """Give back what a refused attempt took that the provider did not count: everything,
+        or, where failed requests count (``count_failed``), all but its request per minute."""
+        keep = self._count_failed
         for b, amount in req.charges:
-            self.store.adjust(self.buckets[b], amount, now)
+            ref = self.buckets[b]
+            if not (keep and ref.dimension == "rpm"):
+                self.store.adjust(ref, amount, now)
         req.charges = []
 
     def learn(
@@ -387,11 +488,21 @@ class Admission:
 
     def after_rate_limit(self, req: Pending, limit: str, delay: float, now: float) -> None:
         """After a pace 429: rest the project/model for ``delay`` seconds, and lower our view of
-        the bucket that was hit to what "try again in" implies (the request fits after it)."""
+        the bucket that was hit to what "try again in" implies (the request fits after it).
+
+        A 429 on a token limit means the provider counted more than we did: if unused tokens
+        were being given back, it is taken as a sign that the provider keeps them, and the
+        route's token limits get nothing back at settlement from now on (more cautious than
+        the policy, never less: a 429 with another cause, such as another client on the
+        project, costs throughput, not more 429s)."""
         self.rest((req.key, req.model), "project", now + delay)
         route = self.config.routes[(req.key, req.model)]
-        for b, amount in zip(route.buckets, self.amounts(req, route), strict=True):
+        plan = self._plan(route, req.rank)
+        checked = plan.checked(plan.amounts(float(req.charge_tokens)))
+        for b, amount in zip(route.buckets, checked, strict=True):
             ref = self.buckets[b]
+            if limit == "tokens" and self._refunds[b]:
+                self._refunds[b] = False
             if (
                 ref.scope == "project"
                 and ref.tokens == (limit == "tokens")

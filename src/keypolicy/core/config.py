@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from keypolicy.core.store import BucketRef
 
 __all__ = [
+    "AccountingDef",
     "BucketDef",
     "BudgetDef",
     "DomainDef",
@@ -30,6 +31,9 @@ class BucketDef(BucketRef):
 
     ``tokens`` tells a token bucket (charged with a request's tokens) from a request bucket
     (charged 1 per request). ``name`` is stable across processes (it keys shared state).
+    ``sliced``: a per-minute limit enforced in slices (its capacity is one slice's share of the
+    limit): a request larger than what is left of a slice still goes once the slice is unused,
+    and leaves the bucket that much in debt; only one larger than the whole limit never can.
     """
 
     # name, capacity, rate: from BucketRef
@@ -38,6 +42,7 @@ class BucketDef(BucketRef):
     owner: str  # the project's name, or the organization's id
     model: str
     dimension: str  # rpm, rpd, tpm, tpd
+    sliced: bool
 
     def __init__(
         self,
@@ -49,6 +54,7 @@ class BucketDef(BucketRef):
         owner: str,
         model: str,
         dimension: str,
+        sliced: bool = False,
     ) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "capacity", capacity)
@@ -58,6 +64,13 @@ class BucketDef(BucketRef):
         object.__setattr__(self, "owner", owner)
         object.__setattr__(self, "model", model)
         object.__setattr__(self, "dimension", dimension)
+        object.__setattr__(self, "sliced", sliced)
+
+    @property
+    def limit(self) -> float:
+        """The published limit per window (units): what a request may never exceed."""
+        window = 60.0 if self.dimension in ("rpm", "tpm") else 86400.0
+        return self.rate * window if self.sliced else self.capacity
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +157,19 @@ class RetryDef:
     other_key: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class AccountingDef:
+    """How the provider counts against its limits, as the policy assumes (its ``provider:``).
+
+    ``refund_unused``: the unused part of a request's token charge is given back when its
+    answer completes (else the charge made at admission stands). ``count_failed``: a request
+    the provider refused still counts one request against the per-minute request limits.
+    """
+
+    refund_unused: bool = False
+    count_failed: bool = True
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Everything the engine needs, resolved; see the module docstring."""
@@ -161,6 +187,11 @@ class EngineConfig:
     budgets: tuple[BudgetDef, ...]
     key_budgets: dict[int, tuple[int, ...]]  # key index -> budgets by key or project
     prices: dict[str, Price]
-    max_output: dict[str, int] = field(default_factory=dict)
+    max_output: dict[str, int] = field(default_factory=dict)  # model -> output cap (tokens)
     retry: RetryDef = field(default_factory=RetryDef)
     batch_discount: float = 0.5
+    accounting: AccountingDef = field(default_factory=AccountingDef)
+    # model -> tokens of prompt plus max output one request may ask for (models the catalog knows)
+    context_window: dict[str, int] = field(default_factory=dict)
+    # dated snapshot -> its family: called by its own name, drawn on, priced and capped as it
+    families: dict[str, str] = field(default_factory=dict)

@@ -38,6 +38,7 @@ from keypolicy.core.pricing import actual_cost, format_usd
 from keypolicy.core.request import Pending
 from keypolicy.core.retry import Verdict, judge_failure
 from keypolicy.core.store import Store
+from keypolicy.core.validity import invalid_sizes
 
 __all__ = ["Engine"]
 
@@ -163,16 +164,29 @@ class Engine:
                 )
             )
             return
-        model = ev.model or domain.model
+        asked = ev.model or domain.model
+        # A dated snapshot is allowed where its family is, draws on its family's limits and is
+        # priced at its family's prices; it goes out under its own name (Pending.snapshot).
+        model = self.config.families.get(asked, asked)
         if model not in domain.models:
             out.append(
                 Reject(
                     ev.request_id,
                     "model_not_allowed",
-                    f"domain {domain.name!r} may not call {model!r}; "
+                    f"domain {domain.name!r} may not call {asked!r}; "
                     f"it may call {', '.join(domain.models)}",
                 )
             )
+            return
+        invalid = invalid_sizes(
+            model,
+            ev.prompt_tokens if ev.prompt_tokens > 0 else 0,  # exact: the provider counts tokens
+            ev.max_output_tokens,
+            self.config.max_output.get(model),
+            self.config.context_window.get(model),
+        )
+        if invalid:  # the provider would answer 400 whatever key or time: never send it
+            out.append(Reject(ev.request_id, "invalid_request", invalid))
             return
         self._seq += 1
         rate_prompt = ev.prompt_tokens if ev.rate_prompt_tokens is None else ev.rate_prompt_tokens
@@ -188,6 +202,7 @@ class Engine:
             now,
             self._seq,
             submitted_wait=now,
+            snapshot=asked if asked != model else "",
         )
         self._requests[req.id] = req
         try:
@@ -263,7 +278,7 @@ class Engine:
                 "batch",
                 until,
                 "the domain runs through the Batch API",
-                req.model,
+                req.sent_model,
                 self.config.keys[req.key].alias,
             )
         )
@@ -271,11 +286,14 @@ class Engine:
     def _exhausted(self, req: Pending, budget: int, now: float, out: list[Action]) -> bool:
         """Apply ``budget``'s on_exhausted; True if the request goes on (downgraded)."""
         b = self.config.budgets[budget]
-        if b.action == "downgrade" and b.fallback and b.fallback not in req.tried:
+        named = b.fallback or ""
+        fallback = self.config.families.get(named, named)  # a snapshot: drawn on as its family
+        if b.action == "downgrade" and fallback and fallback not in req.tried:
             req.tried.add(req.model)
-            req.model = b.fallback
+            req.model = fallback
+            req.snapshot = named if named != fallback else ""
             req.stall_until = -INF  # another model: what blocked it no longer says anything
-            req.max_out = min(req.max_out, self.config.max_output.get(b.fallback, req.max_out))
+            req.max_out = min(req.max_out, self.config.max_output.get(fallback, req.max_out))
             return True
         estimate = self._admission.estimate(req, req.domain.defer == "batch")
         spent = self._budgets.spent(budget, now)
@@ -316,7 +334,7 @@ class Engine:
             req.deadline = deadline
             heapq.heappush(self._deadlines, (req.deadline, req.seq, req.id))
         heapq.heappush(self._delayed, (until, req.seq, req.id))
-        out.append(Defer(req.id, "queue", until, why, req.model))
+        out.append(Defer(req.id, "queue", until, why, req.sent_model))
 
     def _tick(self, now: float, out: list[Action]) -> None:
         if not (self._delayed or self._deadlines or self._busy):  # nothing waits: nothing to do
@@ -391,7 +409,7 @@ class Engine:
                     "queue",
                     None,
                     f"waited {waited:.1f}s, past max_wait: deferred",
-                    req.model,
+                    req.sent_model,
                 )
             )
             return
@@ -535,7 +553,7 @@ class Engine:
                 req.id,
                 key.alias,
                 key.project,
-                req.model,
+                req.sent_model,
                 req.attempts,
                 now - req.submitted,
                 req.charge_tokens,
@@ -588,7 +606,7 @@ class Engine:
                 req.id,
                 key.alias if key else "",
                 key.project if key else "",
-                req.model,
+                req.sent_model,
                 req.attempts,
                 cost,
                 batch,

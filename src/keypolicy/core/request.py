@@ -18,6 +18,8 @@ class Pending:
     ``state``: ``queued`` (waiting for capacity), ``delayed`` (parked or backing off until a
     time), ``inflight`` (sent, not settled), ``batch`` (handed to the Batch API).
     ``charges`` are the (bucket index, units) the current attempt took; ``holds`` the budget USD.
+    ``model`` is the model family it draws on and is priced at; ``snapshot`` the dated snapshot of
+    it that the caller named (``""``: none), which is the name it goes out under.
     """
 
     id: str
@@ -48,6 +50,7 @@ class Pending:
     stall_blocked: frozenset[int] = frozenset()
     stall_claims: frozenset[int] = frozenset()
     stall_wake: float = math.inf
+    snapshot: str = ""
 
     def __init__(
         self,
@@ -75,6 +78,7 @@ class Pending:
         stall_blocked: frozenset[int] = frozenset(),
         stall_claims: frozenset[int] = frozenset(),
         stall_wake: float = math.inf,
+        snapshot: str = "",
     ) -> None:
         self.id = id
         self.domain = domain
@@ -103,11 +107,17 @@ class Pending:
         self.stall_blocked = stall_blocked
         self.stall_claims = stall_claims
         self.stall_wake = stall_wake
+        self.snapshot = snapshot
 
     @property
     def rank(self) -> int:
         """The priority class: 0 is the most urgent."""
         return self.domain.rank
+
+    @property
+    def sent_model(self) -> str:
+        """The model name the request goes out under: the snapshot named, else the model."""
+        return self.snapshot or self.model
 
     @property
     def charge_tokens(self) -> int:

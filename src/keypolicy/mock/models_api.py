@@ -1,8 +1,11 @@
 """The model endpoints: chat completions, responses, embeddings, and the list of models.
 
-Each request is authenticated, read (the ``keypolicy`` extension field removed first), judged by
-the provider model at the server's model time, answered after the model's latency, and settled
-when its answer is complete. Requests are logged by key alias, never by key.
+Each request is authenticated, read (the ``keypolicy`` extension field removed first), checked
+for what the API refuses by the body's shape (an empty ``messages``, ``max_tokens: 0``:
+:func:`keypolicy.upstream.validation.check_body`), judged by the provider model at the server's
+model time (which refuses what is invalid by its sizes, and answers a dated snapshot as its
+family), answered after the model's latency, and settled when its answer is complete. Requests
+are logged by key alias, never by key.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from keypolicy.catalog import SNAPSHOTS, family
 from keypolicy.mock import bodies, streaming
 from keypolicy.mock.auth import Caller
 from keypolicy.mock.state import DroppedResponse, MockState, json_response, state_of
@@ -27,6 +31,7 @@ from keypolicy.upstream import (
     request_from_body,
     split_extension,
 )
+from keypolicy.upstream.validation import check_body
 
 __all__ = [
     "Handler",
@@ -85,6 +90,10 @@ async def _model_call(
         missing = errors.bad_request("Missing required parameter: 'model'.", "model")
         return json_response(400, missing, state.common_headers(0.0))
     chars = state.provider.settings.chars_per_token
+    invalid = check_body(endpoint, body, chars)
+    if invalid is not None:
+        log.info("%s %s key=%s -> 400 invalid", request.method, request.url.path, caller.alias)
+        return json_response(400, invalid, state.common_headers(0.0))
     upstream = request_from_body(caller.project, endpoint, body, exact, chars)
     outcome = state.provider.submit(upstream, state.clock.now())
     log.info(
@@ -190,8 +199,11 @@ async def create_embeddings(request: Request, state: MockState, caller: Caller) 
 
 @authenticated
 async def list_models(request: Request, state: MockState, caller: Caller) -> Response:
-    """GET /v1/models: the models the caller's project has limits for."""
-    models = state.provider.limits.models(caller.project)
+    """GET /v1/models: the models the caller's project has limits for, and their dated
+    snapshots."""
+    families = state.provider.limits.models(caller.project)
+    served = set(families)
+    models = sorted([*families, *(s for s, f in SNAPSHOTS.items() if f in served)])
     return json_response(200, bodies.model_list(models), state.common_headers(0.0))
 
 
@@ -199,6 +211,6 @@ async def list_models(request: Request, state: MockState, caller: Caller) -> Res
 async def get_model(request: Request, state: MockState, caller: Caller) -> Response:
     """GET /v1/models/{model}."""
     model = request.path_params["model"]
-    if not state.provider.serves(caller.project, model):
+    if not state.provider.serves(caller.project, family(model)):
         return json_response(404, errors.model_not_found(model), state.common_headers(0.0))
     return json_response(200, bodies.model_object(model), state.common_headers(0.0))

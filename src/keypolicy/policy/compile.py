@@ -7,12 +7,17 @@ domain and key, prices per token.
 Floors: a class must leave, on each bucket, the reserves of the classes above it **that also draw
 on that bucket** (through some domain's pool and models). A project no critical domain uses keeps
 no critical reserve: reserving headroom nobody can use would only waste it.
+
+Models: a dated snapshot a domain names stands for its family (:func:`keypolicy.catalog.family`):
+what domains may call, routes, prices and caps are by family, and the engine resolves a snapshot
+a caller names to its family through ``EngineConfig.families``.
 """
 
 from __future__ import annotations
 
-from keypolicy.catalog import BATCH_DISCOUNT, CATALOG
+from keypolicy.catalog import BATCH_DISCOUNT, SNAPSHOTS, family, model_info
 from keypolicy.core.config import (
+    AccountingDef,
     BucketDef,
     BudgetDef,
     DomainDef,
@@ -22,7 +27,7 @@ from keypolicy.core.config import (
     RetryDef,
     Route,
 )
-from keypolicy.policy.model import Limits, Policy
+from keypolicy.policy.model import Limits, Policy, ProviderAccounting
 
 __all__ = ["compile_policy"]
 
@@ -30,7 +35,19 @@ DEFAULT_DEFER_DEADLINE_S = 86400.0
 _WINDOWS = {"rpm": 60.0, "tpm": 60.0, "rpd": 86400.0, "tpd": 86400.0}
 
 
-def _buckets_for(scope: str, owner: str, model: str, limits: Limits) -> list[BucketDef]:
+def _slice(limits: Limits, dim: str, accounting: ProviderAccounting) -> float | None:
+    """Seconds the per-minute limit ``dim`` is enforced in, or ``None`` (the whole minute):
+    the model's own ``quantum``, else the provider's for requests or tokens."""
+    if dim not in ("rpm", "tpm"):
+        return None
+    if limits.quantum is not None:
+        return limits.quantum
+    return accounting.quantum_requests if dim == "rpm" else accounting.quantum_tokens
+
+
+def _buckets_for(
+    scope: str, owner: str, model: str, limits: Limits, accounting: ProviderAccounting
+) -> list[BucketDef]:
     out = []
     for dim, window in _WINDOWS.items():
         limit = getattr(limits, dim)
@@ -38,8 +55,14 @@ def _buckets_for(scope: str, owner: str, model: str, limits: Limits) -> list[Buc
             continue
         rate = limit / window
         capacity = float(limit)
-        if limits.quantum is not None and window == 60.0:
-            capacity = max(limit * limits.quantum / 60.0, 1.0)
+        quantum = _slice(limits, dim, accounting)
+        sliced = quantum is not None and quantum < window
+        if sliced:
+            assert quantum is not None
+            # A request bucket holds at least one request (as the provider model's does).
+            capacity = limit * quantum / window
+            if dim == "rpm":
+                capacity = max(capacity, min(float(limit), 1.0))
         out.append(
             BucketDef(
                 f"limit:{scope}:{owner}/{model}/{dim}",
@@ -50,15 +73,17 @@ def _buckets_for(scope: str, owner: str, model: str, limits: Limits) -> list[Buc
                 owner,
                 model,
                 dim,
+                sliced,
             )
         )
     return out
 
 
 def _models_used(policy: Policy) -> set[str]:
+    """The model families domains may call, fallbacks of budgets included."""
     models = {m for d in policy.domains.values() for m in d.allowed_models()}
     models |= {b.on_exhausted.model for b in policy.budgets.values() if b.on_exhausted.model}
-    return models
+    return {family(m) for m in models}
 
 
 def compile_policy(policy: Policy) -> EngineConfig:
@@ -71,7 +96,7 @@ def compile_policy(policy: Policy) -> EngineConfig:
         sources.append(("organization", org.id or "org", org.models))
     for scope, owner, declared in sources:
         for model, limits in declared.items():
-            for bucket in _buckets_for(scope, owner, model, limits):
+            for bucket in _buckets_for(scope, owner, model, limits, policy.provider):
                 index.setdefault((scope, owner, model), []).append(len(buckets))
                 buckets.append(bucket)
     keys = tuple(KeyDef(a, k.project, k.env, k.weight) for a, k in policy.keys.items())
@@ -111,9 +136,14 @@ def compile_policy(policy: Policy) -> EngineConfig:
         budgets=budgets,
         key_budgets=key_budgets,
         prices=_prices(policy, models),
-        max_output={m: CATALOG[m].max_output for m in models if m in CATALOG},
+        max_output={m: info.max_output for m in models if (info := model_info(m)) is not None},
         retry=_retry(policy),
         batch_discount=BATCH_DISCOUNT,
+        context_window={
+            m: info.context_window for m in models if (info := model_info(m)) is not None
+        },
+        families=dict(SNAPSHOTS),
+        accounting=AccountingDef(policy.provider.refund_unused, policy.provider.count_failed),
     )
 
 
@@ -130,9 +160,10 @@ def _bucket_users(
     users: dict[int, set[int]] = {}
     for domain in policy.domains.values():
         rank = policy.priority_index(domain.priority)
+        called = {family(m) for m in (*domain.allowed_models(), *fallbacks)}
         for alias in policy.pools[domain.pool].keys:
             key = keys[key_index[alias]]
-            for model in {*domain.allowed_models(), *fallbacks} & set(models):
+            for model in called & set(models):
                 for b in key_buckets(key, model):
                     users.setdefault(b, set()).add(rank)
     return users
@@ -141,17 +172,13 @@ def _bucket_users(
 def _domains(policy: Policy, domain_budgets: dict[str, tuple[int, ...]]) -> dict[str, DomainDef]:
     out = {}
     for name, d in policy.domains.items():
-        fallbacks = [
-            b.on_exhausted.model
-            for b in policy.budgets.values()
-            if b.on_exhausted.model and b.on_exhausted.model not in d.allowed_models()
-        ]
+        fallbacks = [b.on_exhausted.model for b in policy.budgets.values() if b.on_exhausted.model]
         out[name] = DomainDef(
             name=name,
             pool=d.pool,
             rank=policy.priority_index(d.priority),
-            model=d.model,
-            models=tuple(dict.fromkeys([*d.allowed_models(), *fallbacks])),
+            model=d.model,  # the name a call without a model goes out under (maybe a snapshot)
+            models=tuple(dict.fromkeys(family(m) for m in [*d.allowed_models(), *fallbacks])),
             max_wait=d.max_wait,
             defer=d.defer.mode,
             windows=tuple(d.defer.window_minutes()),
@@ -211,7 +238,8 @@ def _prices(policy: Policy, models: list[str]) -> dict[str, Price]:
             cached = override.cached_input if override.cached_input is not None else override.input
             prices[model] = Price(override.input / 1e6, cached / 1e6, override.output / 1e6)
         else:
-            info = CATALOG[model]
+            info = model_info(model)
+            assert info is not None, model  # the loader refuses a model with no price
             prices[model] = Price(info.input / 1e6, info.cached_input / 1e6, info.output / 1e6)
     return prices
 

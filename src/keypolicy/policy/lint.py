@@ -7,7 +7,7 @@ lives in the loader, which has the text.
 
 from __future__ import annotations
 
-from keypolicy.catalog import CATALOG
+from keypolicy.catalog import family, model_info
 from keypolicy.policy.model import Domain, Limits, Policy
 from keypolicy.policy.references import Finding
 from keypolicy.policy.units import format_duration
@@ -23,6 +23,7 @@ def lint_policy(policy: Policy) -> list[Finding]:
         *_small_budgets(policy),
         *_unmeetable_waits(policy),
         *_unlimited_models(policy),
+        *_limits_on_snapshots(policy),
     ]
 
 
@@ -60,7 +61,7 @@ def _limits_above_tiers(policy: Policy) -> list[Finding]:
     found = []
     for base, models in places:
         for model, limits in models.items():
-            info = CATALOG.get(model)
+            info = model_info(model)
             if info is None:
                 continue
             for dim, ceiling in (("rpm", info.max_rpm), ("tpm", info.max_tpm)):
@@ -79,7 +80,7 @@ def _limits_above_tiers(policy: Policy) -> list[Finding]:
 
 def max_request_cost(policy: Policy, model: str) -> float | None:
     """USD of the largest request a model accepts (full context in, full output out)."""
-    info = CATALOG.get(model)
+    info = model_info(model)
     override = policy.pricing.overrides.get(model)
     if info is None:
         return None
@@ -168,16 +169,40 @@ def _unlimited_models(policy: Policy) -> list[Finding]:
     org_models = policy.organization.models if policy.organization else {}
     for dname, domain in policy.domains.items():
         for model in domain.allowed_models():
+            drawn = family(model)  # a dated snapshot draws on its family's limits
             for alias in policy.pools[domain.pool].keys:
                 project = policy.keys[alias].project
-                if model not in policy.projects[project].models and model not in org_models:
+                if drawn not in policy.projects[project].models and drawn not in org_models:
                     found.append(
                         Finding(
                             ("domains", dname, "model" if model == domain.model else "models"),
                             f"project '{project}' (key '{alias}') declares no limits for "
-                            f"{model}: keypolicy cannot pace it there",
-                            f"add projects.{project}.models.{model}",
+                            f"{drawn}: keypolicy cannot pace it there",
+                            f"add projects.{project}.models.{drawn}",
                         )
                     )
                     break
+    return found
+
+
+def _limits_on_snapshots(policy: Policy) -> list[Finding]:
+    """Limits declared for a dated snapshot: OpenAI counts it under its family's limits, and so
+    does keypolicy, so these limits would pace nothing."""
+    places: list[tuple[tuple[str, ...], dict[str, Limits]]] = [
+        (("projects", name, "models"), project.models) for name, project in policy.projects.items()
+    ]
+    if policy.organization is not None:
+        places.append((("organization", "models"), policy.organization.models))
+    found = []
+    for base, models in places:
+        for model in models:
+            if family(model) != model:
+                found.append(
+                    Finding(
+                        (*base, model),
+                        f"{model} is a dated snapshot of {family(model)}: OpenAI counts it under "
+                        f"{family(model)}'s limits, and so does keypolicy; these pace nothing",
+                        f"declare the limits for {family(model)}",
+                    )
+                )
     return found

@@ -46,6 +46,7 @@ __all__ = [
     "Pricing",
     "Priority",
     "Project",
+    "ProviderAccounting",
     "Retry",
 ]
 
@@ -128,7 +129,8 @@ class Limits(_Model):
     tpd: Count | None = Field(None, description="Tokens per day.")
     quantum: Seconds | None = Field(
         None,
-        description="Enforce the per-minute limits in slices of this length "
+        description="Enforce this model's per-minute limits (requests and tokens) in slices "
+        "of this length, instead of the provider's quantum_requests / quantum_tokens "
         "(60,000 RPM with quantum 1s is 1,000 per second).",
     )
 
@@ -359,6 +361,46 @@ class Pricing(_Model):
     overrides: dict[str, PriceOverride] = Field(default_factory=dict)
 
 
+def _check_slice(value: float | None) -> float | None:
+    if value is not None and not 0 < value <= 60:
+        raise ValueError("a slice of a per-minute limit lies between 0 and 60s")
+    return value
+
+
+Slice = Annotated[Seconds | None, AfterValidator(_check_slice)]
+
+
+class ProviderAccounting(_Model):
+    """How the provider counts against its per-minute limits, where OpenAI does not say.
+
+    The engine's own view of the limits and the simulated provider both follow these, so that
+    they agree on what the user assumes; ``simulate --assume`` shows what changes if OpenAI
+    counts otherwise. policies/README.md gives each rule's source.
+    """
+
+    refund_unused: bool = Field(
+        False,
+        description="Whether the unused part of max_tokens is given back to the token limits "
+        "when a response completes (undocumented; default: not given back).",
+    )
+    count_failed: bool = Field(
+        True,
+        description="Whether a request refused with a 429 still counts one request against "
+        "the per-minute request limits (OpenAI: failed requests count toward per-minute "
+        "limits).",
+    )
+    quantum_requests: Slice = Field(
+        None,
+        description="Enforce per-minute request limits in slices of this length: at most "
+        "limit * slice / 60 at once (60,000 RPM with 1s: 1,000 a second). Default: none.",
+    )
+    quantum_tokens: Slice = Field(
+        None,
+        description="The same for per-minute token limits; a request larger than one slice "
+        "still goes, once the slice is unused. Default: none.",
+    )
+
+
 class Policy(_Model):
     """A whole keypolicy policy (language version 1)."""
 
@@ -382,6 +424,10 @@ class Policy(_Model):
     budgets: dict[str, Budget] = Field(default_factory=dict)
     retry: Retry = Field(default_factory=Retry)
     pricing: Pricing = Field(default_factory=Pricing)
+    provider: ProviderAccounting = Field(
+        default_factory=ProviderAccounting,
+        description="How the provider counts against its limits where that is not documented.",
+    )
 
     def priority_index(self, name: str) -> int:
         """Rank of a priority class: 0 is the most urgent."""

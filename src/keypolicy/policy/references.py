@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from keypolicy.catalog import CATALOG
+from keypolicy.catalog import CATALOG, SNAPSHOTS
 from keypolicy.policy.model import Budget, Domain, Key, Pool, Pricing, Priority, Project
 from keypolicy.policy.source import FieldPath
 
@@ -118,7 +118,8 @@ def _check_pricing(s: Sections) -> list[Finding]:
 
 
 def _known_models(pricing: Pricing | None) -> set[str]:
-    return set(CATALOG) | (set(pricing.overrides) if pricing else set())
+    """Models a domain may name: the catalog's, their dated snapshots, and any with a price."""
+    return set(CATALOG) | set(SNAPSHOTS) | (set(pricing.overrides) if pricing else set())
 
 
 def _check_domains(s: Sections, models: set[str]) -> list[Finding]:

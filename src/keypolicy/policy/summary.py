@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from keypolicy.policy.loader import LoadedPolicy
-from keypolicy.policy.model import Budget, Limits
+from keypolicy.policy.model import Budget, Limits, ProviderAccounting
 from keypolicy.policy.units import format_duration
 
 __all__ = ["summarize"]
@@ -18,6 +18,24 @@ def _limits(limits: Limits) -> str:
     if limits.quantum is not None:
         parts.append(f"in {format_duration(limits.quantum)} slices")
     return ", ".join(parts) or "no limits"
+
+
+def _provider(rules: ProviderAccounting) -> list[str]:
+    """How the policy assumes the provider counts (``provider:``), a rule a line."""
+
+    def sliced(value: float | None) -> str:
+        return "per whole minute" if value is None else f"in {format_duration(value)} slices"
+
+    yes_no = {True: "yes", False: "no"}
+    return [
+        "Provider accounting assumed (undocumented by OpenAI; simulate --assume varies it)",
+        f"  unused max_tokens given back at completion: {yes_no[rules.refund_unused]} "
+        f"(refund_unused: {str(rules.refund_unused).lower()})",
+        f"  refused requests count against RPM: {yes_no[rules.count_failed]} "
+        f"(count_failed: {str(rules.count_failed).lower()})",
+        f"  request limits spent {sliced(rules.quantum_requests)} (quantum_requests)",
+        f"  token limits spent {sliced(rules.quantum_tokens)} (quantum_tokens)",
+    ]
 
 
 def _budget(name: str, budget: Budget, default_zone: str) -> str:
@@ -81,6 +99,8 @@ def summarize(loaded: LoadedPolicy) -> list[str]:
         lines.append("")
         lines.append("Budgets")
         lines += [f"  {_budget(n, b, p.timezone)}" for n, b in p.budgets.items()]
+    lines.append("")
+    lines += _provider(p.provider)
     r = p.retry
     lines.append("")
     lines.append(

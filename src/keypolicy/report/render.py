@@ -17,6 +17,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from keypolicy.policy.dump import dump_policy
 from keypolicy.policy.model import Policy
+from keypolicy.report.accounting import accounting_rows, range_sentence
 from keypolicy.report.burndown import burndown_figure
 from keypolicy.report.demand import demand_figure
 from keypolicy.report.facts import Variant
@@ -84,6 +85,7 @@ def _basis(v: Variant) -> dict[str, Any]:
             ("Time zone", str(about.get("timezone") or "–")),
             ("Runs and seeds", f"{runs} run{'s' if runs != 1 else ''}, seed {seeds}"),
             ("Usage tier of the limits", str(about.get("tier") or "not stated")),
+            *accounting_rows(v),
             ("Pricing catalog", str(about.get("pricing_catalog") or "–")),
             ("keypolicy", str(about.get("keypolicy") or "–")),
             ("Generated", str(about.get("generated") or "–")),
@@ -115,7 +117,7 @@ def build_context(
         "day": _when(about.get("start")),
         "runs": first.runs,
         "first_seed": first.summary.get("seed"),
-        "answer": answer(variants),
+        "answer": " ".join([answer(variants), *filter(None, map(range_sentence, variants))]),
         "numbers": None if compare else headline_numbers(first),
         "tables": compare_tables(variants) if compare else [],
         "recommendations": recommendations(variants),
@@ -157,6 +159,7 @@ def render_report(
     """
     out = Path(out)
     text = render_html(results, policies)
+    out = out.resolve()  # through a symlink to its target, which is what gets replaced
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:

@@ -394,7 +394,7 @@ class Call:
             deferred=self.deferred,
             requested_model=self.requested_model,
             requested_prompt_tokens=self.estimate.prompt_tokens,
-            requested_max_tokens=self.estimate.max_output_tokens or 0,
+            requested_max_tokens=max(self.estimate.max_output_tokens or 0, 0),
             usage_estimated=estimated,
         )
 

@@ -14,6 +14,9 @@ _HINTS: Final = {
     "deadline": "lengthen domains.{domain}.defer.deadline or widen its windows",
     "budget": "raise the budget's usd, or set its on_exhausted to defer or downgrade",
     "too_large": "lower max_tokens or the prompt, or raise the project's tokens per minute",
+    "invalid_request": "OpenAI would refuse it with a 400 (no retry helps): keep max_tokens "
+    "(max_completion_tokens, max_output_tokens) between 1 and the model's output cap, and the "
+    "prompt plus max_tokens within its context window",
     "model_not_allowed": "call the domain's model, or add this one to domains.{domain}.models",
     "unknown_domain": "use a domain the policy declares",
     "batch_domain": "keypolicy's deferral API for batch work is not built yet; until it is, set "
@@ -26,8 +29,8 @@ class PolicyRejected(openai.OpenAIError):
     """keypolicy's policy refused the call: it was not sent (or not sent again).
 
     ``reason`` is the engine's code (``max_wait``, ``budget``, ``deadline``, ``too_large``,
-    ``model_not_allowed``, ...); ``waited_s`` how long it waited for capacity; ``message`` says
-    which limit or budget, and what to change.
+    ``model_not_allowed``, ``invalid_request``, ...); ``waited_s`` how long it waited for
+    capacity; ``message`` says which limit, budget or size, and what to change.
     """
 
     def __init__(

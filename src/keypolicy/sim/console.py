@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-__all__ = ["comparison_tables", "progress_bar", "summary_tables"]
+__all__ = ["comparison_tables", "invalid_note", "progress_bar", "summary_tables"]
 
 
 @contextmanager
@@ -69,12 +69,32 @@ _COLUMNS = [
 ]
 
 
+def invalid_note(summary: dict[str, Any]) -> str | None:
+    """A warning when requests were refused as invalid for their model (``invalid_request``:
+    the provider would answer them with a 400), saying how many and why; else ``None``."""
+    count = (summary.get("totals", {}).get("reasons") or {}).get("invalid_request")
+    if isinstance(count, dict):  # several runs: the mean
+        count = count.get("mean")
+    if not count:
+        return None
+    return (
+        f"warning: {_num(count)} request(s) refused as invalid for their model, never sent "
+        "(invalid_request: max_tokens above the model's output cap or negative, or the prompt "
+        "plus max_tokens above its context window; OpenAI answers these with a 400). The "
+        "records' reason column says which"
+    )
+
+
 def summary_tables(summary: dict[str, Any]) -> list[Table]:
-    """Per domain, per project and per key tables of one policy's summary."""
+    """Per domain, per project and per key tables of one policy's summary (the first one's
+    caption warns of requests refused as invalid, if any)."""
     title = f"{summary['policy']}: {summary['runs']} run(s), seed {summary['seed']}"
     tables = []
     for section, label in (("domains", "domain"), ("projects", "project"), ("keys", "key")):
         table = Table(title=f"{title} — by {label}" if section == "domains" else f"by {label}")
+        if section == "domains":
+            table.caption = invalid_note(summary)
+            table.caption_style = "bold yellow"
         table.add_column(label)
         for _, head, _, _ in _COLUMNS:
             table.add_column(head, justify="right")
@@ -94,8 +114,16 @@ def comparison_tables(variants: dict[str, dict[str, Any]]) -> list[Table]:
     names = list(variants)
     domains = list(dict.fromkeys(d for v in variants.values() for d in v["domains"]))
     tables = []
+    notes = [
+        f"{name}: {note.removeprefix('warning: ')}"
+        for name, summary in variants.items()
+        if (note := invalid_note(summary)) is not None
+    ]
     for key, head, digits, money in _COLUMNS[2:]:
         table = Table(title=head)
+        if key == "rejected" and notes:
+            table.caption = "warning: " + "; ".join(notes)
+            table.caption_style = "bold yellow"
         table.add_column("domain")
         for name in names:
             table.add_column(name, justify="right")

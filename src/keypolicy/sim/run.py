@@ -3,6 +3,12 @@
 Every variant sees the same arrivals for a given seed (common random numbers): the traffic is
 generated from the seed alone, never from the policy. ``--runs K`` repeats with seeds
 ``seed .. seed+K-1`` and reports each number as a mean with a 95% interval.
+
+The simulated provider counts by the rules the policy assumes (its ``provider:`` section), unless
+told otherwise (``--assume RULE=VALUES``): then each policy runs once per combination of the
+values, its engine still assuming what the policy says (as it would in production), and the
+result is the run under the policy's own rules (or the first combination) with the outcomes of
+all of them as a range (:mod:`keypolicy.sim.ranges`).
 """
 
 from __future__ import annotations
@@ -28,10 +34,18 @@ from keypolicy.catalog import CATALOG_DATE
 from keypolicy.policy.model import Policy
 from keypolicy.records import UsageRecord
 from keypolicy.sim.driver import Simulation
+from keypolicy.sim.ranges import Assumptions, outcome_range, scenarios
 from keypolicy.sim.traffic import Traffic, traffic_warnings
-from keypolicy.upstream import ProviderLimits
+from keypolicy.upstream import Accounting, ProviderLimits
 
-__all__ = ["RunResult", "combine_runs", "run_once", "simulate_policy", "simulate_variants"]
+__all__ = [
+    "Assumptions",
+    "RunResult",
+    "combine_runs",
+    "run_once",
+    "simulate_policy",
+    "simulate_variants",
+]
 
 # Student's t for a two-sided 95% interval, by degrees of freedom (beyond 30: 1.96 is close).
 _T95 = {
@@ -73,15 +87,18 @@ def run_once(
     on_progress: Callable[[float], None] | None = None,
     extra_s: float = 26 * 3600.0,
     provider_factor: float = 1.0,
+    accounting: Accounting | None = None,
 ) -> RunResult:
-    """Simulate ``policy`` under ``traffic`` with one seed. Ctrl-C (KeyboardInterrupt) ends the
-    run early, and what was simulated is returned, marked partial."""
+    """Simulate ``policy`` under ``traffic`` with one seed, the provider counting by
+    ``accounting`` (default: as the policy assumes). Ctrl-C (KeyboardInterrupt) ends the run
+    early, and what was simulated is returned, marked partial."""
+    limits = ProviderLimits.from_policy(policy, factor=provider_factor, accounting=accounting)
     sim = Simulation(
         policy,
         traffic.arrivals(seed),
         traffic.start.timestamp(),
         seed,
-        provider_limits=ProviderLimits.from_policy(policy, factor=provider_factor),
+        provider_limits=limits,
         on_record=on_record,
         on_progress=on_progress,
     )
@@ -100,9 +117,11 @@ def assemble(
     seeds: list[int],
     runs: list[RunResult],
     provider_factor: float,
+    accounting: Accounting | None = None,
 ) -> dict[str, Any]:
     """The result of ``policy``'s runs (one per seed, in order; fewer if cut short): the single
     run's summary, or the runs combined (means with 95% intervals), with the first run's series.
+    ``accounting``: the rules the simulated provider counted by (default: the policy's).
     """
     summaries = [r.summary for r in runs]
     summary = summaries[0] if len(summaries) == 1 else combine_runs(summaries)
@@ -127,6 +146,10 @@ def assemble(
             "timezone": policy.timezone,
             "tier": policy.organization.tier if policy.organization else None,
             "provider_factor": provider_factor,
+            "provider": {
+                "assumed": Accounting.from_policy(policy).as_dict(),
+                "simulated": (accounting or Accounting.from_policy(policy)).as_dict(),
+            },
             "generated": datetime.now(UTC).isoformat(timespec="seconds"),
             "warnings": warnings,
         },
@@ -142,6 +165,7 @@ def simulate_policy(
     on_progress: Callable[[int, float], None] | None = None,
     extra_s: float = 26 * 3600.0,
     provider_factor: float = 1.0,
+    accounting: Accounting | None = None,
 ) -> dict[str, Any]:
     """Simulate ``policy`` under ``traffic`` once per seed, in this process; return the summary
     (one run) or the summaries combined (means with 95% intervals) with the per-minute series
@@ -151,7 +175,8 @@ def simulate_policy(
     is called as time advances; ``extra_s`` is how long after the traffic ends parked requests
     may still finish (deferral deadlines, batches); ``provider_factor`` scales the provider's
     real limits against the declared ones (0.8: the provider allows 20% less than the policy
-    believes, so 429s and learning come into play).
+    believes, so 429s and learning come into play); ``accounting``: the rules the provider
+    counts by, if not those the policy assumes (its engine keeps assuming the policy's).
     """
     runs: list[RunResult] = []
     for i, seed in enumerate(seeds):
@@ -169,11 +194,30 @@ def simulate_policy(
                 on_progress=progress,
                 extra_s=extra_s,
                 provider_factor=provider_factor,
+                accounting=accounting,
             )
         )
         if runs[-1].partial:
             break
-    return assemble(policy, traffic, seeds, runs, provider_factor)
+    return assemble(policy, traffic, seeds, runs, provider_factor, accounting)
+
+
+@dataclass(frozen=True)
+class _Case:
+    """One policy under one set of provider rules: ``policy`` indexes the variants, ``rules``
+    the policy's scenarios (0: the one its result is; :func:`keypolicy.sim.ranges.scenarios`)."""
+
+    policy: int
+    rules: int
+    accounting: Accounting
+
+
+def _cases(policies: list[Policy], assume: Assumptions | None) -> list[_Case]:
+    return [
+        _Case(p, k, accounting)
+        for p, policy in enumerate(policies)
+        for k, accounting in enumerate(scenarios(policy, assume))
+    ]
 
 
 def simulate_variants(
@@ -186,39 +230,49 @@ def simulate_variants(
     on_progress: Callable[[int, int, float], None] | None = None,
     extra_s: float = 26 * 3600.0,
     provider_factor: float = 1.0,
+    assume: Assumptions | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every policy under ``traffic``, once per seed: ``{policy name: result}`` in order.
+
+    ``assume`` maps accounting rules to the values the simulated provider takes: each policy
+    then runs once per combination (its engine assuming what the policy says), and its result,
+    that of the combination the policy itself assumes (or the first), carries the outcomes of
+    all of them as a ``range``.
 
     With ``jobs`` above 1, runs go to that many processes at once (this one included): the
     first policy's first run (the one whose records go to ``on_record``) here, the others to
     ``jobs - 1`` worker processes, one at a time, and back here once this process is free.
-    Each run depends on its policy and seed alone, so the results are the same whatever
-    ``jobs`` is. ``on_progress(policy_index, run_index, simulated_seconds)``.
-    Ctrl-C stops every run; what was simulated is returned, marked partial.
+    Each run depends on its policy, rules and seed alone, so the results are the same whatever
+    ``jobs`` is. ``on_progress(policy_index, run_index, simulated_seconds)``, runs counted over
+    the policy's combinations. Ctrl-C stops every run; what was simulated is returned, marked
+    partial.
     """
 
     def tick(p: int, r: int, now: float) -> None:
         if on_progress is not None:
             on_progress(p, r, now)
 
-    if jobs <= 1 or len(policies) * len(seeds) <= 1:
-        results: dict[str, dict[str, Any]] = {}
-        for index, policy in enumerate(policies):
-            results[policy.name] = simulate_policy(
-                policy,
-                traffic,
-                seeds,
-                on_record=on_record if index == 0 else None,
-                on_progress=functools.partial(tick, index),
-                extra_s=extra_s,
-                provider_factor=provider_factor,
-            )
-            if results[policy.name]["partial"]:
-                break
-        return results
-    runs = _Parallel(policies, traffic, seeds, jobs - 1, tick, extra_s, provider_factor)
+    cases = _cases(policies, assume)
+    done: dict[tuple[int, int], RunResult] = {}
+    if jobs <= 1 or len(cases) * len(seeds) <= 1:
+        for c, case in enumerate(cases):
+            for r, seed in enumerate(seeds):
+                done[(c, r)] = run_once(
+                    policies[case.policy],
+                    traffic,
+                    seed,
+                    on_record=on_record if (c, r) == (0, 0) else None,
+                    on_progress=functools.partial(tick, case.policy, case.rules * len(seeds) + r),
+                    extra_s=extra_s,
+                    provider_factor=provider_factor,
+                    accounting=case.accounting,
+                )
+                if done[(c, r)].partial:
+                    return _assemble_all(policies, traffic, seeds, cases, done, provider_factor)
+        return _assemble_all(policies, traffic, seeds, cases, done, provider_factor)
+    runs = _Parallel(policies, cases, traffic, seeds, jobs - 1, tick, extra_s, provider_factor)
     runs.run(on_record)
-    return _assemble_all(policies, traffic, seeds, runs.done, provider_factor)
+    return _assemble_all(policies, traffic, seeds, cases, runs.done, provider_factor)
 
 
 class _Parallel:
@@ -228,6 +282,7 @@ class _Parallel:
     def __init__(
         self,
         policies: list[Policy],
+        cases: list[_Case],
         traffic: Traffic,
         seeds: list[int],
         workers: int,
@@ -236,14 +291,15 @@ class _Parallel:
         provider_factor: float,
     ) -> None:
         self.policies, self.traffic, self.seeds, self.workers = policies, traffic, seeds, workers
+        self.cases = cases
         self.tick, self.extra_s, self.provider_factor = tick, extra_s, provider_factor
         self.context = multiprocessing.get_context("spawn")  # no fork of a process with threads
         count = len(seeds)
         # Progress is one number per run in shared memory (simulated seconds), read here when
         # convenient: no pipe that a worker could block on.
-        self.progress: Any = self.context.Array("d", len(policies) * count, lock=False)
+        self.progress: Any = self.context.Array("d", len(cases) * count, lock=False)
         self.stop: Any = self.context.Event()
-        self.todo = deque((p, r) for p in range(len(policies)) for r in range(count))
+        self.todo = deque((c, r) for c in range(len(cases)) for r in range(count))
         self.todo.popleft()  # (0, 0) is this process's
         self.inflight: dict[Future[RunResult | None], tuple[int, int]] = {}
         self.done: dict[tuple[int, int], RunResult] = {}
@@ -283,8 +339,9 @@ class _Parallel:
     def _run_here(
         self, which: tuple[int, int], on_record: Callable[[UsageRecord], None] | None
     ) -> None:
-        p, r = which
-        index = p * len(self.seeds) + r
+        c, r = which
+        index = c * len(self.seeds) + r
+        case = self.cases[c]
 
         def here(now: float) -> None:
             self.progress[index] = now
@@ -293,13 +350,14 @@ class _Parallel:
             self._report()
 
         self.done[which] = run_once(
-            self.policies[p],
+            self.policies[case.policy],
             self.traffic,
             self.seeds[r],
             on_record=on_record,
             on_progress=here,
             extra_s=self.extra_s,
             provider_factor=self.provider_factor,
+            accounting=case.accounting,
         )
         if self.done[which].partial:
             raise KeyboardInterrupt
@@ -309,17 +367,19 @@ class _Parallel:
     def _fill(self) -> None:
         assert self.pool is not None
         while self.todo and len(self.inflight) < self.workers:
-            p, r = self.todo.popleft()
+            c, r = self.todo.popleft()
+            case = self.cases[c]
             job = self.pool.submit(
                 _worker_run,
-                p * len(self.seeds) + r,
-                self.policies[p],
+                c * len(self.seeds) + r,
+                self.policies[case.policy],
                 self.seeds[r],
                 self.traffic,
                 self.extra_s,
                 self.provider_factor,
+                case.accounting,
             )
-            self.inflight[job] = (p, r)
+            self.inflight[job] = (c, r)
 
     def _collect(self) -> None:
         for future in [f for f in self.inflight if f.done()]:
@@ -331,9 +391,11 @@ class _Parallel:
     def _report(self) -> None:
         count, end = len(self.seeds), self.traffic.duration_s
         for p in range(len(self.policies)):
-            running = [r for r in range(count) if (p, r) not in self.done]
-            times = [min(t, end) for t in self.progress[p * count : (p + 1) * count]]
-            self.tick(p, running[0] if running else count - 1, sum(times) / count)
+            mine = [c for c, case in enumerate(self.cases) if case.policy == p]
+            runs = [(c, r) for c in mine for r in range(count)]
+            running = [i for i, run in enumerate(runs) if run not in self.done]
+            times = [min(self.progress[c * count + r], end) for c, r in runs]
+            self.tick(p, running[0] if running else len(runs) - 1, sum(times) / len(runs))
 
     def _interrupted(self) -> None:
         """Keep what the running workers simulated (they end their runs at the stop event and
@@ -342,13 +404,13 @@ class _Parallel:
         self.stop.set()
         count = len(self.seeds)
         deadline = time.monotonic() + _GRACE_S
-        for future, (p, r) in self.inflight.items():
-            if future.cancel() or not self.progress[p * count + r]:
+        for future, (c, r) in self.inflight.items():
+            if future.cancel() or not self.progress[c * count + r]:
                 continue  # not begun: nothing simulated to keep
             with contextlib.suppress(CancelledError, BrokenProcessPool, KeyboardInterrupt):
                 result = future.result(timeout=max(deadline - time.monotonic(), 0.0))
                 if result is not None:
-                    self.done[p, r] = result
+                    self.done[c, r] = result
         assert self.pool is not None
         _end_workers(self.pool)
 
@@ -387,21 +449,40 @@ def _assemble_all(
     policies: list[Policy],
     traffic: Traffic,
     seeds: list[int],
+    cases: list[_Case],
     done: dict[tuple[int, int], RunResult],
     provider_factor: float,
 ) -> dict[str, dict[str, Any]]:
-    """Each policy's result from its runs done (in seed order, up to the first missing one);
-    policies after the first without any run are left out, as in one process."""
+    """Each policy's result from its runs done (in seed order, up to the first missing one),
+    with the range over its provider rules where there are several; policies after the first
+    without any run are left out, as in one process. A policy some of whose rules did not run
+    to the end is marked partial."""
     results: dict[str, dict[str, Any]] = {}
     for p, policy in enumerate(policies):
-        runs = []
-        for r in range(len(seeds)):
-            if (p, r) not in done:
-                break
-            runs.append(done[(p, r)])
-        if not runs:
+        outcomes: list[tuple[Accounting, dict[str, Any]]] = []
+        missing = False
+        for c, case in enumerate(cases):
+            if case.policy != p:
+                continue
+            runs = []
+            for r in range(len(seeds)):
+                if (c, r) not in done:
+                    break
+                runs.append(done[(c, r)])
+            if not runs:
+                missing = True
+                continue
+            result = assemble(policy, traffic, seeds, runs, provider_factor, case.accounting)
+            outcomes.append((case.accounting, result))
+        if not outcomes:
             break
-        results[policy.name] = assemble(policy, traffic, seeds, runs, provider_factor)
+        result = outcomes[0][1]
+        if missing:
+            result["partial"] = True
+        if len([c for c in cases if c.policy == p]) > 1:
+            result["range"] = outcome_range(policy, outcomes)
+            result["partial"] = result["partial"] or any(o["partial"] for _, o in outcomes)
+        results[policy.name] = result
     return results
 
 
@@ -423,6 +504,7 @@ def _worker_run(
     traffic: Traffic,
     extra_s: float,
     provider_factor: float,
+    accounting: Accounting,
 ) -> RunResult | None:
     """One run in a worker process; ``None`` if the parent said stop before it began."""
 
@@ -440,6 +522,7 @@ def _worker_run(
         on_progress=progress,
         extra_s=extra_s,
         provider_factor=provider_factor,
+        accounting=accounting,
     )
 
 

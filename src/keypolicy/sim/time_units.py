@@ -8,7 +8,9 @@ range and the span of every value, and what is ambiguous or implausible is an er
 was found and how to choose (``time_format`` in a profile, ``--time-unit`` on the command line).
 
 What no rule can see: numbers counted from the start in milliseconds over less than about ten
-minutes look like seconds over up to seven days, and are read so; name the unit for those.
+minutes look like seconds over up to seven days, and are read so, with a warning past a day;
+name the unit for those. A unit given explicitly is used as given, with a warning when the
+column looks like another one.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ RELATIVE_SPAN_S: Final = 7 * 86400.0
 be milliseconds: the unit must be given."""
 
 
+AMBIGUOUS_SPAN_S: Final = 86400.0
+"""Numbers counted from a trace's start spanning more than this, read as seconds, are read so
+with a warning: as milliseconds they would be minutes."""
+
+
 class TimeUnitError(ValueError):
     """The column's unit cannot be decided, or the decision gives an implausible span."""
 
@@ -47,9 +54,11 @@ def _span(seconds: float) -> str:
     return f"{seconds / (365.25 * 86400):.3g} years"
 
 
-def decide_unit(values: Iterable[Any], where: str) -> Unit:
+def decide_unit(values: Iterable[Any], where: str, notes: list[str] | None = None) -> Unit:
     """The unit of a time column from all its ``values`` (cells as read; empty ones skipped);
-    ``where`` names the column in errors. Raises :class:`TimeUnitError`."""
+    ``where`` names the column in errors. Raises :class:`TimeUnitError`. A decision that could
+    be wrong (numbers from the start read as seconds over more than a day, which as
+    milliseconds would be minutes) is appended to ``notes``, to be shown as a warning."""
     low, high, numbers, texts = math.inf, -math.inf, 0, 0
     for value in values:
         if value is None or value == "":
@@ -81,14 +90,8 @@ def decide_unit(values: Iterable[Any], where: str) -> Unit:
             f"{found}: epoch times mixed with numbers of another size (a placeholder such as "
             "0, or two units in one column?); fix those rows"
         )
-    else:  # counted from the trace's start: seconds, unless that makes an implausible span
-        as_seconds = high - low
-        if as_seconds > RELATIVE_SPAN_S:
-            raise TimeUnitError(
-                f"{found}, counted from its start: as seconds they span {_span(as_seconds)}, as "
-                f"milliseconds {_span(as_seconds / 1000)}; {choose}"
-            )
-        return "seconds"
+    else:
+        return _from_start(high - low, found, choose, notes)
     span = (high - low) / (1000 if unit == "milliseconds" else 1)
     if span > PLAUSIBLE_SPAN_S:
         raise TimeUnitError(
@@ -96,3 +99,20 @@ def decide_unit(values: Iterable[Any], where: str) -> Unit:
             "likely a bad row (a placeholder, a typo): fix it, or " + choose
         )
     return unit
+
+
+def _from_start(as_seconds: float, found: str, choose: str, notes: list[str] | None) -> Unit:
+    """Numbers counted from the trace's start, spanning ``as_seconds`` if seconds: seconds,
+    unless that makes an implausible span (an error) or a doubtful one (a note)."""
+    if as_seconds > RELATIVE_SPAN_S:
+        raise TimeUnitError(
+            f"{found}, counted from its start: as seconds they span {_span(as_seconds)}, as "
+            f"milliseconds {_span(as_seconds / 1000)}; {choose}"
+        )
+    if as_seconds > AMBIGUOUS_SPAN_S and notes is not None:
+        notes.append(
+            f"{found}, counted from its start, read as seconds: they span "
+            f"{_span(as_seconds)} (as milliseconds they would span "
+            f"{_span(as_seconds / 1000)}: if so, --time-unit milliseconds)"
+        )
+    return "seconds"

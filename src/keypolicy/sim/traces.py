@@ -53,7 +53,7 @@ from keypolicy.policy.source import SourceDoc
 from keypolicy.records import FIELDS as RECORD_FIELDS
 from keypolicy.records import OPTIONAL, REQUESTED
 from keypolicy.sim.profile import Count, Start
-from keypolicy.sim.time_units import TimeUnitError, decide_unit
+from keypolicy.sim.time_units import PLAUSIBLE_SPAN_S, TimeUnitError, decide_unit
 from keypolicy.sim.traffic import Arrival, TrafficError, validate_doc
 
 __all__ = ["FIELDS", "TIME_FORMATS", "TraceProfile", "TraceSource", "TraceTraffic"]
@@ -158,8 +158,10 @@ class TraceTraffic:
         if not sources:
             raise TrafficError(["no trace files given"])
         self._zone = _zone(timezone)
-        self.sources = sources = [_resolve_unit(s, self._zone) for s in sources]
+        self.notes: list[str] = []  # how the files were read, where it could be wrong
+        self.sources = sources = [_resolve_unit(s, self._zone, self.notes) for s in sources]
         self._scans = [self._scan(s, skip_bad_rows) for s in sources]
+        _check_clocks(sources, self._scans)
         self.rows = sum(scan.rows for scan in self._scans)
         self.skipped = sum(scan.bad for scan in self._scans)
         if self.rows == 0:
@@ -222,15 +224,17 @@ class TraceTraffic:
             yield Arrival((t - t0) / 1e6, domain, prompt, maximum, completion, model)
 
 
-def _resolve_unit(source: TraceSource, zone: tzinfo) -> TraceSource:
+def _resolve_unit(source: TraceSource, zone: tzinfo, notes: list[str]) -> TraceSource:
     """``source`` with the unit of its timestamps decided from the whole column (``auto``), or
-    as given; see :mod:`keypolicy.sim.time_units`. A file of usage records is in seconds."""
-    if source.time_format != "auto":
+    as given; see :mod:`keypolicy.sim.time_units`. A file of usage records is in seconds. A
+    decision that could be wrong, or a unit given that the column does not look like, is
+    appended to ``notes``."""
+    if source.time_format == "datetime":
         return source
     with _open(source) as (header, keyed, records):
         parse = _Parser(source, header, keyed, zone)
-        if parse.form != "auto":
-            return source
+        if parse.form not in ("auto", "seconds", "milliseconds") or parse.outcome is not None:
+            return source  # usage records: epoch seconds
         at = parse.at["timestamp"]
         name = header[at] if isinstance(at, int) and at < len(header) else str(at)
         values = (
@@ -238,11 +242,62 @@ def _resolve_unit(source: TraceSource, zone: tzinfo) -> TraceSource:
             for _, record, _ in records
             if not isinstance(record, BadRow)
         )
+        where = f"{source.display}: column {name}"
+        if source.time_format != "auto":  # as given; but say so if it looks like another
+            try:
+                unit = decide_unit(values, where)
+            except (TimeUnitError, TrafficError, DataFileError):  # the column cannot tell, or
+                return source  # the file is damaged (the scan reports it, row problems first)
+            if unit != source.time_format:
+                notes.append(
+                    f"{where} read as {source.time_format}, as asked, though it looks like "
+                    f"{unit} (--time-unit auto decides from the whole column)"
+                )
+            return source
         try:
-            unit = decide_unit(values, f"{source.display}: column {name}")
+            unit = decide_unit(values, where, notes)
         except TimeUnitError as exc:
             raise TrafficError([str(exc)]) from None
     return replace(source, time_format=unit)
+
+
+_FROM_START_US = 1e15  # 2001-09-09 in epoch microseconds: earlier times count from a start
+
+
+def _check_clocks(sources: list[TraceSource], scans: list[_Scan]) -> None:
+    """Refuse files that cannot share one clock: some counted from their start and others in
+    epoch time, or files each of plausible length that together span more than a year (one of
+    them in another unit, or from another year)."""
+    if len(sources) < 2:
+        return
+    spans = [
+        (s.display, scan.first, scan.last)
+        for s, scan in zip(sources, scans, strict=True)
+        if scan.rows
+    ]
+    relative = [d for d, first, _ in spans if first < _FROM_START_US]
+    epoch = [d for d, first, _ in spans if first >= _FROM_START_US]
+    if relative and epoch:
+        raise TrafficError(
+            [
+                f"{', '.join(relative)} count time from their start and {', '.join(epoch)} in "
+                "epoch time: they cannot be replayed on one clock (give every file the same "
+                "kind of timestamps)"
+            ]
+        )
+    year_us = PLAUSIBLE_SPAN_S * 1e6
+    merged = max(last for _, _, last in spans) - min(first for _, first, _ in spans)
+    if merged > year_us and all(last - first <= year_us for _, first, last in spans):
+        when = ", ".join(
+            f"{d} from {(_EPOCH + int(first) * _MICROSECOND).date()}" for d, first, _ in spans
+        )
+        raise TrafficError(
+            [
+                f"the trace files together span {merged / 86400e6:,.0f} days, though none spans "
+                f"more than a year ({when}): is one in another unit or from another year? "
+                "Replay them separately, or give each its --time-unit / time_format"
+            ]
+        )
 
 
 def _zone(name: str) -> tzinfo:
@@ -497,19 +552,30 @@ def _positions(source: TraceSource, header: list[str], keyed: bool) -> dict[str,
             index = next((normal[n] for n in _COMMON_NAMES[name] if n in normal), -1)
             if index < 0:
                 continue
+        if header.count(header[index]) > 1:
+            places = [str(i + 1) for i, h in enumerate(header) if h == header[index]]
+            problems.append(
+                f"{source.display}:1:1: the column '{header[index]}' for {name} appears "
+                f"{len(places)} times in the header (columns {', '.join(places)}): rename the "
+                "others so that it is clear which one holds it"
+            )
+            continue
         found[name] = header[index] if keyed else index
     optional = ("model", "max_tokens", "completion_tokens") + (("domain",) if source.domain else ())
     needed = [name for name in FIELDS if name not in optional]
     for name in needed:
         if name not in found and name not in source.columns:
             problems.append(
-                f"{source.display}:1:1: no column for {name} (map it with columns: "
-                f"{{{name}: COLUMN}}; the columns are {', '.join(header)})"
+                f"{source.display}:1:1: no column for {name} (map it: --column "
+                f"{name}=COLUMN, or columns: {{{name}: COLUMN}} in a trace profile"
+                + (", or give one for every row: --domain D" if name == "domain" else "")
+                + f"; the columns are {', '.join(header)})"
             )
     if not ({"max_tokens", "completion_tokens"} & set(found)) and source.max_tokens is None:
         problems.append(
             f"{source.display}:1:1: no column for max_tokens or completion_tokens "
-            "(map one, or give max_tokens for every row)"
+            "(map one, or give max_tokens for every row: --max-tokens N, or max_tokens: N in "
+            "a trace profile)"
         )
     if problems:
         raise TrafficError(problems)

@@ -261,7 +261,7 @@ def traffic_warnings(traffic: Traffic) -> list[str]:
     """What someone reading the results should know about how the traffic was read: trace rows
     skipped as unreadable, trace files that had to be sorted by time."""
     inner = traffic.traffic if isinstance(traffic, FasterTraffic) else traffic
-    warnings = []
+    warnings = list(getattr(inner, "notes", ()))
     skipped = int(getattr(inner, "skipped", 0))
     if skipped:
         rows = int(getattr(inner, "rows", 0))

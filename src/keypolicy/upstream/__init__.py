@@ -6,6 +6,7 @@ scaled wall time; both call :meth:`Provider.submit` when a request arrives and
 :meth:`Provider.settle` when its answer is complete, passing ``now`` in seconds.
 """
 
+from keypolicy.upstream.accounting import ACCOUNTING_RULES, Accounting, parse_assumption
 from keypolicy.upstream.buckets import Bucket
 from keypolicy.upstream.caching import PromptCache
 from keypolicy.upstream.durations import go_duration, milliseconds
@@ -35,11 +36,13 @@ from keypolicy.upstream.requests import (
 from keypolicy.upstream.settings import ProviderSettings
 
 __all__ = [
+    "ACCOUNTING_RULES",
     "DEFAULT_ORGANIZATION_ID",
     "DEFAULT_SPEEDS",
     "DIMENSIONS",
     "EXTENSION_FIELD",
     "ORGANIZATION",
+    "Accounting",
     "Bucket",
     "Dimension",
     "Draw",
@@ -63,6 +66,7 @@ __all__ = [
     "estimate_tokens",
     "go_duration",
     "milliseconds",
+    "parse_assumption",
     "parse_limit_override",
     "prompt_text",
     "request_from_body",

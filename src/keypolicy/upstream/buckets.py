@@ -1,11 +1,15 @@
 """One continuously refilled bucket: the arithmetic behind every provider limit.
 
 A bucket holds how much of a limit is in use (``level``). It leaks ``rate`` units per second
-(``limit / window``) down to zero, and a draw fits while ``level + amount <= capacity``. Without a
-quantum the capacity is the limit itself; with a quantum of ``q`` seconds it is ``limit * q /
-window`` (60,000 RPM with ``q = 1s`` holds 1,000) while the rate stays the same, which is how
-OpenAI enforces large per-minute limits in slices. A request bucket always holds at least one
-request, so a quantized small limit still lets requests through one at a time.
+(``limit / window``) down to zero, and a draw fits while ``level + min(amount, capacity) <=
+capacity``. Without a quantum the capacity is the limit itself (and no draw exceeds it: a larger
+one is refused outright); with a quantum of ``q`` seconds it is ``limit * q / window`` (60,000 RPM
+with ``q = 1s`` holds 1,000) while the rate stays the same, which is how OpenAI enforces large
+per-minute limits in slices. A draw larger than one slice is not refused: it fits once the bucket
+is empty, and leaves it that much over its capacity (so over any span of ``t`` seconds a bucket
+admits at most ``max(capacity, largest draw) + rate * t``, never more than ``limit + rate * t``).
+A request bucket always holds at least one request, so a quantized small limit still lets
+requests through one at a time.
 
 The bucket never reads a clock: every method takes ``now`` in seconds. Time that runs backwards
 (``now`` earlier than the last update) counts as no time at all.
@@ -77,16 +81,24 @@ class Bucket:
         return EPSILON + self.rate * TIME_SLACK
 
     def fits(self, amount: float, now: float) -> bool:
-        """Whether ``amount`` units can be drawn at ``now``."""
-        return self.used(now) + amount <= self.capacity + self._slack()
+        """Whether ``amount`` units can be drawn at ``now``: used + min(amount, capacity) <=
+        capacity (a draw larger than a slice fits an empty bucket)."""
+        return self.used(now) + self._checked(amount) <= self.capacity + self._slack()
+
+    def _checked(self, amount: float) -> float:
+        """What a draw is checked as: at most one slice of a sliced bucket (capacity below
+        its limit); in a whole one, all of it (a larger draw is too large, or never fits)."""
+        capacity = self.capacity
+        return capacity if amount > capacity and capacity < self.limit else amount
 
     def too_large(self, amount: float) -> bool:
-        """Whether ``amount`` could never fit, even in an empty bucket."""
-        return amount > self.capacity + EPSILON
+        """Whether ``amount`` could never fit: it exceeds the whole limit (not one slice)."""
+        return amount > self.limit + EPSILON
 
     def wait(self, amount: float, now: float) -> float:
-        """Seconds from ``now`` until ``amount`` units fit: (used + amount - capacity) / rate."""
-        short = self.used(now) + amount - self.capacity
+        """Seconds from ``now`` until ``amount`` units fit:
+        (used + min(amount, capacity) - capacity) / rate."""
+        short = self.used(now) + self._checked(amount) - self.capacity
         if short <= self._slack():
             return 0.0
         return short / self.rate if self.rate > 0 else math.inf
@@ -102,7 +114,7 @@ class Bucket:
         self.level = max(0.0, self.level + delta)
 
     def remaining(self, now: float) -> int:
-        """Whole units that would still fit at ``now``."""
+        """Whole units that would still fit at ``now`` (0 while a large draw is in debt)."""
         return max(0, math.floor(self.capacity - self.used(now) + self._slack()))
 
     def reset(self, now: float) -> float:

@@ -16,9 +16,13 @@ __all__ = [
     "DIMENSION_NAMES",
     "ErrorBody",
     "bad_request",
+    "below_minimum",
+    "context_length_exceeded",
+    "empty_array",
     "error_body",
     "insufficient_quota",
     "invalid_api_key",
+    "max_tokens_too_large",
     "missing_api_key",
     "model_not_found",
     "not_found",
@@ -118,7 +122,12 @@ def missing_api_key() -> ErrorBody:
 
 
 def model_not_found(model: str) -> ErrorBody:
-    """The 404 for a model the project has no access to."""
+    """The 404 for a model that does not exist or the project has no access to.
+
+    Seen whole in github.com/openai/openai-agents-python/issues/458 (2025) and
+    github.com/rd-1-2022/ai-openai-helloworld/issues/9: type ``invalid_request_error``, param
+    null, code ``model_not_found``.
+    """
     message = f"The model `{model}` does not exist or you do not have access to it."
     return error_body(message, "invalid_request_error", "model_not_found")
 
@@ -131,6 +140,105 @@ def not_found(message: str) -> ErrorBody:
 def bad_request(message: str, param: str | None = None) -> ErrorBody:
     """A 400 for a request the provider cannot read."""
     return error_body(message, "invalid_request_error", None, param)
+
+
+# The 400s of a request the API refuses before running it. Where each wording was seen (public
+# issue threads quoting the API's whole body) is said beside it; numbers are written bare, as
+# the API writes them.
+
+
+def max_tokens_too_large(param: str, given: int, most: int) -> ErrorBody:
+    """The 400 for ``param`` (``max_tokens``, ``max_completion_tokens``, ``max_output_tokens``)
+    above the model's output cap ``most``.
+
+    Seen for ``max_tokens`` on gpt-4o (github.com/charmbracelet/catwalk/issues/41, 2025: "max_tokens
+    is too large: 20000. This model supports at most 16384 completion tokens, whereas you provided
+    20000.", code ``invalid_value``) and gpt-4.1 (github.com/opencode-ai/opencode/issues/140). The
+    other two parameters are assumed to be worded the same with their own name: no captured body
+    was found.
+    """
+    message = (
+        f"{param} is too large: {given}. This model supports at most {most} completion tokens, "
+        f"whereas you provided {given}."
+    )
+    return error_body(message, "invalid_request_error", "invalid_value", param)
+
+
+def below_minimum(param: str, given: int, least: int) -> ErrorBody:
+    """The 400 for an integer ``param`` below its least value (``max_tokens: 0``; the Responses
+    API's ``max_output_tokens`` below 16).
+
+    Seen as "Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got 0
+    instead." (github.com/it-at-m/mucgpt/issues/608) and for ``max_output_tokens`` >= 16
+    (github.com/vectorize-io/hindsight/issues/58), code ``integer_below_min_value``.
+    """
+    message = (
+        f"Invalid '{param}': integer below minimum value. Expected a value >= {least}, "
+        f"but got {given} instead."
+    )
+    return error_body(message, "invalid_request_error", "integer_below_min_value", param)
+
+
+def empty_array(param: str) -> ErrorBody:
+    """The 400 for an empty array that needs an item (``messages: []``).
+
+    Seen as "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an
+    empty array instead.", code ``empty_array`` (github.com/CopilotKit/CopilotKit/issues/529).
+    """
+    message = (
+        f"Invalid '{param}': empty array. Expected an array with minimum length 1, but got an "
+        "empty array instead."
+    )
+    return error_body(message, "invalid_request_error", "empty_array", param)
+
+
+def context_length_exceeded(
+    endpoint: str, window: int, prompt: int, max_output: int | None
+) -> ErrorBody:
+    """The 400 for a prompt (plus ``max_output``, if the request names one) above the model's
+    context ``window`` (tokens), as each endpoint words it:
+
+    - chat completions naming a maximum: "This model's maximum context length is 8192 tokens.
+      However, you requested 8256 tokens (64 in the messages, 8192 in the completion). Please
+      reduce the length of the messages or completion." (github.com/ChatGPTNextWeb/NextChat/
+      issues/3195); naming none: "... However, your messages resulted in 6988 tokens. Please
+      reduce the length of the messages." (github.com/rahul2002m/ChatPDF/issues/6); both with
+      param ``messages`` and code ``context_length_exceeded``;
+    - responses: "Your input exceeds the context window of this model. Please adjust your input
+      and try again.", param ``input`` (github.com/anomalyco/opencode/issues/6071,
+      github.com/dyad-sh/dyad/issues/1672);
+    - embeddings (one input too long): "This model's maximum context length is 8192 tokens,
+      however you requested 8610 tokens (8610 in your prompt; 0 for the completion). Please
+      reduce your prompt; or completion length.", with no param and no code
+      (github.com/pingcap/autoflow/issues/265, github.com/microsoft/PubSec-Info-Assistant/
+      issues/755).
+    """
+    if endpoint == "responses":
+        message = (
+            "Your input exceeds the context window of this model. Please adjust your input and "
+            "try again."
+        )
+        return error_body(message, "invalid_request_error", "context_length_exceeded", "input")
+    if endpoint == "embeddings":
+        message = (
+            f"This model's maximum context length is {window} tokens, however you requested "
+            f"{prompt} tokens ({prompt} in your prompt; 0 for the completion). Please reduce "
+            "your prompt; or completion length."
+        )
+        return error_body(message, "invalid_request_error", None)
+    head = f"This model's maximum context length is {window} tokens. However, "
+    if max_output is None:
+        message = (
+            f"{head}your messages resulted in {prompt} tokens. Please reduce the length of the "
+            "messages."
+        )
+    else:
+        message = (
+            f"{head}you requested {prompt + max_output} tokens ({prompt} in the messages, "
+            f"{max_output} in the completion). Please reduce the length of the messages or "
+            "completion."
+        )
+    return error_body(message, "invalid_request_error", "context_length_exceeded", "messages")
 
 
 _SERVER_MESSAGES: Final = {

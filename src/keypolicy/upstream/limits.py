@@ -7,6 +7,9 @@ server can show what happens when the policy's belief is wrong.
 
 Override specifications read ``PROJECT/MODEL:rpm=500,tpm=200k,quantum=1s``; the project ``*``
 stands for the organization. Fields not named keep the declared value.
+
+How the provider counts against the limits (:class:`~keypolicy.upstream.settings.Accounting`)
+travels with them: by default the rules the policy assumes, or others given in their place.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Final, Literal
 
 from keypolicy.policy.model import Limits, Policy
 from keypolicy.policy.units import parse_count, parse_duration
+from keypolicy.upstream.accounting import Accounting
 
 __all__ = [
     "DEFAULT_ORGANIZATION_ID",
@@ -89,10 +93,12 @@ class ModelLimits:
 
 @dataclass(frozen=True)
 class ProviderLimits:
-    """Every limit the provider enforces, by scope (a project name or ``*``) and model."""
+    """Every limit the provider enforces, by scope (a project name or ``*``) and model, and
+    the rules it counts by."""
 
     organization_id: str = DEFAULT_ORGANIZATION_ID
     scopes: Mapping[str, Mapping[str, ModelLimits]] = field(default_factory=dict)
+    accounting: Accounting = field(default_factory=Accounting)
 
     @classmethod
     def from_policy(
@@ -102,11 +108,13 @@ class ProviderLimits:
         factor: float = 1.0,
         overrides: Mapping[str, ModelLimits] | None = None,
         organization_id: str | None = None,
+        accounting: Accounting | None = None,
     ) -> ProviderLimits:
         """The policy's declared limits, scaled by ``factor``, then ``overrides`` applied.
 
         ``overrides`` maps ``"PROJECT/MODEL"`` (``"*/MODEL"`` for the organization) to the
-        limits that replace the declared ones, field by field.
+        limits that replace the declared ones, field by field. ``accounting``: the rules the
+        provider counts by, if not those the policy assumes.
         """
         scopes: dict[str, dict[str, ModelLimits]] = {
             name: {m: ModelLimits.from_policy(lim) for m, lim in project.models.items()}
@@ -123,7 +131,18 @@ class ProviderLimits:
             current = scaled.setdefault(scope, {}).get(model, ModelLimits())
             scaled[scope][model] = current.updated(limits)
         org_id = organization_id or (org.id if org is not None and org.id else None)
-        return cls(org_id or DEFAULT_ORGANIZATION_ID, scaled)
+        rules = accounting if accounting is not None else Accounting.from_policy(policy)
+        return cls(org_id or DEFAULT_ORGANIZATION_ID, scaled, rules)
+
+    def quantum(self, scope: str, model: str, dimension: Dimension) -> float | None:
+        """The slice (seconds) ``dimension`` of ``model`` in ``scope`` is enforced in, if any:
+        the model's own ``quantum``, else the accounting's for requests or tokens."""
+        if dimension not in ("rpm", "tpm"):
+            return None
+        limits = self.limits(scope, model)
+        if limits is not None and limits.quantum is not None:
+            return limits.quantum
+        return self.accounting.quantum(dimension)
 
     def limits(self, scope: str, model: str) -> ModelLimits | None:
         """The limits of ``model`` in ``scope`` (a project or ``*``), if any are declared."""

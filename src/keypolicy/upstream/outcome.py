@@ -26,10 +26,13 @@ Kind = Literal[
     "disconnect",
     "malformed",
     "model_not_found",
+    "invalid_request",
 ]
 """What happened: ``ok``; a refusal by the limits (``rate_limited``, ``too_large``); an injected
 fault (``insufficient_quota``, ``bare_429``, ``server_error``, ``timeout``, ``disconnect``,
-``malformed``); or a model neither the project nor the organization has (``model_not_found``)."""
+``malformed``); a model neither the project nor the organization has (``model_not_found``); or a
+request the API refuses as invalid, a 400 (``invalid_request``: see
+:mod:`keypolicy.upstream.validation`)."""
 
 
 RateLimitNumbers = tuple[float | None, float | None, float | None, float | None]

@@ -4,8 +4,11 @@
 model in its project and in the organization (RPM, TPM, RPD, TPD, where limits exist). It is
 admitted only if every one has room, and then charged one request and ``prompt + max_output * n``
 tokens (prompt tokens only for embeddings). When its answer is complete the driver settles it,
-and the token charge is corrected to actual usage. A request larger than a whole bucket is refused
-as "Request too large"; a request that does not fit now gets a 429 stating the wait.
+and (if the provider gives unused tokens back) the token charge is corrected to actual usage. A
+request larger than a whole limit is refused as "Request too large"; a request that does not fit
+now gets a 429 stating the wait. How it counts where OpenAI does not say (whether unused tokens
+are given back at settlement, whether a refused request counts, whether per-minute limits are
+spent in slices) is the limits' :class:`~keypolicy.upstream.accounting.Accounting`.
 
 Nothing here reads a clock, sleeps or does I/O: every call takes ``now`` (seconds, any epoch, not
 decreasing), and every random draw comes from the generator given, in call order. One seed and
@@ -21,7 +24,7 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
-from keypolicy.upstream import errors
+from keypolicy.upstream import errors, validation
 from keypolicy.upstream.buckets import Bucket
 from keypolicy.upstream.caching import PromptCache
 from keypolicy.upstream.durations import go_duration
@@ -107,15 +110,28 @@ class Provider:
         self._tickets: dict[int, _Charge] = {}
         self._served: dict[str, dict[str, bool]] = {}  # project -> model -> declared
         self._seq = itertools.count(1)
+        # How it counts (the policy's assumption, unless the limits were given other rules).
+        self._refund = limits.accounting.refund_unused
+        self._count_failed = limits.accounting.count_failed or self.settings.count_refused
         s = self.settings
         self._cache = PromptCache(s.cache_ttl, s.chars_per_token) if s.prompt_caching else None
 
     # -- the requests ---------------------------------------------------------------------------
 
     def submit(self, request: UpstreamRequest, now: float) -> Outcome:
-        """Judge ``request`` arriving at ``now`` (seconds); charge it if admitted."""
+        """Judge ``request`` arriving at ``now`` (seconds); charge it if admitted.
+
+        A dated snapshot is judged as its family (its limits, its caps); a model the project
+        cannot call is a 404, and a request the API would refuse by its sizes a 400, both
+        before any limit is looked at (nothing is charged): :mod:`~keypolicy.upstream.validation`.
+        """
+        asked = request.model
+        request = validation.as_family(request)
         if not self.serves(request.project, request.model):
-            return Outcome("model_not_found", 404, error=errors.model_not_found(request.model))
+            return Outcome("model_not_found", 404, error=errors.model_not_found(asked))
+        invalid = validation.check_request(request)
+        if invalid is not None:
+            return Outcome("invalid_request", 400, error=invalid)
         fault = self.settings.faults.draw(self.rng)
         if fault == "insufficient_quota":
             return Outcome(
@@ -134,12 +150,13 @@ class Provider:
         return self._admit(request, draws, fault, now)
 
     def settle(self, ticket: int, now: float) -> None:
-        """The answer of ``ticket`` is complete at ``now``: correct its tokens to actual usage.
+        """The answer of ``ticket`` is complete at ``now``: correct its tokens to actual usage,
+        if the provider gives unused tokens back (``Accounting.refund_unused``).
 
         Settling a ticket twice, or one never issued, does nothing.
         """
         charge = self._tickets.pop(ticket, None)
-        if charge is None:
+        if charge is None or not self._refund:  # without refunds, the admission charge stands
             return
         delta = charge.actual - charge.charged
         if delta:
@@ -210,7 +227,7 @@ class Provider:
         if key not in self._buckets:
             limits = self.limits.limits(scope, model)
             limit = limits.get(dimension) if limits is not None else None
-            quantum = limits.quantum if limits is not None and dimension in ("rpm", "tpm") else None
+            quantum = self.limits.quantum(scope, model, dimension)
             self._buckets[key] = (
                 None
                 if limit is None
@@ -307,15 +324,27 @@ class Provider:
                 whole = Hit(d.dimension, d.scope, d.bucket.limit, 0.0, d.amount, math.inf)
                 headers = self.headers(request.project, request.model, now)
                 return Outcome("too_large", 429, headers, body, hit=whole)
+        hit = self._longest_wait(draws, now)
+        if hit is None:
+            return None
+        if self._count_failed:
+            # The refused request counts one request per minute (Accounting.count_failed),
+            # before the wait is stated: a client that waits as told finds room for its retry.
+            for d in draws:
+                if d.dimension == "rpm":
+                    d.bucket.correct(1, now)
+            hit = self._longest_wait(draws, now) or hit
+        return self._rate_limited(request, hit, now)
+
+    def _longest_wait(self, draws: list[Draw], now: float) -> Hit | None:
+        """The first of the longest waits among the draws that do not fit now, if any."""
         hit: Hit | None = None
-        for d in draws:  # the first of the longest waits (no list while everything fits)
+        for d in draws:  # no list while everything fits
             if not d.bucket.fits(d.amount, now):
                 found = self._hit(d, now)
                 if hit is None or found.wait > hit.wait:
                     hit = found
-        if hit is None:
-            return None
-        return self._rate_limited(request, draws, hit, now)
+        return hit
 
     @staticmethod
     def _hit(d: Draw, now: float) -> Hit:
@@ -328,9 +357,7 @@ class Provider:
             d.bucket.wait(d.amount, now),
         )
 
-    def _rate_limited(
-        self, request: UpstreamRequest, draws: list[Draw], hit: Hit, now: float
-    ) -> Outcome:
+    def _rate_limited(self, request: UpstreamRequest, hit: Hit, now: float) -> Outcome:
         used = math.ceil(hit.used - 1e-9)
         body = errors.rate_limit_reached(
             request.model,
@@ -341,10 +368,6 @@ class Provider:
             hit.requested,
             hit.wait,
         )
-        if self.settings.count_refused:
-            for d in draws:
-                if d.dimension in ("rpm", "rpd"):
-                    d.bucket.correct(1, now)
         headers = self.headers(request.project, request.model, now)
         if self.settings.retry_after:
             headers["retry-after"] = str(max(1, math.ceil(hit.wait - 1e-9)))

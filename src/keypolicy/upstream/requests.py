@@ -59,6 +59,9 @@ class UpstreamRequest:
     output tokens per choice the request allows (``None``: it names no maximum); ``n`` the number
     of choices. ``completion_tokens`` and ``cached_tokens``, when set, are exact usage (summed over
     the choices) instead of a draw. ``prompt`` is the prompt's text, read only by the prompt cache.
+    ``max_output_param`` names the body field ``max_output`` came from (``max_tokens``,
+    ``max_completion_tokens``, ``max_output_tokens``; ``""``: the endpoint's usual one), for the
+    400 that refuses it.
     """
 
     project: str
@@ -70,6 +73,7 @@ class UpstreamRequest:
     completion_tokens: int | None = None
     cached_tokens: int | None = None
     prompt: str = ""
+    max_output_param: str = ""
 
     def __init__(
         self,
@@ -82,6 +86,7 @@ class UpstreamRequest:
         completion_tokens: int | None = None,
         cached_tokens: int | None = None,
         prompt: str = "",
+        max_output_param: str = "",
     ) -> None:
         object.__setattr__(self, "project", project)
         object.__setattr__(self, "model", model)
@@ -92,6 +97,7 @@ class UpstreamRequest:
         object.__setattr__(self, "completion_tokens", completion_tokens)
         object.__setattr__(self, "cached_tokens", cached_tokens)
         object.__setattr__(self, "prompt", prompt)
+        object.__setattr__(self, "max_output_param", max_output_param)
 
 
 def split_extension(body: Mapping[str, Any]) -> tuple[dict[str, Any], ExactCounts]:
@@ -149,12 +155,13 @@ def _embedding_token_arrays(body: Mapping[str, Any]) -> int:
     return 0
 
 
-def _max_output(endpoint: Endpoint, body: Mapping[str, Any]) -> int | None:
+def _max_output(endpoint: Endpoint, body: Mapping[str, Any]) -> tuple[int | None, str]:
+    """The body's maximum output tokens per choice, and the field that gave it."""
     for name in _MAX_FIELDS[endpoint]:
         value = body.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-    return None
+            return value, name
+    return None, ""
 
 
 def request_from_body(
@@ -173,14 +180,16 @@ def request_from_body(
         if endpoint == "embeddings":
             prompt += _embedding_token_arrays(body)
     n = body.get("n", 1) if endpoint == "chat.completions" else 1
+    max_output, max_output_param = _max_output(endpoint, body)
     return UpstreamRequest(
         project=project,
         model=str(body.get("model", "")),
         endpoint=endpoint,
         prompt_tokens=prompt,
-        max_output=_max_output(endpoint, body),
+        max_output=max_output,
         n=n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1,
         completion_tokens=exact.completion_tokens,
         cached_tokens=exact.cached_tokens,
         prompt=text,
+        max_output_param=max_output_param,
     )

@@ -27,9 +27,10 @@ class ProviderSettings:
     - ``prompt_caching`` / ``cache_ttl`` (seconds): report repeated prompt prefixes as cached.
     - ``retry_after``: add ``retry-after`` (whole seconds, rounded up) to rate-limit 429s; OpenAI
       mostly sends none.
-    - ``count_refused``: a refused request still counts one request against the request limits
-      (OpenAI's cookbook says unsuccessful requests count; off by default, since the "try again
-      in" of such a 429 would then be too short).
+    - ``count_refused``: count a refused request against the per-minute request limit even
+      where the limits' accounting says not to (the mock server's ``--count-refused``; the rule
+      itself is :class:`~keypolicy.upstream.accounting.Accounting`'s ``count_failed``, which the
+      policy states, on by default).
     - ``undeclared_models``: a model with limits in neither the project nor the organization is
       refused as ``model_not_found`` (404) or served without limits (``unlimited``).
     - ``project_in_message``: 429 messages of a project's bucket say "in project NAME" instead

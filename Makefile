@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean browser wheel-check
+.PHONY: demo test lint typecheck bench clean browser wheel-check print-hot
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keypolicy needs Python 3.11 or newer: set PYTHON=python3.11 (or newer)")'
@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml
 # keypolicy uses them only while they match their sources (src/keypolicy/_native.py); if they
 # cannot be built (no C compiler), everything runs as plain Python, only slower.
 NATIVE := src/keypolicy/_compiled.json
-HOT := $(wildcard src/keypolicy/core/*.py src/keypolicy/state/*.py src/keypolicy/upstream/*.py) \
-	src/keypolicy/sim/arrival.py src/keypolicy/sim/driver.py src/keypolicy/metrics.py src/keypolicy/records.py \
-	src/keypolicy/_native.py
+# The compiled modules are listed once, in _native.py's COMPILED ("keypolicy.core.engine", ...):
+# their sources are read from there.
+COMPILED := $(shell sed -n 's/^    "keypolicy\.\([a-z_.]*\)",$$/\1/p' src/keypolicy/_native.py)
+HOT := $(foreach m,$(COMPILED),src/keypolicy/$(subst .,/,$(m)).py) src/keypolicy/_native.py
 
 $(NATIVE): $(STAMP) $(HOT)
 	-@$(BIN)/python -c 'import sys; from keypolicy._native import build; sys.exit(build())'
@@ -34,6 +35,9 @@ demo: $(STAMP) $(NATIVE)
 	$(BIN)/keypolicy compare $(POLICIES) --traffic simulations/clinic-day.yaml \
 		--json reports/clinic-compare.json --out reports/clinic-compare.html
 	@echo "open reports/clinic-compare.html (the summary is in reports/clinic-compare.json)"
+
+print-hot:  # the sources of the compiled modules, as make sees them
+	@echo $(HOT)
 
 ## test: the whole test suite on the compiled build, again on plain Python, then ruff and mypy
 test: $(STAMP) $(NATIVE)

@@ -9,6 +9,8 @@ import sys
 import pytest
 
 from keypolicy.estimate import count_tokens, encoding_name, estimate_request
+from keypolicy.images import ImageSize
+from tests.image_files import large_data_url
 
 
 def test_exact_counts_match_openai_vocabularies() -> None:
@@ -50,6 +52,49 @@ def test_chat_request() -> None:
     chars = len("You are a careful clinician.") + len("Read this x-ray.") + 765 * 4
     assert est.rate_prompt_tokens == -(-chars // 4)
     assert (est.max_output_tokens, est.n, est.stream) == (300, 2, False)
+
+
+def test_an_inline_image_counts_its_tiles_not_its_base64_text() -> None:
+    url = large_data_url(2048, 4096)  # 400,000 characters: 1105 tokens at high detail on gpt-4o
+    assert len(url) > 400_000
+    text = "Read this x-ray."
+    chat = {
+        "model": "gpt-4o",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": text},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],
+    }
+    est = estimate_request("chat.completions", chat)
+    assert est.prompt_tokens == count_tokens(text, "gpt-4o") + 3 + 3 + 1105
+    assert est.rate_prompt_tokens == -(-len(text) // 4) + 1105  # the limiter: tokens, not text
+    assert (est.image_tokens, est.assumed_images) == (1105, 0)
+    low = {"model": "gpt-4o", "input": [{"type": "input_image", "image_url": url, "detail": "low"}]}
+    assert estimate_request("responses", low).image_tokens == 85
+
+
+def test_an_image_of_unknown_size_is_assumed_and_says_so() -> None:
+    body = {
+        "model": "gpt-4o-mini",
+        "input": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_image", "image_url": "https://example.com/scan.jpg"},
+                    {"type": "input_image", "file_id": "file-123", "detail": "low"},
+                ],
+            }
+        ],
+    }
+    est = estimate_request("responses", body)
+    assert (est.image_tokens, est.assumed_images) == (2833 + 4 * 5667 + 2833, 2)
+    small = estimate_request("responses", body, assumed_image_size=ImageSize(512, 512))
+    assert small.image_tokens == 2833 + 5667 + 2833
 
 
 def test_responses_and_embeddings() -> None:

@@ -1,12 +1,19 @@
-"""The usage ledger: written off the caller's thread, appended to, read back exactly."""
+"""The usage ledger: written off the caller's thread, appended to, read back exactly.
+
+One contract for every store: the tests that take ``path`` run on each kind of file and on
+PostgreSQL (a database of its own per test; skipped without a server, unless required: see
+``tests/services.py``). PostgreSQL's own matters are in ``test_ledger_pg.py``.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +27,25 @@ from keypolicy.ledger import (
     iter_records,
     read_ledger,
 )
+from keypolicy.ledger_pg import PostgresURL
 from keypolicy.records import FIELDS, UsageRecord
+from tests.services import postgres_database
 from tests.usage_records import make_record, varied
 
-SUFFIXES = (".sqlite", ".csv", ".jsonl")
+STORES = (".sqlite", ".csv", ".jsonl", "postgresql")
 
 
-@pytest.fixture(params=SUFFIXES)
-def path(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    return tmp_path / f"ledger{request.param}"
+@pytest.fixture(params=STORES)
+def path(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """A new ledger of each kind: a file's path, or the URL of a database of its own."""
+    if request.param == "postgresql":
+        with postgres_database() as url:
+            yield url
+    else:
+        yield tmp_path / f"ledger{request.param}"
 
 
-def test_each_format_gives_back_identical_records(path: Path) -> None:
+def test_each_format_gives_back_identical_records(path: Path | str) -> None:
     records = varied(60)
     with Ledger(path) as ledger:
         for r in records:
@@ -40,7 +54,7 @@ def test_each_format_gives_back_identical_records(path: Path) -> None:
     assert ledger.count == 60
 
 
-def test_reopening_appends_and_never_truncates(path: Path) -> None:
+def test_reopening_appends_and_never_truncates(path: Path | str) -> None:
     first, second = varied(10, "a"), varied(5, "b")
     with Ledger(path) as ledger:
         for r in first:
@@ -51,11 +65,11 @@ def test_reopening_appends_and_never_truncates(path: Path) -> None:
         for r in second:
             ledger.write(r)
     assert list(iter_records(path)) == first + second
-    if path.suffix == ".csv":
+    if isinstance(path, Path) and path.suffix == ".csv":
         assert path.read_text().count("request_id") == 1  # one header
 
 
-def test_sixteen_threads_lose_and_double_nothing(path: Path) -> None:
+def test_sixteen_threads_lose_and_double_nothing(path: Path | str) -> None:
     with Ledger(path) as ledger:
         start = threading.Barrier(16)
 
@@ -75,7 +89,7 @@ def test_sixteen_threads_lose_and_double_nothing(path: Path) -> None:
     assert ledger.count == 8000
 
 
-def test_flush_puts_everything_written_before_it_on_disk(path: Path) -> None:
+def test_flush_puts_everything_written_before_it_on_disk(path: Path | str) -> None:
     with Ledger(path) as ledger:
         for r in varied(25):
             ledger.write(r)
@@ -101,8 +115,8 @@ def _stall(ledger: Ledger) -> tuple[threading.Event, threading.Event]:
     return entered, release
 
 
-def test_write_never_waits_for_the_disk(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "l.sqlite") as ledger:
+def test_write_never_waits_for_the_disk(path: Path | str) -> None:
+    with Ledger(path) as ledger:
         entered, release = _stall(ledger)
         ledger.write(make_record("first"))
         assert entered.wait(30)  # the writer is stuck in its I/O ...
@@ -115,8 +129,8 @@ def test_write_never_waits_for_the_disk(tmp_path: Path) -> None:
         assert ledger.count == 1001
 
 
-def test_group_commit_takes_everything_queued_in_one_batch(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "l.sqlite") as ledger:
+def test_group_commit_takes_everything_queued_in_one_batch(path: Path | str) -> None:
+    with Ledger(path) as ledger:
         batches: list[int] = []
         entered, release = _stall(ledger)  # the first batch blocks until released
         stalled = ledger._sink.append  # type: ignore[attr-defined]
@@ -133,11 +147,32 @@ def test_group_commit_takes_everything_queued_in_one_batch(tmp_path: Path) -> No
         release.set()
         ledger.flush(timeout=30)
     assert batches == [1, 300]  # the lone record went alone, the rest queued meanwhile together
-    assert len(list(iter_records(tmp_path / "l.sqlite"))) == 301
+    assert len(list(iter_records(path))) == 301
 
 
-def test_a_writer_error_is_raised_not_swallowed(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "l.jsonl")
+def test_write_refuses_records_past_max_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("keypolicy.ledger.MAX_QUEUED", 10)
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        entered, release = _stall(ledger)
+        ledger.write(make_record("first"))
+        assert entered.wait(30)  # the writer holds "first"; ten more may wait behind it
+        for i in range(10):
+            ledger.write(make_record(f"r{i}"))
+        with pytest.raises(LedgerError, match=r"10 records already wait .* not kept"):
+            ledger.write(make_record("one too many"))
+        release.set()
+        ledger.flush(timeout=30)
+        ledger.write(make_record("after"))  # room again
+    assert ledger.count == 12
+
+
+def test_a_writer_error_is_raised_not_swallowed(
+    path: Path | str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("keypolicy.ledger.RETRY_S", (0.0, 0.01, 0.02))  # tried again, quickly
+    ledger = Ledger(path)
 
     def broken(records: list[UsageRecord]) -> None:
         raise OSError(28, "No space left on device")
@@ -147,15 +182,15 @@ def test_a_writer_error_is_raised_not_swallowed(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="No space left on device") as caught:
         ledger.flush()
     assert isinstance(caught.value.__cause__, OSError)
-    with pytest.raises(LedgerError, match=r"l\.jsonl: writing the ledger failed"):
+    with pytest.raises(LedgerError, match=re.escape(f"{ledger.path}: writing the ledger failed")):
         ledger.write(make_record("r2"))
     with pytest.raises(LedgerError):
         ledger.close()
     ledger.close()  # idempotent: the error was raised once by close
 
 
-def test_close_is_idempotent_and_a_closed_ledger_refuses_writes(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "l.sqlite")
+def test_close_is_idempotent_and_a_closed_ledger_refuses_writes(path: Path | str) -> None:
+    ledger = Ledger(path)
     ledger.write(make_record())
     ledger.close()
     ledger.close()
@@ -165,8 +200,7 @@ def test_close_is_idempotent_and_a_closed_ledger_refuses_writes(tmp_path: Path) 
     assert len(list(iter_records(ledger.path))) == 1
 
 
-def test_a_process_that_forgets_close_loses_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "l.sqlite"
+def test_a_process_that_forgets_close_loses_nothing(path: Path | str) -> None:
     code = (
         "from keypolicy.ledger import Ledger\n"
         "from tests.usage_records import make_record\n"
@@ -222,9 +256,10 @@ def test_an_unknown_suffix_says_which_work(tmp_path: Path, name: str) -> None:
         Ledger(tmp_path / name)
 
 
-def test_a_bad_path_fails_at_once(path: Path) -> None:
-    with pytest.raises(ValueError, match="cannot open"):
-        Ledger(path.parent / "no-such-folder" / path.name)
+def test_a_bad_path_fails_at_once(tmp_path: Path) -> None:
+    for name in ("l.sqlite", "l.csv", "l.jsonl"):  # PostgreSQL: test_ledger_pg.py
+        with pytest.raises(ValueError, match="cannot open"):
+            Ledger(tmp_path / "no-such-folder" / name)
 
 
 def test_a_csv_with_other_columns_is_refused_untouched(tmp_path: Path) -> None:
@@ -246,7 +281,7 @@ def test_a_line_cut_short_by_a_crash_is_dropped(tmp_path: Path) -> None:
     assert [r.request_id for r in iter_records(path)] == ["whole", "after"]
 
 
-def test_read_ledger_is_typed(path: Path) -> None:
+def test_read_ledger_is_typed(path: Path | str) -> None:
     records = varied(12)
     with Ledger(path) as ledger:
         for r in records:
@@ -263,11 +298,23 @@ def test_read_ledger_is_typed(path: Path) -> None:
     assert frame["request_id"].tolist() == [r.request_id for r in records]
 
 
-def test_an_empty_ledger_reads_as_no_rows(path: Path) -> None:
+def test_an_empty_ledger_reads_as_no_rows(path: Path | str) -> None:
     Ledger(path).close()
     frame = read_ledger(path)
     assert frame.empty
     assert list(frame.columns) == list(FIELDS)
+
+
+def test_since_keeps_what_finished_since(path: Path | str) -> None:
+    records = varied(12)  # finished 1_795_000_001.125 + i
+    with Ledger(path) as ledger:
+        for r in records:
+            ledger.write(r)
+    since = 1_795_000_001.125 + 5
+    assert list(iter_records(path, since=since)) == records[5:]
+    frame = read_ledger(path, since=since)
+    assert frame["request_id"].tolist() == [r.request_id for r in records[5:]]
+    assert read_ledger(path, since=2e9).empty
 
 
 def _write(path: Path, data: str | bytes) -> Path:
@@ -337,6 +384,11 @@ def test_default_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert default_ledger_path() == tmp_path / DEFAULT_LEDGER
     monkeypatch.setenv("KEYPOLICY_LEDGER", "elsewhere/usage.jsonl")
     assert default_ledger_path() == tmp_path / "elsewhere" / "usage.jsonl"
+    monkeypatch.setenv("KEYPOLICY_LEDGER", "postgresql://kp:pw-8c1e@db.internal/keypolicy")
+    where = default_ledger_path()
+    assert isinstance(where, PostgresURL)
+    assert where.url == "postgresql://kp:pw-8c1e@db.internal/keypolicy"
+    assert str(where) == "postgresql://kp:***@db.internal/keypolicy"
 
 
 def test_no_secret_column() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,19 @@ def test_a_fresh_compiled_build_is_used_unless_pure_is_asked() -> None:
     compiled = not _engine_file().endswith(".py")  # a new process, with this one's environment
     assert compiled == (not os.environ.get("KEYPOLICY_PURE"))
     assert _native.is_compiled() == compiled
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_the_makefile_rebuilds_from_the_same_list() -> None:
+    """The Makefile reads the compiled modules from COMPILED (listed once): its sources are
+    exactly theirs, and _native.py."""
+    root = Path(_native.__file__).resolve().parents[2]
+    out = subprocess.run(
+        ["make", "--no-print-directory", "-s", "print-hot"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    expected = [f"src/{name.replace('.', '/')}.py" for name in _native.COMPILED]
+    assert out == [*expected, "src/keypolicy/_native.py"]

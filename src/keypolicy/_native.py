@@ -173,11 +173,13 @@ def build_info() -> str:
 
 
 def _clean() -> None:
-    """Remove compiled files and the manifest (so nothing half-built is ever picked up)."""
+    """Remove compiled files and the manifest (so nothing half-built is ever picked up).
+
+    Every extension module in the package goes, not only those of :data:`COMPILED`: one left
+    from a module since taken off the list would be imported in place of its source."""
     MANIFEST.unlink(missing_ok=True)
-    for name in COMPILED:
-        for found in _source(name).parent.glob(f"{name.rsplit('.', 1)[1]}.*.so"):
-            found.unlink()
+    for found in PACKAGE.rglob("*.so"):
+        found.unlink()
     for found in ROOT.glob("*__mypyc.*.so"):
         found.unlink()
 

@@ -27,7 +27,10 @@ __all__ = [
     "CATALOG",
     "CATALOG_DATE",
     "SNAPSHOTS",
+    "TIERS",
     "ModelInfo",
+    "TierInfo",
+    "batch_queue_limit",
     "family",
     "model_info",
 ]
@@ -104,3 +107,44 @@ def family(model: str) -> str:
 def model_info(model: str) -> ModelInfo | None:
     """The catalog's entry for ``model`` or its family; ``None`` for a model it does not know."""
     return CATALOG.get(family(model))
+
+
+@dataclass(frozen=True, slots=True)
+class TierInfo:
+    """What an OpenAI usage tier allows an organization besides its per-model rate limits.
+
+    ``usage_limit`` is the most the organization may spend in a calendar month (USD): past it
+    every call is refused with ``insufficient_quota`` until the month ends. ``batch_queue`` is
+    the most prompt tokens the organization may have enqueued in the Batch API at once, per
+    model family (a family missing here has no published figure: not enforced).
+    """
+
+    usage_limit: float
+    batch_queue: dict[str, int]
+
+
+TIERS: dict[int, TierInfo] = {
+    # Usage limits from the rate-limit guide's tier table (help center and forum copies of it,
+    # 2024-2025); tier 5's has read $10,000, $50,000 and $200,000 at different dates: the most
+    # recent is used, and a policy may state its own (organization.usage_limit).
+    # Batch queue limits (enqueued prompt tokens) from the same guide's per-model tables.
+    1: TierInfo(100.0, {"gpt-4o": 90_000, "gpt-4o-mini": 2_000_000, "gpt-4.1": 90_000}),
+    2: TierInfo(500.0, {"gpt-4o": 1_350_000, "gpt-4o-mini": 20_000_000, "gpt-4.1": 1_350_000}),
+    3: TierInfo(1_000.0, {"gpt-4o": 50_000_000, "gpt-4o-mini": 40_000_000, "gpt-4.1": 50_000_000}),
+    4: TierInfo(
+        5_000.0, {"gpt-4o": 200_000_000, "gpt-4o-mini": 1_000_000_000, "gpt-4.1": 200_000_000}
+    ),
+    5: TierInfo(
+        200_000.0,
+        {"gpt-4o": 5_000_000_000, "gpt-4o-mini": 15_000_000_000, "gpt-4.1": 5_000_000_000},
+    ),
+}
+"""Usage tier -> its monthly usage limit and Batch API queue limits (as checked on
+``CATALOG_DATE``)."""
+
+
+def batch_queue_limit(tier: int | None, model: str) -> int | None:
+    """Prompt tokens ``model`` (or its family) may have enqueued in the Batch API at ``tier``;
+    ``None`` where no figure is known (no tier, or a model the table does not list)."""
+    info = TIERS.get(tier) if tier is not None else None
+    return None if info is None else info.batch_queue.get(family(model))

@@ -18,7 +18,8 @@ import typer
 from rich.console import Console
 
 from keypolicy import __version__
-from keypolicy.ledger import read_ledger
+from keypolicy.ledger import ledger_location, read_ledger
+from keypolicy.ledger_pg import PostgresURL
 from keypolicy.mock.server import run_mock_server
 from keypolicy.policy import PolicyError, load_policy
 from keypolicy.policy.dump import dump_policy
@@ -587,10 +588,10 @@ def _exit_if_partial(results: dict[str, dict[str, Any]]) -> None:
 @app.command()
 def report(
     records: Annotated[
-        Path,
+        str,
         typer.Argument(
             help="Usage records: a simulation's --records CSV, or the runtime's ledger "
-            "(.sqlite, .jsonl, .csv)."
+            "(.sqlite, .jsonl, .csv, or a postgresql:// URL)."
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="The HTML report to write.")],
@@ -604,11 +605,12 @@ def report(
     """Render the HTML report from usage records, whoever wrote them."""
     _check_outputs(out=out)
     loaded = _load_policies([policy])[0] if policy is not None else None
+    where = ledger_location(records)  # a PostgreSQL URL prints with its password masked
     try:
-        summary = records_summary(records, loaded)
+        summary = records_summary(where, loaded)
     except (OSError, ValueError) as exc:
         message = redact(str(exc))  # the readers' messages begin with the file, most of them
-        _err(message if message.startswith(str(records)) else f"{records}: {message}")
+        _err(message if message.startswith(str(where)) else f"{where}: {message}")
         raise typer.Exit(EXIT_INVALID) from None
     _render({summary["policy"]: summary}, out, {loaded.name: loaded} if loaded else None)
 
@@ -619,9 +621,9 @@ Format = Literal["table", "csv", "json"]
 @app.command()
 def usage(
     ledger: Annotated[
-        Path,
+        str,
         typer.Argument(
-            help="The runtime's ledger (.sqlite, .jsonl, .csv; by default "
+            help="The runtime's ledger (.sqlite, .jsonl, .csv, a postgresql:// URL; by default "
             "$KEYPOLICY_LEDGER or ./keypolicy-usage.sqlite) or a simulation's --records CSV."
         ),
     ],
@@ -647,17 +649,18 @@ def usage(
     project or pool, most used first, with a total."""
     since_s = _seconds(since, "--since") if since is not None else None
     loaded = _load_policies([policy])[0] if policy is not None else None
+    where = ledger_location(ledger)  # a PostgreSQL URL prints with its password masked
     try:
-        frame = read_ledger(ledger)
+        frame = read_ledger(where)
         table = usage_table(frame, by=by, since_s=since_s, policy=loaded)
     except (OSError, ValueError) as exc:
         _err(redact(str(exc)))
         raise typer.Exit(EXIT_INVALID) from None
     if table.empty and output == "table":
-        print(_nothing(ledger, frame, since))
+        print(_nothing(where, frame, since))
         return
     if table.empty:
-        _err(_nothing(ledger, frame, since))
+        _err(_nothing(where, frame, since))
     if output == "csv":
         sys.stdout.write(table.to_csv(index=False))
     elif output == "json":
@@ -669,7 +672,7 @@ def usage(
         print(usage_answer(table, by))
 
 
-def _nothing(ledger: Path, frame: Any, since: str | None) -> str:
+def _nothing(ledger: Path | PostgresURL, frame: Any, since: str | None) -> str:
     if frame.empty:
         return f"no usage records in {ledger}"
     newest = datetime.fromtimestamp(frame["finished"].max(), UTC).isoformat(timespec="seconds")
@@ -729,7 +732,25 @@ def mock_server(
         bool, typer.Option("--retry-after/--no-retry-after", help="Send retry-after on 429s.")
     ] = False,
     prompt_caching: Annotated[bool, typer.Option("--prompt-caching/--no-prompt-caching")] = False,
-    batch_delay: Annotated[str, typer.Option(help="How long a batch takes (model time).")] = "60s",
+    assume: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Count by another accounting rule than the policy's: RULE=VALUE "
+            "(refund_unused=true, count_failed=false, quantum_tokens=1s); repeatable."
+        ),
+    ] = None,
+    batch_median: Annotated[
+        str | None,
+        typer.Option(help="Median time a batch takes (model time; drawn log-normal; 1h)."),
+    ] = None,
+    batch_p95: Annotated[
+        str | None,
+        typer.Option(help="95th percentile of a batch's time (8h; 8x a --batch-median given)."),
+    ] = None,
+    batch_delay: Annotated[
+        str | None,
+        typer.Option(help="Every batch takes exactly this long, instead of the drawn time."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
 ) -> None:
     """Serve a mock OpenAI API on loopback that rate-limits like the real one (Ctrl-C stops)."""
@@ -752,7 +773,10 @@ def mock_server(
             quota_rate=quota_rate,
             retry_after=retry_after,
             prompt_caching=prompt_caching,
-            batch_delay=_seconds(batch_delay, "--batch-delay"),
+            assume=tuple(assume or ()),
+            batch_median=_seconds(batch_median, "--batch-median") if batch_median else None,
+            batch_p95=_seconds(batch_p95, "--batch-p95") if batch_p95 else None,
+            batch_delay=_seconds(batch_delay, "--batch-delay") if batch_delay else None,
         )
     except PolicyError as exc:
         _err(f"{policy}: invalid")

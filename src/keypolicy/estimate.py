@@ -15,9 +15,13 @@ Two prompt counts, for two uses:
 Chat messages add ``TOKENS_PER_MESSAGE`` each and ``REPLY_PRIMING`` once, as OpenAI's cookbook
 counts them. ``tools`` (function definitions) and a ``response_format`` / ``text.format`` JSON
 schema are counted as their compact JSON text: the provider renders them into the prompt in a
-format of its own, so this is an approximation (typically within a few tokens per tool). An
-image part counts ``IMAGE_TOKENS`` (a 1024×1024 image at high detail: 85 + 4 × 170; 85 at
-``detail: low``): the body carries no image size, so this is an estimate.
+format of its own, so this is an approximation (typically within a few tokens per tool).
+
+Images (``image_url`` and ``input_image`` parts) count in both, at the documented per-image
+token formula of the model, from the size a base64 data URL states in its header
+(:mod:`keypolicy.images`): the limiter charges images as their tokens, not their base64 text.
+An image whose size cannot be read (a remote URL, a file id) counts as ``assumed_image_size``
+(default 1024×1024, 765 tokens for gpt-4o); ``RequestEstimate.assumed_images`` says how many did.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -35,13 +40,13 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import bpe_openai
 
+from keypolicy.images import ASSUMED_SIZE, ImageSize, count_images, is_image_part
+
 __all__ = ["RequestEstimate", "count_tokens", "encoding_name", "estimate_request"]
 
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 3
 REPLY_PRIMING = 3
-IMAGE_TOKENS = 765
-IMAGE_TOKENS_LOW = 85
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt-4o", "gpt-oss")
 
 
@@ -52,7 +57,9 @@ class _Encoding(Protocol):
 @dataclass(frozen=True, slots=True)
 class RequestEstimate:
     """What a request will draw on: tokens, output cap per choice (``None``: the model's
-    maximum), choices, and whether it streams."""
+    maximum), choices, and whether it streams. ``image_tokens`` is the part of both prompt
+    counts its images make; ``assumed_images`` how many of them were counted at an assumed size
+    because theirs could not be read (the estimate is a guess for those)."""
 
     endpoint: str
     model: str
@@ -61,6 +68,8 @@ class RequestEstimate:
     max_output_tokens: int | None
     n: int
     stream: bool
+    image_tokens: int = 0
+    assumed_images: int = 0
 
 
 def encoding_name(model: str) -> str:
@@ -90,6 +99,7 @@ class _Tally:
         self.model = model
         self.tokens = 0
         self.chars = 0
+        self.images: list[Mapping[str, Any]] = []  # counted once the walk is done
 
     def text(self, value: str) -> None:
         self.tokens += count_tokens(value, self.model)
@@ -110,12 +120,8 @@ class _Tally:
             return
         if not isinstance(part, dict):
             return
-        kind = str(part.get("type", ""))
-        if "image" in kind:
-            detail = part.get("detail") or (part.get("image_url") or {}).get("detail")
-            size = IMAGE_TOKENS_LOW if detail == "low" else IMAGE_TOKENS
-            self.tokens += size
-            self.chars += size * CHARS_PER_TOKEN
+        if is_image_part(part):
+            self.images.append(part)
         elif isinstance(part.get("text"), str):
             self.text(part["text"])
         elif "content" in part:
@@ -148,9 +154,12 @@ def _maximum(body: dict[str, Any], *names: str) -> int | None:
     return None
 
 
-def estimate_request(endpoint: str, body: dict[str, Any]) -> RequestEstimate:
+def estimate_request(
+    endpoint: str, body: dict[str, Any], assumed_image_size: ImageSize = ASSUMED_SIZE
+) -> RequestEstimate:
     """Size a request to ``endpoint`` (``chat.completions``, ``responses``, ``embeddings``, or
-    anything else, counted by its text) from its JSON ``body``."""
+    anything else, counted by its text) from its JSON ``body``; an image whose size cannot be
+    read counts as ``assumed_image_size``."""
     model = str(body.get("model", ""))
     tally = _Tally(model)
     max_output: int | None = None
@@ -180,12 +189,15 @@ def estimate_request(endpoint: str, body: dict[str, Any]) -> RequestEstimate:
             if schema:
                 tally.text(json.dumps(schema, separators=(",", ":")))
     n = _int(body.get("n")) or 1
+    images = count_images(model, tally.images, assumed_image_size)
     return RequestEstimate(
         endpoint=endpoint,
         model=model,
-        prompt_tokens=tally.tokens,
-        rate_prompt_tokens=math.ceil(tally.chars / CHARS_PER_TOKEN),
+        prompt_tokens=tally.tokens + images.tokens,
+        rate_prompt_tokens=math.ceil(tally.chars / CHARS_PER_TOKEN) + images.tokens,
         max_output_tokens=max_output,
         n=n,
         stream=bool(body.get("stream")),
+        image_tokens=images.tokens,
+        assumed_images=images.assumed,
     )

@@ -4,7 +4,9 @@ Where it is: the path the runtime is given, else ``$KEYPOLICY_LEDGER``, else
 ``keypolicy-usage.sqlite`` in the working directory (:func:`default_ledger_path`). The suffix
 picks the format: ``.sqlite`` / ``.sqlite3`` / ``.db`` (SQLite, the default), ``.csv`` (the
 simulator's ``--records`` columns, so either file reads as the other) or ``.jsonl`` (one JSON
-object a line). An existing ledger is appended to, never truncated.
+object a line). An existing ledger is appended to, never truncated. A ``postgresql://`` (or
+``postgres://``) URL instead of a path: the fleet's ledger, many replicas writing to one
+PostgreSQL database (:mod:`keypolicy.ledger_pg`: its schema, migrations and failures).
 
 Why a queue and a thread: a request must not wait for a disk. :meth:`Ledger.write` only puts the
 record on a queue; one writer thread takes a record, sleeps ``LINGER_S`` (50 ms), and writes it
@@ -22,7 +24,9 @@ records survive a process crash; a power loss may also take the last commits (th
 ``synchronous=NORMAL``, and of CSV/JSONL written without fsync). A process that forgets
 :meth:`Ledger.close` loses nothing: it is registered with :mod:`atexit`. If writing fails (a full
 disk), the error is not swallowed: the next ``write``, ``flush`` or ``close`` raises
-:class:`LedgerError`.
+:class:`LedgerError`. A writer that cannot keep up (a disk or database that stalls) leaves at most
+``MAX_QUEUED`` records waiting: ``write`` refuses more (:class:`LedgerError`) rather than filling
+the memory.
 
 Records carry key aliases, never a secret, so neither does a ledger.
 
@@ -51,10 +55,13 @@ from keypolicy.records import FIELDS, OPTIONAL, OUTCOMES, REQUESTED, UsageRecord
 if TYPE_CHECKING:
     import pandas  # type: ignore[import-untyped]  # pandas ships no stubs; pandas-stubs absent
 
+    from keypolicy.ledger_pg import PostgresURL
+
 __all__ = [
     "DEFAULT_LEDGER",
     "LEDGER_ENV",
     "LINGER_S",
+    "MAX_QUEUED",
     "RETRY_S",
     "SUFFIXES",
     "Kind",
@@ -62,6 +69,7 @@ __all__ = [
     "LedgerError",
     "default_ledger_path",
     "iter_records",
+    "ledger_location",
     "read_ledger",
     "record_from_row",
 ]
@@ -76,6 +84,8 @@ RETRY_S: Final = (0.05, 0.25, 1.0)
 LINGER_S: Final = 0.05
 """How long the writer waits after a record for more to commit with it (seconds)."""
 _BATCH: Final = 50_000  # most records one transaction takes (a bound on a flush's latency)
+MAX_QUEUED: Final = 100_000
+"""Most records that may wait for the writer (besides the batch it is writing)."""
 
 
 _TYPED: Final = {
@@ -98,10 +108,27 @@ _KINDS: Final = {
 _SQL_TYPES: Final = {"bool": "INTEGER", "int": "INTEGER", "float": "REAL", "float | None": "REAL"}
 
 
-def default_ledger_path() -> Path:
-    """``$KEYPOLICY_LEDGER`` if set, else ``keypolicy-usage.sqlite`` in the working directory
-    (made absolute now, so a later ``chdir`` does not move it)."""
-    return Path(os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER).absolute()
+def default_ledger_path() -> Path | PostgresURL:
+    """``$KEYPOLICY_LEDGER`` if set (a path, or a ``postgresql://`` URL), else
+    ``keypolicy-usage.sqlite`` in the working directory (made absolute now, so a later
+    ``chdir`` does not move it)."""
+    where = ledger_location(os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER)
+    return where.absolute() if isinstance(where, Path) else where
+
+
+def ledger_location(where: str | Path | PostgresURL) -> Path | PostgresURL:
+    """A ledger's path, or its :class:`~keypolicy.ledger_pg.PostgresURL` for a
+    ``postgresql://`` or ``postgres://`` URL (printed with its password masked). A ``Path``
+    made of a URL (``Path`` folds ``//`` into ``/``, as a command line's path argument does)
+    is read as that URL."""
+    from keypolicy.ledger_pg import PostgresURL, is_postgres_url  # noqa: PLC0415
+
+    if isinstance(where, PostgresURL):
+        return where
+    text = str(where)
+    if isinstance(where, Path) and is_postgres_url(text.replace(":/", "://", 1)):
+        text = text.replace(":/", "://", 1)
+    return PostgresURL(text) if is_postgres_url(text) else Path(where)
 
 
 class LedgerError(RuntimeError):
@@ -241,14 +268,20 @@ _STOP: Final = object()
 
 
 class Ledger:
-    """Appends usage records to ``path`` off the caller's thread (see the module's docstring).
+    """Appends usage records to ``path`` (a file, or a ``postgresql://`` URL) off the caller's
+    thread (see the module's docstring).
 
     ``count`` is the number of records committed so far (after :meth:`flush`, every record
     written before it). A context manager: leaving it closes the ledger."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._sink: _Sink = _SINKS[_format(self.path)](self.path)
+    def __init__(self, path: str | Path | PostgresURL) -> None:
+        self.path = ledger_location(path)
+        if isinstance(self.path, Path):
+            self._sink: _Sink = _SINKS[_format(self.path)](self.path)
+        else:
+            from keypolicy.ledger_pg import PostgresSink  # noqa: PLC0415 - needs psycopg
+
+            self._sink = PostgresSink(self.path)
         self.count = 0
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._error: BaseException | None = None
@@ -265,6 +298,11 @@ class Ledger:
         self._raise_error()
         if self._closed:
             raise ValueError(f"{self.path}: the ledger is closed")
+        if self._queue.qsize() >= MAX_QUEUED:
+            raise LedgerError(
+                f"{self.path}: {MAX_QUEUED:,} records already wait for the ledger's writer "
+                "(it cannot write them yet); this one is not kept"
+            )
         self._queue.put(record)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -393,7 +431,7 @@ def _exists(path: Path) -> None:
         raise ValueError(f"{path}: no ledger there (the file {what})")
 
 
-def _sqlite_rows(path: Path) -> Iterator[dict[str, Any]]:
+def _sqlite_rows(path: Path, since: float | None = None) -> Iterator[dict[str, Any]]:
     _exists(path)
     try:
         db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
@@ -407,7 +445,9 @@ def _sqlite_rows(path: Path) -> Iterator[dict[str, Any]]:
         if not columns:
             raise ValueError(f"{path}: a SQLite file without a usage table: not a ledger")
         have = [name for name in FIELDS if name in columns]  # our names, not the file's text
-        cursor = db.execute(f"SELECT {', '.join(have)} FROM usage ORDER BY rowid")  # noqa: S608
+        where = "" if since is None else " WHERE finished >= ?"
+        query = f"SELECT {', '.join(have)} FROM usage{where} ORDER BY rowid"  # noqa: S608
+        cursor = db.execute(query, () if since is None else (since,))
         for values in cursor:
             yield dict(zip(have, values, strict=True))
     finally:
@@ -441,35 +481,50 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
             yield row, f"{path}:{number}"
 
 
-def iter_records(path: str | Path, kind: Kind | None = None) -> Iterator[UsageRecord]:
-    """The records of a ledger (``.sqlite``/``.sqlite3``/``.db``, ``.csv``, ``.jsonl``; or
-    read as ``kind`` whatever the suffix), in the order they were written, one at a time.
-    ValueError saying what is wrong otherwise."""
-    path = Path(path)
+def iter_records(
+    path: str | Path | PostgresURL, kind: Kind | None = None, since: float | None = None
+) -> Iterator[UsageRecord]:
+    """The records of a ledger (``.sqlite``/``.sqlite3``/``.db``, ``.csv``, ``.jsonl``, a
+    ``postgresql://`` URL; or a file read as ``kind`` whatever the suffix), in the order they
+    were written, one at a time; only those that finished at or after ``since`` (epoch
+    seconds) if given (SQLite and PostgreSQL ask their index). ValueError saying what is wrong
+    otherwise."""
+    where = ledger_location(path)
+    if not isinstance(where, Path):
+        from keypolicy.ledger_pg import postgres_rows  # noqa: PLC0415 - needs psycopg
+
+        for number, row in enumerate(postgres_rows(where, since), start=1):
+            yield record_from_row(row, f"{where}: row {number}")
+        return
+    path = where
     kind = kind or _format(path)
     if kind == "sqlite":
-        for number, row in enumerate(_sqlite_rows(path), start=1):
+        for number, row in enumerate(_sqlite_rows(path, since), start=1):
             yield record_from_row(row, f"{path}: row {number}")
         return
     _exists(path)
     try:
         rows = _csv_rows(path) if kind == "csv" else _jsonl_rows(path)
-        for row, where in rows:
-            yield record_from_row(row, where)
+        for row, place in rows:
+            record = record_from_row(row, place)
+            if since is None or record.finished >= since:
+                yield record
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text file (is it a {kind.upper()} ledger?)") from None
 
 
-def read_ledger(path: str | Path) -> pandas.DataFrame:
-    """One row per record of the ledger at ``path``, the columns of
-    :data:`~keypolicy.records.FIELDS`, typed: times (epoch seconds), ``wait_s`` and
+def read_ledger(path: str | Path | PostgresURL, since: float | None = None) -> pandas.DataFrame:
+    """One row per record of the ledger at ``path`` (a file or a ``postgresql://`` URL), the
+    columns of :data:`~keypolicy.records.FIELDS`, typed: times (epoch seconds), ``wait_s`` and
     ``cost_usd`` as floats (``started`` NaN for a request never sent), counts as ints, flags
-    as bools. ValueError (with the path and what is wrong) for a missing file, another kind
-    of file, a missing table or column, an unreadable row."""
+    as bools; only records that finished at or after ``since`` (epoch seconds) if given.
+    ValueError (with the path, or the URL without its password, and what is wrong) for a
+    missing file, another kind of file, a missing table or column, an unreadable row, a
+    database it cannot reach."""
     import pandas as pd  # noqa: PLC0415 - the writer path does not need pandas
 
     frame = pd.DataFrame.from_records(
-        [_row(r) for r in iter_records(path)], columns=list(FIELDS)
+        [_row(r) for r in iter_records(path, since=since)], columns=list(FIELDS)
     )
     types = {"bool": "bool", "int": "int64", "float": "float64", "float | None": "float64"}
     return frame.astype({name: types[kind] for name, kind in _KINDS.items() if kind in types})

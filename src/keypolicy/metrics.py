@@ -57,6 +57,7 @@ class _Tally:
     batch: int = 0
     cost_usd: float = 0.0
     prompt_tokens: int = 0
+    cached_tokens: int = 0
     completion_tokens: int = 0
     waits: array[float] = field(default_factory=lambda: array("d"))  # the non-zero ones
     zero_waits: int = 0
@@ -77,6 +78,7 @@ class _Tally:
         self.batch += r.batch
         self.cost_usd += r.cost_usd
         self.prompt_tokens += r.prompt_tokens
+        self.cached_tokens += r.cached_tokens
         self.completion_tokens += r.completion_tokens
         if r.outcome == "ok":
             wait = r.wait_s
@@ -103,6 +105,7 @@ class _Tally:
             out.deferred += t.deferred
             out.batch += t.batch
             out.prompt_tokens += t.prompt_tokens
+            out.cached_tokens += t.cached_tokens
             out.completion_tokens += t.completion_tokens
             out.waits.extend(t.waits)
             out.zero_waits += t.zero_waits
@@ -139,6 +142,7 @@ class _Tally:
             "wait_max_s": round(self.max_wait, 4),
             "cost_usd": round(self.cost_usd, 6),
             "prompt_tokens": self.prompt_tokens,
+            "cached_tokens": self.cached_tokens,
             "completion_tokens": self.completion_tokens,
             "budget_exhausted_at": exhausted,
             "outcomes": dict(sorted(self.outcomes.items())),

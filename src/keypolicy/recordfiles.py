@@ -2,8 +2,9 @@
 
 A records file is what ``keypolicy simulate --records`` writes (CSV, or Parquet with pyarrow;
 a CSV may be gzip-compressed, ``records.csv.gz``), or a usage ledger (SQLite, JSON lines or
-CSV: :mod:`keypolicy.ledger`). ``keypolicy report`` and :func:`keypolicy.read_records` read
-them through :func:`iter_usage_records`, one row at a time.
+CSV: :mod:`keypolicy.ledger`; or the fleet's, a ``postgresql://`` URL). ``keypolicy report``
+and :func:`keypolicy.read_records` read them through :func:`iter_usage_records`, one row at a
+time.
 
 Every cell is checked against its field's type, and a bad one is a :class:`DataFileError`
 naming the file, line, column and field, and what to do. A file cut short (the run that wrote
@@ -32,7 +33,8 @@ from keypolicy.datafiles import (
     open_text,
     quoted,
 )
-from keypolicy.ledger import _KINDS, SQLITE, _sqlite_rows  # one table of types, one reader
+from keypolicy.ledger import _KINDS, SQLITE, _sqlite_rows, ledger_location  # one type table
+from keypolicy.ledger_pg import PostgresURL, postgres_rows
 from keypolicy.records import FIELDS, OPTIONAL, OUTCOMES, UsageRecord
 
 __all__ = ["iter_usage_records"]
@@ -217,24 +219,33 @@ def _parquet(path: Path, display: str) -> Iterator[UsageRecord]:
         ) from None
 
 
-def iter_usage_records(path: str | Path) -> Iterator[UsageRecord]:
+def _table(rows: Iterator[dict[str, Any]], display: str) -> Iterator[UsageRecord]:
+    """Records of a database's rows (SQLite or PostgreSQL), a bad cell placed at its row."""
+    for number, row in enumerate(rows, start=1):
+        try:
+            yield _record(row)
+        except _BadCell as bad:
+            raise DataFileError(
+                f"{display}: row {number}: column '{bad.field}': {bad.message} (fix or "
+                "delete the row)"
+            ) from None
+
+
+def iter_usage_records(path: str | Path | PostgresURL) -> Iterator[UsageRecord]:
     """The records of a records file or ledger, in file order, one at a time: SQLite
     (``.sqlite``, ``.sqlite3``, ``.db``), JSON lines (``.jsonl``, ``.jsonl.gz``), Parquet (with
-    pyarrow), else CSV whatever the suffix (``.csv``, ``.csv.gz``). Raises
-    :class:`~keypolicy.datafiles.DataFileError` (a ValueError) naming the file, line, column
-    and what to do."""
-    path = Path(path)
+    pyarrow), else CSV whatever the suffix (``.csv``, ``.csv.gz``); a ``postgresql://`` URL is
+    the fleet's ledger. Raises :class:`~keypolicy.datafiles.DataFileError` (a ValueError)
+    naming the file, line, column and what to do."""
+    where = ledger_location(path)
+    if not isinstance(where, Path):  # named without its password
+        yield from _table(postgres_rows(where), str(where))
+        return
+    path = where
     display = str(path)
     layout = layout_of(path)
     if path.suffix.lower() in SQLITE:
-        for number, row in enumerate(_sqlite_rows(path), start=1):
-            try:
-                yield _record(row)
-            except _BadCell as bad:
-                raise DataFileError(
-                    f"{display}: row {number}: column '{bad.field}': {bad.message} (fix or "
-                    "delete the row)"
-                ) from None
+        yield from _table(_sqlite_rows(path), display)
         return
     if layout.form == "parquet":
         yield from _parquet(path, display)

@@ -41,6 +41,8 @@ OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
 _OUTCOME_OF: Final[dict[str, Outcome]] = {
     "budget": "budget_exhausted",
     "gave_up": "error",
+    "batch_queue_full": "error",
+    "batch_expired": "error",
     "quota": "error",
     "store_error": "error",
 }

@@ -7,6 +7,9 @@ The same table is a ``pandas.DataFrame`` from Python::
 
     table = usage_table(read_ledger("keypolicy-usage.sqlite"), by="key", since_s=86_400)
     table.iloc[0]  # the key used most in the last day (the last row is the total)
+
+The fleet's ledger reads the same way (``read_ledger("postgresql://127.0.0.1/keypolicy")``);
+``read_ledger(..., since=time.time() - 86_400)`` asks its index for the last day alone.
 """
 
 from __future__ import annotations

@@ -102,3 +102,39 @@ def test_limits_declared_for_a_snapshot_pace_nothing() -> None:
     assert "projects.p.models.gpt-4o-2024-11-20" in found
     assert "gpt-4o-2024-11-20 is a dated snapshot of gpt-4o" in found
     assert "declare the limits for gpt-4o" in found
+
+
+def test_budgets_above_the_monthly_usage_limit() -> None:
+    org = "organization: {tier: 1}\n"
+    budgets = (
+        "budgets:\n"
+        "  month: {applies_to: all, usd: $150, per: month}\n"
+        "  day: {applies_to: all, usd: $4, per: day}\n"
+        "  fine: {applies_to: all, usd: $3, per: day}\n"
+    )
+    found = _warnings(BASE.replace("projects:", org + "projects:") + budgets)
+    assert found == [
+        "p.yaml:16:33: budgets.month.usd: $150 a month is above the organization's monthly "
+        "usage limit (tier 1's $100): OpenAI refuses every call with insufficient_quota before "
+        "this budget is spent (keep the budget below the usage limit, or state the "
+        "organization's real limit (organization.usage_limit) or tier)",
+        "p.yaml:17:31: budgets.day.usd: $4 per day allows up to $124 in a month, above the "
+        "organization's monthly usage limit (tier 1's $100): OpenAI refuses every call with "
+        "insufficient_quota before this budget is spent (keep the budget below the usage "
+        "limit, or state the organization's real limit (organization.usage_limit) or tier)",
+    ]
+
+
+def test_a_stated_usage_limit_wins_over_the_tier() -> None:
+    org = 'organization: {tier: 1, usage_limit: "$2,000"}\n'
+    budgets = "budgets:\n  month: {applies_to: all, usd: $1500, per: month}\n"
+    assert _warnings(BASE.replace("projects:", org + "projects:") + budgets) == []
+    org = "organization: {usage_limit: $1000}\n"
+    found = _warnings(BASE.replace("projects:", org + "projects:") + budgets)
+    assert len(found) == 1
+    assert "(organization.usage_limit $1,000)" in found[0]
+
+
+def test_no_tier_no_usage_limit_finding() -> None:
+    budgets = "budgets:\n  month: {applies_to: all, usd: $1000000, per: month}\n"
+    assert _warnings(BASE + budgets) == []

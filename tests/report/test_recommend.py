@@ -12,8 +12,15 @@ from tests.report.builders import multi_run, row, summary
 from tests.report.test_headline import clean_day, troubled_day
 
 
+def _monthly_budget(policy: Policy, usd: float) -> Policy:
+    """``policy`` with its clinic-monthly budget set to ``usd``."""
+    budget = policy.budgets["clinic-monthly"].model_copy(update={"usd": usd})
+    return policy.model_copy(update={"budgets": {**policy.budgets, "clinic-monthly": budget}})
+
+
 def test_one_variant_in_full(clinic: dict[str, Policy]) -> None:
-    v = Variant("clinic-separate", troubled_day(), clinic["clinic-separate"])
+    policy = _monthly_budget(clinic["clinic-separate"], 6_000)
+    v = Variant("clinic-separate", troubled_day(), policy)
     assert recommendations([v]) == [
         "chat-daily ($40.00 a day) runs out at 19:51; after that, requests of chat are "
         "rejected (300 in the day).",

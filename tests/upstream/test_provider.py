@@ -284,7 +284,7 @@ def test_count_failed_charges_a_refused_request_per_minute_only() -> None:
     for p, counted in (
         (provider(), 4),
         (provider(accounting=PURE), 3),
-        (provider(accounting=PURE, count_refused=True), 4),  # the mock's --count-refused
+        (provider(accounting=Accounting(count_failed=True)), 4),
     ):
         for _ in range(3):
             p.submit(req(), T0)

@@ -31,7 +31,8 @@ def test_chat_prompt_reads_every_message_and_part() -> None:
     }
     request = request_from_body("p", "chat.completions", body)
     assert prompt_text("chat.completions", body) == "abcdefgh"
-    assert (request.prompt_tokens, request.max_output, request.n) == (2, 100, 2)
+    # An image without a readable size counts as 1024x1024 at high detail: 765 tokens on gpt-4o.
+    assert (request.prompt_tokens, request.max_output, request.n) == (2 + 765, 100, 2)
 
 
 def test_max_tokens_fields_per_endpoint() -> None:

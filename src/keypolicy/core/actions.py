@@ -28,6 +28,8 @@ RejectReason = Literal[
     "quota",
     "client_error",
     "gave_up",
+    "batch_queue_full",
+    "batch_expired",
     "cancelled",
     "store_error",
     "batch_domain",
@@ -48,6 +50,10 @@ RejectReason = Literal[
 - ``client_error``: the provider refused it as invalid (4xx), or refused every key (401/403);
 - ``gave_up``: the provider failed it on its last attempt (429 pace, 5xx, lost connection), or
   the batch failed; ``Reject.status`` says which;
+- ``batch_queue_full``: the Batch API refused its batch at creation, the organization's queue
+  of enqueued tokens for the model being full (``token_limit_exceeded``);
+- ``batch_expired``: its batch ran past the 24 h completion window before running it
+  (``batch_expired``);
 - ``cancelled``: the caller gave up;
 - ``store_error``: the store failed while the engine was deciding for it; nothing was sent
   (see :meth:`keypolicy.core.engine.Engine.handle`).

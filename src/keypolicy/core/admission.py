@@ -10,9 +10,13 @@ and 429s teach about the provider's real limits and the way it counts.
 How the provider counts is the policy's assumption (``EngineConfig.accounting``): whether the
 unused part of a token charge is given back at completion, whether a request refused for pace
 still counts, and (compiled into the buckets) whether per-minute limits are spent in slices. A
-provider that counts more strictly than assumed shows itself by a 429 on a token limit the
-engine thought had room: from then on the engine gives nothing back to that limit (see
-:meth:`Admission.after_rate_limit`), so a wrong assumption costs a few 429s, not thousands.
+provider that counts more strictly than assumed shows itself by a 429 on a limit the engine
+thought had room, and the engine learns from it (:meth:`Admission.after_rate_limit`): after a
+429 on a token limit it gives nothing back to that limit any more, and where the 429's numbers
+show that the provider holds less of a minute's allowance at once than the engine's bucket does
+(a limit spent in slices the policy did not assume), the bucket's burst capacity is lowered to
+what the provider holds (:meth:`Admission.learn_burst`). A wrong assumption costs a few 429s,
+not thousands.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Final
 
 from keypolicy.core.budgets import BudgetBook, Hold
 from keypolicy.core.config import BucketDef, EngineConfig, Route
-from keypolicy.core.headers import RateLimitHeaders, parse_rate_limit_headers
+from keypolicy.core.headers import ErrorBody, RateLimitHeaders, parse_rate_limit_headers
 from keypolicy.core.pricing import estimated_cost
 from keypolicy.core.request import Pending
 from keypolicy.core.selection import Selector
@@ -33,6 +37,19 @@ from keypolicy.core.store import BucketRef, Store
 __all__ = ["Admission", "Admitted", "Blocked", "BudgetShort"]
 
 INF: Final = math.inf
+# A burst capacity is learnt only where the provider's numbers put it this much below the
+# engine's (a share, plus a unit): well above the headers' own rounding (whole units remaining,
+# resets and waits in milliseconds), so a provider counting as assumed never teaches anything.
+BURST_MARGIN: Final = 0.01
+# A learnt burst capacity recovers once a response shows this much more room than it allows.
+BURST_RECOVERY: Final = 1.05
+# The least burst capacity learnt: this many seconds of the limit's allowance (OpenAI's guide
+# names slices of one second: 60,000 RPM enforced as 1,000 a second).
+BURST_FLOOR_S: Final = 1.0
+# The precision of the provider's numbers: resets and waits in whole milliseconds (remaining in
+# whole units, rounded down). A burst capacity is learnt this much allowance below the estimate,
+# so that it errs below the provider's (a hair of throughput; above, a full burst is a 429).
+HEADER_PRECISION_S: Final = 1e-3
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -146,6 +163,9 @@ class Admission:
         # By bucket index: whether unused tokens are still given back to it. Cleared for good
         # once a 429 shows the provider counts more than we do (see after_rate_limit).
         self._refunds = [self._refund and b.tokens for b in config.buckets]
+        # By bucket index: whether its burst capacity was learnt below the policy's (see
+        # learn_burst); only those are looked at for recovery on each response.
+        self._bursts = [False] * len(config.buckets)
         self.epoch = 0
         """Counts the limits learnt from the provider: what fits may have changed."""
         self._taken: tuple[float, ...] = ()  # the limit amounts of the last _take
@@ -158,8 +178,8 @@ class Admission:
         # in its order, all on one project's limits (then their order is the pool's, rotated)
         self._routes: dict[tuple[str, str, int], tuple[list[Route], bool]] = {}
         # Per route and class: the route's bucket refs, absolute floors, token flags and slices;
-        # rebuilt when a limit is learnt. Decisions are arithmetic on these, not walks of the
-        # config.
+        # rebuilt when a limit or a burst is learnt. Decisions are arithmetic on these, not walks
+        # of the config.
         self._plans: dict[int, _Plan] = {}
 
     def routes(self, req: Pending) -> list[Route]:
@@ -457,8 +477,11 @@ class Admission:
         read: RateLimitHeaders | None = None,
     ) -> None:
         """Correct the project's per-minute buckets from a response's rate-limit headers:
-        adopt a lower real limit, and lower our level to what the provider says remains.
-        ``read``: the headers already read (else they are read here)."""
+        adopt a lower real limit, a smaller burst capacity where the provider holds less at
+        once (``remaining + reset * rate`` while ``remaining > 0``, when it is exact: see
+        :meth:`learn_burst`), a learnt one back up where it shows more room than that allows,
+        and lower our level to what the provider says remains. ``read``: the headers already
+        read (else they are read here)."""
         info = read if read is not None else parse_rate_limit_headers(headers)
         if not info.any():
             return
@@ -475,18 +498,39 @@ class Admission:
             remaining = info.remaining_tokens if ref.tokens else info.remaining_requests
             if limit is not None and 0 < limit < ref.rate * 60 - 1e-6:
                 scale = limit / (ref.rate * 60)
-                ref = replace(ref, capacity=ref.capacity * scale, rate=limit / 60)
+                capacity = ref.capacity * scale
+                if not ref.tokens and capacity < 1.0:  # a slice holds one request at least
+                    capacity = min(limit, 1.0)
+                ref = replace(ref, capacity=capacity, rate=limit / 60)
                 self.buckets[b] = ref
                 self._plans.clear()
                 self._combined.clear()
                 self.epoch += 1
-            if remaining is not None:
-                # The provider counted "remaining" when it admitted the attempt; the bucket has
-                # refilled since. Our own later admissions are already in our level.
-                since = max(now - req.sent_at, 0.0)
-                self.store.clamp(ref, remaining + ref.rate * since, now)
+            if remaining is None:
+                continue
+            if self._bursts[b] and remaining > ref.capacity * BURST_RECOVERY + 1.0:
+                # The provider has just had more room than the learnt capacity allows: it was
+                # learnt too low (a 429 with another cause). Back up to what it showed.
+                ref = self._set_burst(b, remaining, now)
+            reset = info.reset_tokens if ref.tokens else info.reset_requests
+            if reset is not None and remaining > 0:  # exact only while it has room left
+                held = remaining + reset * _rate(limit, ref)
+                if held < ref.capacity * (1.0 - BURST_MARGIN) - 1.0:
+                    ref = self.adopt_burst(b, held, limit, now)
+            # The provider counted "remaining" when it admitted the attempt; the bucket has
+            # refilled since. Our own later admissions are already in our level.
+            since = max(now - req.sent_at, 0.0)
+            self.store.clamp(ref, remaining + ref.rate * since, now)
 
-    def after_rate_limit(self, req: Pending, limit: str, delay: float, now: float) -> None:
+    def after_rate_limit(
+        self,
+        req: Pending,
+        limit: str,
+        delay: float,
+        now: float,
+        read: RateLimitHeaders | None = None,
+        error: ErrorBody | None = None,
+    ) -> None:
         """After a pace 429: rest the project/model for ``delay`` seconds, and lower our view of
         the bucket that was hit to what "try again in" implies (the request fits after it).
 
@@ -494,8 +538,12 @@ class Admission:
         were being given back, it is taken as a sign that the provider keeps them, and the
         route's token limits get nothing back at settlement from now on (more cautious than
         the policy, never less: a 429 with another cause, such as another client on the
-        project, costs throughput, not more 429s)."""
+        project, costs throughput, not more 429s). ``read`` and ``error``: the 429's rate-limit
+        headers and body, from which a smaller burst capacity may be learnt first
+        (:meth:`learn_burst`)."""
         self.rest((req.key, req.model), "project", now + delay)
+        if read is not None:
+            self.learn_burst(req, limit, read, error, now)
         route = self.config.routes[(req.key, req.model)]
         plan = self._plan(route, req.rank)
         checked = plan.checked(plan.amounts(float(req.charge_tokens)))
@@ -509,3 +557,135 @@ class Admission:
                 and ref.dimension in ("rpm", "tpm")
             ):
                 self.store.clamp(ref, amount - ref.rate * delay, now)
+
+    def learn_burst(
+        self,
+        req: Pending,
+        limit: str,
+        read: RateLimitHeaders,
+        error: ErrorBody | None,
+        now: float,
+    ) -> None:
+        """After a pace 429 on ``limit`` (``tokens`` or ``requests``): if the provider holds less
+        of a minute's allowance at once than the engine's bucket does, learn its burst capacity.
+
+        The rule. A per-minute limit of ``L`` refills at ``r = L / 60`` a second. OpenAI may
+        spend it in slices (60,000 RPM as 1,000 a second): then it holds at most a slice at
+        once, however much of the minute is unused, while the policy may assume the whole
+        minute. A 429 tells how much the provider holds at once two ways, neither (but for the
+        headers' rounding) below it:
+
+        - ``remaining + reset * r``: what it still has room for plus what it has in use
+          (``x-ratelimit-reset-*`` is the time until the bucket is empty again). Exact while
+          the bucket has room left (``remaining > 0``); an upper bound while it is full or in
+          debt. Every answer's headers tell this much (:meth:`learn` reads it there, where it
+          is exact);
+        - ``requested + (reset - try_again) * r``: when the request fits, ``try_again`` from
+          now, the provider holds what is then still in use plus the request, and no more (it
+          did not fit a moment before). Exact while the request is no larger than a slice
+          (even with the bucket in debt); an upper bound (the request) when it is larger.
+
+        The smaller is the estimate. It is adopted only if the engine's own view had room for
+        the request (its level, the refused attempt given back, covers what the request is
+        checked at: else the engine itself explains the 429) and if it lies below the bucket's
+        capacity by more than the numbers' rounding (``BURST_MARGIN``). A provider spending
+        whole minutes, as assumed, shows ``remaining + reset * r = L`` and ``requested + (reset
+        - try_again) * r = L`` whatever else has used the bucket, so a 429 from another cause
+        (another client on the project, a count we did not know) teaches nothing here. Without
+        a ``reset`` header nothing is learnt (the rest and the clamp still apply).
+
+        What is learnt: the bucket keeps its rate (so its limit, and what is too large), its
+        capacity becomes the estimate less the numbers' precision (``HEADER_PRECISION_S`` of
+        allowance: erring below the provider costs a hair of throughput, above it a 429 on
+        every full burst), never below one second's allowance (``BURST_FLOOR_S``, one
+        request at least) nor above the policy's, and it is spent in slices: a request larger
+        than the capacity still goes once the bucket is full and leaves it in debt, as the
+        provider takes it. Per bucket, as a learnt limit (the same epoch: plans rebuilt, what
+        can ever fit checked again). It only goes down here, so the engine is never more
+        permissive than the policy; one learnt too low (the numbers spoke of a bucket other
+        than the one hit) recovers as soon as a response's headers show more room than it
+        allows (:meth:`learn`). Without headers, a capacity stays learnt: it costs burst
+        capacity, not 429s. No recovery with time: a provider's slices do not change, and
+        probing for more room would cost a 429 each time.
+        """
+        tokens = limit == "tokens"
+        reset = read.reset_tokens if tokens else read.reset_requests
+        if reset is None:
+            return
+        remaining = read.remaining_tokens if tokens else read.remaining_requests
+        shown = read.limit_tokens if tokens else read.limit_requests
+        try_again = error.try_again_s if error is not None else None
+        route = self.config.routes[(req.key, req.model)]
+        project = self.config.keys[req.key].project
+        plan = self._plan(route, req.rank)
+        amounts = plan.amounts(float(req.charge_tokens))
+        checked = plan.checked(amounts)
+        for i, b in enumerate(route.buckets):
+            ref = self.buckets[b]
+            if (
+                ref.tokens != tokens
+                or ref.scope != "project"
+                or ref.owner != project
+                or ref.dimension not in ("rpm", "tpm")
+            ):
+                continue
+            rate = _rate(shown, ref)
+            held = INF
+            if remaining is not None:
+                held = remaining + reset * rate
+            if try_again is not None:
+                requested = amounts[i]
+                if error is not None and error.requested is not None:
+                    requested = error.requested
+                held = min(held, requested + max(reset - try_again, 0.0) * rate)
+            if not held < ref.capacity * (1.0 - BURST_MARGIN) - 1.0:
+                continue
+            if self.store.levels([ref], now)[0] + 1e-9 < checked[i]:
+                continue  # the engine did not think it had room either
+            self.adopt_burst(b, held, shown, now)
+
+    def adopt_burst(self, b: int, held: float, shown: float | None, now: float) -> BucketDef:
+        """Learn that the provider holds ``held`` units of bucket ``b`` at once (headers showing
+        ``shown`` per minute): its burst capacity becomes that less the numbers' precision, at
+        least one second's allowance (one request), at most the policy's, spent in slices (see
+        :meth:`learn_burst`). Returns the bucket as it now is."""
+        ref = self.buckets[b]
+        capacity = held - _rate(shown, ref) * HEADER_PRECISION_S
+        floor = ref.rate * BURST_FLOOR_S
+        if not ref.tokens and floor < 1.0:
+            floor = 1.0
+        floor = min(floor, self._policy_burst(b))
+        return self._set_burst(b, capacity if capacity > floor else floor, now)
+
+    def _policy_burst(self, b: int) -> float:
+        """The burst capacity the policy gives bucket ``b`` at its current rate (a limit learnt
+        from headers scales it)."""
+        base = self.config.buckets[b]
+        if base.rate <= 0:
+            return base.capacity
+        return base.capacity * (self.buckets[b].rate / base.rate)
+
+    def _set_burst(self, b: int, capacity: float, now: float) -> BucketDef:
+        """Give bucket ``b`` the burst ``capacity`` (at most the policy's): spent in slices
+        below the policy's, as the policy says at it. Returns the bucket as it now is."""
+        ref = self.buckets[b]
+        base = self.config.buckets[b]
+        policy = self._policy_burst(b)
+        if capacity >= policy - 1e-9:
+            ref = replace(ref, capacity=policy, sliced=base.sliced)
+            self._bursts[b] = False
+        else:
+            ref = replace(ref, capacity=capacity, sliced=True)
+            self._bursts[b] = True
+        self.buckets[b] = ref
+        self.store.clamp(ref, ref.capacity, now)  # a level above the new capacity is cut
+        self._plans.clear()
+        self._combined.clear()
+        self.epoch += 1
+        return ref
+
+
+def _rate(shown: float | None, ref: BucketDef) -> float:
+    """The rate (units a second) of a per-minute limit whose headers show ``shown`` per minute
+    (the bucket's own rate where they show none)."""
+    return shown / 60.0 if shown is not None and shown > 0 else ref.rate

@@ -34,9 +34,10 @@ from keypolicy.core.budgets import BudgetBook, Hold
 from keypolicy.core.calendar import minute_of_day, next_window_start, within_windows
 from keypolicy.core.config import BucketDef, EngineConfig
 from keypolicy.core.events import Advance, Cancel, Event, Failed, Settled, Submit
+from keypolicy.core.headers import parse_rate_limit_headers
 from keypolicy.core.pricing import actual_cost, format_usd
 from keypolicy.core.request import Pending
-from keypolicy.core.retry import Verdict, judge_failure
+from keypolicy.core.retry import Verdict, judge_batch_failure, judge_failure
 from keypolicy.core.store import Store
 from keypolicy.core.validity import invalid_sizes
 
@@ -626,8 +627,8 @@ class Engine:
         holds, req.holds = req.holds, []  # given back below, or lost: never given back twice
         if req.state == "batch":
             self._release(req.id, holds, now, out)
-            why = f"the batch failed (HTTP {ev.status})"
-            self._finish(req, Reject(req.id, "gave_up", why, req.attempts, ev.status), out)
+            code, why = judge_batch_failure(ev.status, ev.body)
+            self._finish(req, Reject(req.id, code, why, req.attempts, ev.status), out)
             return
         verdict = judge_failure(
             self.config.retry, ev.status, ev.headers, ev.body, req.attempts, now, self._rng
@@ -638,10 +639,13 @@ class Engine:
             if ev.status is not None and ev.status < 500 and ev.status not in (408, 409):
                 # Refused (429) or rejected as invalid (4xx): the provider counted nothing.
                 self._admission.refund(req, now)
-            if ev.headers:
-                self._admission.learn(req, ev.headers, now)
+            read = parse_rate_limit_headers(ev.headers) if ev.headers else None
+            if read is not None:
+                self._admission.learn(req, ev.headers, now, read)
             if verdict.rate_limit is not None:  # a pace 429, even on the last attempt
-                self._admission.after_rate_limit(req, verdict.rate_limit, verdict.delay, now)
+                self._admission.after_rate_limit(
+                    req, verdict.rate_limit, verdict.delay, now, read, verdict.body
+                )
         except Exception as exc:  # a store failure: see handle
             self._fault(req.id, "recording its failed attempt", exc, now, out)
         self._act_on(req, verdict, ev.status, now, out)

@@ -3,8 +3,9 @@
 Formats, as OpenAI sends them: ``x-ratelimit-limit-requests: 5000``,
 ``x-ratelimit-remaining-tokens: 795000``, ``x-ratelimit-reset-tokens: 6m0s`` (a Go duration:
 ``2ms``, ``8.64s``, ``6m0s``, ``24h6m34s``), ``retry-after: 2`` (seconds, or an HTTP date),
-``retry-after-ms: 84`` (Azure). A 429 body's message ends "Please try again in 84ms."; its
-``type`` is ``tokens`` or ``requests`` and its ``code`` tells rate limits from quota errors.
+``retry-after-ms: 84`` (Azure). A 429 body's message states "Limit 200000, Used 195869, Requested
+4412" and ends "Please try again in 84ms."; its ``type`` is ``tokens`` or ``requests`` and its
+``code`` tells rate limits from quota errors.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ _GO_PART: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _TRY_AGAIN: Final = re.compile(
     r"try again in ((?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+)"
 )
+_REQUESTED: Final = re.compile(r"Requested (\d+)")
 
 QUOTA_CODES: Final = frozenset(
     {
@@ -189,12 +191,14 @@ def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class ErrorBody:
-    """What an OpenAI error body says: ``code``, ``type``, and the "try again in" delay."""
+    """What an OpenAI error body says: ``code``, ``type``, the "try again in" delay (seconds)
+    and, for a rate limit, the "Requested" amount the provider counted (tokens or requests)."""
 
     code: str | None = None
     type: str | None = None
     message: str = ""
     try_again_s: float | None = None
+    requested: float | None = None
 
     @property
     def is_quota(self) -> bool:
@@ -217,9 +221,12 @@ def parse_error_body(body: bytes | str | None) -> ErrorBody:
     message = message if isinstance(message, str) else ""
     match = _TRY_AGAIN.search(message)
     delay = parse_go_duration(match.group(1)) if match else None
+    asked = _REQUESTED.search(message) if delay is not None else None
 
     def text(key: str) -> str | None:
         value = error.get(key)
         return value if isinstance(value, str) else None
 
-    return ErrorBody(text("code"), text("type"), message, delay)
+    return ErrorBody(
+        text("code"), text("type"), message, delay, float(asked.group(1)) if asked else None
+    )

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from keypolicy.core.actions import RejectReason
 from keypolicy.core.config import RetryDef
 from keypolicy.core.headers import (
     ErrorBody,
@@ -22,10 +23,15 @@ from keypolicy.core.headers import (
     retry_after_seconds,
 )
 
-__all__ = ["Verdict", "backoff_delay", "judge_failure"]
+__all__ = ["Verdict", "backoff_delay", "judge_batch_failure", "judge_failure"]
 
 RETRYABLE: Final = frozenset({408, 409, 429})
 KEY_PROBLEMS: Final = frozenset({401, 403})
+BATCH_FAILURES: Final[dict[str, RejectReason]] = {
+    "token_limit_exceeded": "batch_queue_full",
+    "batch_expired": "batch_expired",
+}
+"""The Batch API's error codes a batch request's failure is known by (else ``gave_up``)."""
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -99,6 +105,17 @@ def judge_failure(
         reason = f"{label} on attempt {attempt} of {retry.max_attempts}"
         return Verdict("gave_up", delay, reason, limit, error)
     return Verdict("retry", delay, label, limit, error)
+
+
+def judge_batch_failure(status: int | None, body: bytes | str | None) -> tuple[RejectReason, str]:
+    """Why a request handed to the Batch API failed, and the message: a driver reports its
+    batch's error (``errors.data[0]`` of a failed batch, an expired request's error) as the
+    body's ``error``; its ``code`` names the reason where the Batch API has one."""
+    error = parse_error_body(body)
+    reason = BATCH_FAILURES.get(error.code or "", "gave_up")
+    if error.message:
+        return reason, f"the batch failed: {error.message}"
+    return reason, f"the batch failed (HTTP {status})"
 
 
 def _hinted_delay(

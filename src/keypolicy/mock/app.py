@@ -21,7 +21,14 @@ from keypolicy.mock.clock import ScaledClock
 from keypolicy.mock.options import MockOptions
 from keypolicy.mock.state import Ids, MockState, json_response, quiet_dropped_connections
 from keypolicy.policy import Policy, load_policy
-from keypolicy.upstream import Provider, ProviderLimits, errors, parse_limit_override
+from keypolicy.upstream import (
+    Accounting,
+    Provider,
+    ProviderLimits,
+    errors,
+    parse_assumption,
+    parse_limit_override,
+)
 
 __all__ = ["ROUTES", "build_state", "create_app"]
 
@@ -52,11 +59,18 @@ def build_state(
     """The state of a mock server for ``policy``; secrets are read from ``environ`` now."""
     options = options or MockOptions()
     overrides = dict(parse_limit_override(spec) for spec in options.limits)
+    accounting = Accounting.from_policy(policy)
+    for spec in options.assume:
+        rule, values = parse_assumption(spec)
+        if len(values) != 1:
+            raise ValueError(f"--assume {spec}: the mock counts by one rule: give one value")
+        accounting = accounting.with_rule(rule, values[0])
     limits = ProviderLimits.from_policy(
         policy,
         factor=options.limit_factor,
         overrides=overrides,
         organization_id=options.organization_id,
+        accounting=accounting,
     )
     provider = Provider(limits, options.provider_settings(), random.Random(seed))
     ids = Ids()
@@ -67,7 +81,7 @@ def build_state(
         keys=KeyRing.from_policy(policy, os.environ if environ is None else environ),
         ids=ids,
         files=files,
-        batches=BatchStore(files, provider, ids, options.batch_delay),
+        batches=BatchStore(files, provider, ids),
     )
 
 

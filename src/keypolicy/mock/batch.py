@@ -1,11 +1,15 @@
-"""The Batch API: uploaded files, batches that complete after a set delay, their output files.
+"""The Batch API: uploaded files, batches, their output and error files.
 
 Files and batches belong to the project of the key that created them (another project's key gets
 a 404, as with OpenAI). A batch is validated when created (every line a JSON request to the
-batch's endpoint) and completes ``delay`` model seconds later. Its results are computed the first
-time it is looked at after that, from the provider model's usage draws: batch requests do not
-draw on the per-minute limits (OpenAI limits batches by a separate queue of enqueued tokens,
-which this model does not enforce).
+batch's endpoint), then handed to the provider's Batch API model
+(:class:`keypolicy.upstream.BatchQueue`, via ``Provider.batches``): it is refused as ``failed``
+with ``token_limit_exceeded`` if its prompt tokens would take the organization's queue past the
+limit of its tier, else it takes a time drawn from the model's distribution (or the fixed
+``--batch-delay``). Its results are computed the first time it is looked at after that, from
+the provider model's usage draws; batch requests do not draw on the per-minute limits. A batch
+drawn past the 24 h window ends ``expired``: the requests it ran are in its output file, the
+others in its error file with ``batch_expired``, as OpenAI writes them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keypolicy.mock import bodies
-from keypolicy.upstream import Endpoint, Provider, Usage, errors, request_from_body, split_extension
+from keypolicy.upstream import (
+    Endpoint,
+    Enqueued,
+    Provider,
+    QueueFull,
+    UpstreamRequest,
+    Usage,
+    errors,
+    request_from_body,
+    split_extension,
+)
+from keypolicy.upstream.batches import batch_expired
 
 __all__ = ["ENDPOINTS", "BatchJob", "BatchStore", "FileStore", "StoredFile"]
 
@@ -77,7 +92,11 @@ class FileStore:
 
 @dataclass
 class BatchJob:
-    """One batch: its requests, timeline (model seconds) and, once done, its results."""
+    """One batch: its requests, timeline (model seconds) and, once done, its results.
+
+    ``due``: when it ends (completes, or expires); ``queued``: its place in the provider's
+    Batch API queue (``None`` for a batch that failed at creation).
+    """
 
     id: str
     project: str
@@ -86,19 +105,27 @@ class BatchJob:
     metadata: Mapping[str, Any] | None
     created: float
     due: float
+    expires_at: float
     lines: list[dict[str, Any]]
     errors: list[dict[str, Any]] = field(default_factory=list)
     status: str = "in_progress"
     finished: float | None = None
     output_file_id: str | None = None
+    error_file_id: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     usage: Usage = field(default_factory=lambda: Usage(0))
+    queued: Enqueued | None = None
+
+    def fail(self, problems: list[dict[str, Any]], now: float) -> None:
+        """The batch failed at creation, for ``problems`` (``errors.data``)."""
+        self.errors, self.status, self.finished = problems, "failed", now
 
     def view(self) -> dict[str, Any]:
         """The ``batch`` object."""
         done = self.finished is not None
         stamp = int(self.finished) if self.finished is not None else None
         total = len(self.lines)
+        expired = self.status == "expired"
         return {
             "id": self.id,
             "object": "batch",
@@ -108,14 +135,14 @@ class BatchJob:
             "completion_window": "24h",
             "status": self.status,
             "output_file_id": self.output_file_id,
-            "error_file_id": None,
+            "error_file_id": self.error_file_id,
             "created_at": int(self.created),
             "in_progress_at": None if self.status == "failed" else int(self.created),
-            "expires_at": int(self.created) + 86400,
+            "expires_at": int(self.expires_at),
             "finalizing_at": stamp if self.status == "completed" else None,
             "completed_at": stamp if self.status == "completed" else None,
             "failed_at": stamp if self.status == "failed" else None,
-            "expired_at": None,
+            "expired_at": stamp if expired else None,
             "cancelling_at": stamp if self.status == "cancelled" else None,
             "cancelled_at": stamp if self.status == "cancelled" else None,
             "request_counts": self.counts or {"total": total, "completed": 0, "failed": 0},
@@ -158,18 +185,12 @@ def _validate(data: bytes, endpoint: str) -> tuple[list[dict[str, Any]], list[di
 
 
 class BatchStore:
-    """Batches by id, completing ``delay`` model seconds after they are created."""
+    """Batches by id, timed and queued by the provider's Batch API model (``provider.batches``,
+    set by :class:`~keypolicy.upstream.batches.BatchSettings` in the provider's settings)."""
 
-    def __init__(
-        self,
-        files: FileStore,
-        provider: Provider,
-        new_id: NewId,
-        delay: float = 60.0,
-    ) -> None:
+    def __init__(self, files: FileStore, provider: Provider, new_id: NewId) -> None:
         self.files = files
         self.provider = provider
-        self.delay = delay
         self._new_id = new_id
         self._jobs: dict[str, BatchJob] = {}
 
@@ -184,6 +205,7 @@ class BatchStore:
         if stored is None:
             return f"No such File object: {body.get('input_file_id')}"
         lines, problems = _validate(stored.data, str(endpoint))
+        queue = self.provider.batches
         job = BatchJob(
             self._new_id("batch_"),
             project,
@@ -191,14 +213,28 @@ class BatchStore:
             str(endpoint),
             body.get("metadata"),
             now,
-            now + self.delay,
+            now,
+            now + queue.settings.window,
             lines,
-            problems,
         )
-        if problems or not lines:
-            job.status, job.finished = "failed", now
         self._jobs[job.id] = job
+        if problems or not lines:
+            job.fail(problems, now)
+            return job
+        queued = queue.create(self._prompt_tokens(job), now)
+        if isinstance(queued, QueueFull):
+            job.fail([queued.error()], now)
+        else:
+            job.queued, job.due = queued, queued.ends
         return job
+
+    def _prompt_tokens(self, job: BatchJob) -> dict[str, int]:
+        """The batch's prompt tokens by model: what it holds enqueued."""
+        tokens: dict[str, int] = {}
+        for line in job.lines:
+            request, _ = self._request(job, line)
+            tokens[request.model] = tokens.get(request.model, 0) + request.prompt_tokens
+        return tokens
 
     def get(self, project: str, batch_id: str, now: float) -> BatchJob | None:
         """The batch ``batch_id`` of ``project`` as it stands at ``now`` (model seconds)."""
@@ -214,12 +250,16 @@ class BatchStore:
         job = self.get(project, batch_id, now)
         if job is not None and job.status == "in_progress":
             job.status, job.finished = "cancelled", now
+            if job.queued is not None:
+                self.provider.batches.cancel(job.queued.id, now)
         return job
 
     def _finish(self, job: BatchJob) -> None:
+        """Run the lines the batch got to (all, unless it expired); the rest expired."""
+        done = len(job.lines) if job.queued is None else job.queued.done(len(job.lines))
         outputs, total = [], Usage(0)
         failed = 0
-        for line in job.lines:
+        for line in job.lines[:done]:
             output, usage = self._run(job, line)
             outputs.append(json.dumps(output))
             if usage is None:
@@ -230,22 +270,47 @@ class BatchStore:
                     total.completion_tokens + usage.completion_tokens,
                     total.cached_tokens + usage.cached_tokens,
                 )
-        data = ("\n".join(outputs) + "\n").encode()
-        out = self.files.add(job.project, f"{job.id}_output.jsonl", "batch_output", data, job.due)
-        job.output_file_id, job.usage = out.id, total
-        job.counts = {
-            "total": len(job.lines),
-            "completed": len(job.lines) - failed,
-            "failed": failed,
-        }
-        job.status, job.finished = "completed", job.due
+        expired = [
+            json.dumps(
+                {
+                    "id": self._new_id("batch_req_"),
+                    "custom_id": line.get("custom_id"),
+                    "response": None,
+                    "error": batch_expired(),
+                }
+            )
+            for line in job.lines[done:]
+        ]
+        job.output_file_id = self._file(job, "output", outputs)
+        job.error_file_id = self._file(job, "error", expired)
+        job.usage = total
+        # Expired requests count as neither completed nor failed (warmbly/warmbly#333 saw
+        # ``{total: 10, completed: 1, failed: 0}`` on a batch that expired).
+        job.counts = {"total": len(job.lines), "completed": done - failed, "failed": failed}
+        job.status = "expired" if done < len(job.lines) else "completed"
+        job.finished = job.due
+
+    def _file(self, job: BatchJob, kind: str, lines: list[str]) -> str | None:
+        """Store ``lines`` as the batch's ``kind`` (output or error) file; its id, if any."""
+        if not lines:
+            return None
+        data = ("\n".join(lines) + "\n").encode()
+        name = f"{job.id}_{kind}.jsonl"
+        return self.files.add(job.project, name, "batch_output", data, job.due).id
+
+    def _request(
+        self, job: BatchJob, line: dict[str, Any]
+    ) -> tuple[UpstreamRequest, dict[str, Any]]:
+        """The provider's view of one line of the batch, and the line's body as OpenAI sees it
+        (without keypolicy's extension field)."""
+        body, exact = split_extension(line["body"])
+        chars = self.provider.settings.chars_per_token
+        request = request_from_body(job.project, ENDPOINTS[job.endpoint], body, exact, chars)
+        return request, body
 
     def _run(self, job: BatchJob, line: dict[str, Any]) -> tuple[dict[str, Any], Usage | None]:
         """One line's output record, and its usage (None when it failed)."""
-        body, exact = split_extension(line["body"])
-        endpoint = ENDPOINTS[job.endpoint]
-        chars = self.provider.settings.chars_per_token
-        request = request_from_body(job.project, endpoint, body, exact, chars)
+        request, body = self._request(job, line)
         record: dict[str, Any] = {
             "id": self._new_id("batch_req_"),
             "custom_id": line.get("custom_id"),
@@ -260,8 +325,9 @@ class BatchStore:
             }
             return record, None
         usage = self.provider.usage(request, job.due)
+        self.provider.bill_batch(request.model, usage, job.due)  # the monthly usage limit
         answer = bodies.answer(
-            endpoint, body, usage, request.max_output, self._new_id, int(job.due)
+            ENDPOINTS[job.endpoint], body, usage, request.max_output, self._new_id, int(job.due)
         )
         record["response"] = {
             "status_code": 200,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from keypolicy.upstream import (
+    BatchSettings,
     FaultSettings,
     LatencySettings,
     ModelSpeed,
@@ -29,9 +30,15 @@ class MockOptions:
       every model's speed; ``jitter`` is the log-normal noise; ``latency_scale`` multiplies it all.
     - fault rates: ``error_rate`` (500/502/503), ``timeout_rate`` (hang ``timeout_delay`` s),
       ``disconnect_rate``, ``bare_429_rate``, ``malformed_rate``, ``quota_rate``.
-    - ``retry_after``, ``prompt_caching``, ``count_refused``, ``chars_per_token``,
+    - ``assume``: ``RULE=VALUE`` specifications (``refund_unused=true``, ``quantum_tokens=1s``):
+      the mock counts by these accounting rules instead of the policy's (the simulator's
+      ``--assume``, one value each), so a live mismatch can be staged.
+    - ``retry_after``, ``prompt_caching``, ``chars_per_token``,
       ``default_max_output``: see :class:`keypolicy.upstream.ProviderSettings`.
-    - ``batch_delay``: model seconds from creating a batch to its completion.
+    - ``batch_median``, ``batch_p95``: how long a batch takes (model seconds): the median and
+      95th percentile of the log-normal it is drawn from (:class:`~keypolicy.upstream.
+      BatchSettings`; its defaults where unset, ``batch_p95`` keeping their ratio to a median
+      given alone). ``batch_delay``: every batch takes exactly this long instead.
     - ``organization_id``: the ``org-...`` in 429 messages (default: the policy's, or a mock id).
     """
 
@@ -52,10 +59,12 @@ class MockOptions:
     timeout_delay: float = 600.0
     retry_after: bool = False
     prompt_caching: bool = False
-    count_refused: bool = False
+    assume: tuple[str, ...] = ()
     chars_per_token: float = 4.0
     default_max_output: int = 512
-    batch_delay: float = 60.0
+    batch_delay: float | None = None
+    batch_median: float | None = None
+    batch_p95: float | None = None
 
     def latency_settings(self) -> LatencySettings:
         """Latency as the options set it."""
@@ -88,6 +97,15 @@ class MockOptions:
             timeout_delay=self.timeout_delay,
         )
 
+    def batch_settings(self) -> BatchSettings:
+        """Batch times as the options set them."""
+        default = BatchSettings()
+        median = default.median if self.batch_median is None else self.batch_median
+        p95 = self.batch_p95
+        if p95 is None:
+            p95 = median * default.p95 / default.median
+        return BatchSettings(median, p95, default.window, self.batch_delay)
+
     def provider_settings(self) -> ProviderSettings:
         """The provider model's settings."""
         return ProviderSettings(
@@ -95,7 +113,7 @@ class MockOptions:
             default_max_output=self.default_max_output,
             prompt_caching=self.prompt_caching,
             retry_after=self.retry_after,
-            count_refused=self.count_refused,
             latency=self.latency_settings(),
             faults=self.fault_settings(),
+            batch=self.batch_settings(),
         )

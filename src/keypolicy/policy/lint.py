@@ -21,6 +21,7 @@ def lint_policy(policy: Policy) -> list[Finding]:
         *_reserves(policy),
         *_limits_above_tiers(policy),
         *_small_budgets(policy),
+        *_budgets_above_usage_limit(policy),
         *_unmeetable_waits(policy),
         *_unlimited_models(policy),
         *_limits_on_snapshots(policy),
@@ -122,6 +123,45 @@ def _small_budgets(policy: Policy) -> list[Finding]:
                     )
                 )
                 break
+    return found
+
+
+_MONTH_S = 31 * 86400.0
+_PERIOD_S = {"day": 86400.0, "week": 7 * 86400.0, "month": _MONTH_S}
+
+
+def _budgets_above_usage_limit(policy: Policy) -> list[Finding]:
+    """Budgets that let more be spent in a month than the organization's monthly usage limit:
+    OpenAI refuses every call once the limit is reached, so such a budget never acts."""
+    org = policy.organization
+    limit = org.monthly_usage_limit() if org is not None else None
+    if limit is None:
+        return []
+    assert org is not None
+    source = (
+        f"organization.usage_limit ${limit:,.0f}"
+        if org.usage_limit is not None
+        else f"tier {org.tier}'s ${limit:,.0f}"
+    )
+    found = []
+    for bname, budget in policy.budgets.items():
+        period = _PERIOD_S[budget.per] if isinstance(budget.per, str) else budget.per
+        month = budget.usd * max(1.0, _MONTH_S / period)
+        if month > limit:
+            if budget.per == "month":
+                allows = f"${budget.usd:,.0f} a month is"
+            else:
+                per = f"per {budget.per}" if isinstance(budget.per, str) else "per window"
+                allows = f"${budget.usd:,.0f} {per} allows up to ${month:,.0f} in a month,"
+            found.append(
+                Finding(
+                    ("budgets", bname, "usd"),
+                    f"{allows} above the organization's monthly usage limit ({source}): OpenAI "
+                    "refuses every call with insufficient_quota before this budget is spent",
+                    "keep the budget below the usage limit, or state the organization's real "
+                    "limit (organization.usage_limit) or tier",
+                )
+            )
     return found
 
 

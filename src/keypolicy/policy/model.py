@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from keypolicy.catalog import TIERS
 from keypolicy.policy.units import (
     parse_count,
     parse_duration,
@@ -146,7 +147,19 @@ class Organization(_Model):
 
     id: str | None = Field(None, description="The organization id, for reports only.")
     tier: int | None = Field(None, ge=1, le=5, description="OpenAI usage tier (1-5).")
+    usage_limit: Usd | None = Field(
+        None,
+        description="The most the organization may spend in a calendar month (UTC), past which "
+        "OpenAI refuses every call with insufficient_quota. Unset: the tier's published limit.",
+    )
     models: dict[str, Limits] = Field(default_factory=dict)
+
+    def monthly_usage_limit(self) -> float | None:
+        """The organization's monthly usage limit (USD): its own, else its tier's, else none."""
+        if self.usage_limit is not None:
+            return self.usage_limit
+        info = TIERS.get(self.tier) if self.tier is not None else None
+        return None if info is None else info.usage_limit
 
 
 class Project(_Model):
@@ -401,6 +414,48 @@ class ProviderAccounting(_Model):
     )
 
 
+_STATE_SCHEMES = ("memory", "redis", "rediss", "unix")
+
+
+class State(_Model):
+    """Where the limits' and budgets' state lives: in the process, or shared in Redis.
+
+    ``memory`` (the default) keeps it in the process: right for one process, and for the
+    simulator. ``redis://HOST:PORT/DB`` shares it between every process (and replica) that runs
+    the policy, so that they hold the provider's limits and the budgets together. A URL with a
+    password is refused here: put it in an environment variable and name it with ``url_env``.
+    """
+
+    url: str = Field(
+        "memory", description="memory, or redis://HOST:PORT/DB (rediss:// for TLS, unix://)."
+    )
+    url_env: EnvName | None = Field(
+        None, description="Environment variable holding the URL (for one with a password)."
+    )
+    namespace: str | None = Field(
+        None,
+        description="Prefix of the keys in Redis. Unset: the organization's id, else the "
+        "policy's name: policies on the same provider organization share its limits.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_word(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_url(self) -> State:
+        if re.match(r"^[a-z]+://[^/@]*:[^/@]+@", self.url):  # checked first: never echoed
+            raise ValueError(
+                "the state URL holds a password: never write a secret in a policy; put the URL "
+                "in an environment variable and name it with url_env"
+            )
+        scheme = self.url.split("://", 1)[0] if "://" in self.url else self.url
+        if scheme not in _STATE_SCHEMES:
+            raise ValueError(f"state is 'memory' or a redis://HOST:PORT/DB URL, not {self.url!r}")
+        return self
+
+
 class Policy(_Model):
     """A whole keypolicy policy (language version 1)."""
 
@@ -427,6 +482,10 @@ class Policy(_Model):
     provider: ProviderAccounting = Field(
         default_factory=ProviderAccounting,
         description="How the provider counts against its limits where that is not documented.",
+    )
+    state: State = Field(
+        default_factory=State,
+        description="Where the runtime keeps limits and budgets: memory, or a shared Redis.",
     )
 
     def priority_index(self, name: str) -> int:

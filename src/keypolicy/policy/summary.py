@@ -63,7 +63,9 @@ def summarize(loaded: LoadedPolicy) -> list[str]:
     org = p.organization
     if org is not None:
         tier = f", usage tier {org.tier}" if org.tier else ""
-        lines.append(f"  organization {org.id or '(unnamed)'}{tier}")
+        limit = org.monthly_usage_limit()
+        usage = f", monthly usage limit ${limit:,.0f}" if limit is not None else ""
+        lines.append(f"  organization {org.id or '(unnamed)'}{tier}{usage}")
         lines += [f"    {model}: {_limits(lim)}" for model, lim in org.models.items()]
     lines.append("")
     lines.append("Domains -> pools -> keys -> projects")

@@ -2,10 +2,10 @@
 
 Records carry one line per request whoever wrote them (a simulation's ``--records`` CSV or the
 runtime's ledger: SQLite, JSON lines or CSV), so the same report can be drawn from either.
-The summary has the shape :func:`keypolicy.sim.run.simulate_policy` returns, built by the
-same :class:`~keypolicy.metrics.Metrics`. Records
-know less than a simulation saw, and ``about.records_note`` says what that costs: 429s count
-only the attempts of requests that gave up on them, and demand is each answered request's
+The summary has the shape :func:`keypolicy.sim.run.simulate_policy` returns
+(:mod:`keypolicy.summary` builds both), counted by the same :class:`~keypolicy.metrics.Metrics`.
+Records know less than a simulation saw, and ``about.records_note`` says what that costs: 429s
+count only the attempts of requests that gave up on them, and demand is each answered request's
 admission charge once (prompt + max_tokens as asked; prompt + completion tokens in files written
 before records carried what was asked). Without a policy there are no pools and no limits.
 """
@@ -14,22 +14,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from keypolicy import __version__
-from keypolicy.catalog import CATALOG_DATE
+from keypolicy.ledger_pg import PostgresURL
 from keypolicy.metrics import Metrics
 from keypolicy.policy.model import Policy
 from keypolicy.recordfiles import iter_usage_records
 from keypolicy.records import UsageRecord
+from keypolicy.summary import about, summary
 
 __all__ = ["read_records", "records_summary"]
 
 
-def read_records(path: Path) -> Iterator[UsageRecord]:
+def read_records(path: Path | PostgresURL) -> Iterator[UsageRecord]:
     """The records of a file, one at a time: a ledger (``.sqlite``, ``.jsonl``, ``.csv``, see
     :mod:`keypolicy.ledger`), Parquet (with pyarrow), or CSV whatever its suffix, gzip too
     (``.csv.gz``). A bad cell, a truncated or binary file: a ValueError naming the file, line,
@@ -54,7 +54,7 @@ def _queue_depths(
             metrics.queue_depth({cls: depth}, start + minute * 60)
 
 
-def records_summary(path: Path, policy: Policy | None = None) -> dict[str, Any]:
+def records_summary(path: Path | PostgresURL, policy: Policy | None = None) -> dict[str, Any]:
     """A summary of the usage records in ``path`` (the shape :func:`simulate_policy` returns),
     with ``domain_priority`` ({domain: class}) so that the report knows the classes even
     without a policy. Raises ValueError for a file that is not usage records."""
@@ -93,34 +93,29 @@ def records_summary(path: Path, policy: Policy | None = None) -> dict[str, Any]:
             )
         metrics.record(r)
     _queue_depths(metrics, spans, start)
-    summary = metrics.summary()
+    counts = metrics.summary()
     if policy is None:
-        summary["pools"] = {}
+        counts["pools"] = {}
     hours = max(-int(-(last - start) // 3600), 1)
-    return {
-        "policy": policy.name if policy is not None else path.name,
-        "runs": 1,
-        "seed": None,
-        "partial": False,
-        **summary,
-        "series": metrics.series(),
-        "domain_priority": dict(sorted(domains.items())),
-        "priority_order": [p.name for p in policy.priorities] if policy is not None else [],
-        "about": {
-            "keypolicy": __version__,
-            "pricing_catalog": CATALOG_DATE,
-            "traffic": path.name,
-            "traffic_description": f"{count:,} usage records read from {path.name}.",
-            "start": datetime.fromtimestamp(start, ZoneInfo(zone)).isoformat(timespec="seconds"),
-            "duration_s": hours * 3600.0,
-            "timezone": zone,
-            "tier": policy.organization.tier if policy and policy.organization else None,
-            "generated": datetime.now(UTC).isoformat(timespec="seconds"),
-            "source": "records",
-            "records_note": (
-                "Rebuilt from usage records: upstream 429s count only the attempts of requests "
-                "that gave up on 429s, and demand counts each answered request's admission "
-                "charge once (prompt + max_tokens as asked)."
-            ),
-        },
-    }
+    facts = about(
+        policy,
+        traffic=path.name,
+        description=f"{count:,} usage records read from {path.name}.",
+        start=datetime.fromtimestamp(start, ZoneInfo(zone)).isoformat(timespec="seconds"),
+        duration_s=hours * 3600.0,
+        timezone=zone,
+        cost=counts["totals"]["cost_usd"],
+        warnings=[],
+    )
+    facts["source"] = "records"
+    facts["records_note"] = (
+        "Rebuilt from usage records: upstream 429s count only the attempts of requests "
+        "that gave up on 429s, and demand counts each answered request's admission "
+        "charge once (prompt + max_tokens as asked)."
+    )
+    document = summary(
+        policy.name if policy is not None else path.name, counts, metrics.series(), facts
+    )
+    document["domain_priority"] = dict(sorted(domains.items()))
+    document["priority_order"] = [p.name for p in policy.priorities] if policy is not None else []
+    return document

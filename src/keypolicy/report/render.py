@@ -85,6 +85,7 @@ def _basis(v: Variant) -> dict[str, Any]:
             ("Time zone", str(about.get("timezone") or "–")),
             ("Runs and seeds", f"{runs} run{'s' if runs != 1 else ''}, seed {seeds}"),
             ("Usage tier of the limits", str(about.get("tier") or "not stated")),
+            ("Monthly usage limit", _usage_limit(about.get("usage_limit"))),
             *accounting_rows(v),
             ("Pricing catalog", str(about.get("pricing_catalog") or "–")),
             ("keypolicy", str(about.get("keypolicy") or "–")),
@@ -128,6 +129,21 @@ def build_context(
         "partial": any(v.summary.get("partial") for v in variants),
         "warnings": _warnings(variants),
     }
+
+
+def _usage_limit(quota: Any) -> str:
+    """The organization's monthly usage limit against the month the simulation projects."""
+    if not isinstance(quota, dict) or quota.get("usd") is None:
+        return "not stated"
+    limit, projected = float(quota["usd"]), quota.get("projected_month_usd")
+    text = f"${limit:,.0f}"
+    if projected is None:
+        return text
+    text += f"; this traffic would spend ${float(projected):,.0f} in 30 days"
+    lasts = quota.get("lasts_days")
+    if lasts is not None:
+        text += f": over the limit, calls refused after about {float(lasts):.1f} days"
+    return text
 
 
 def _warnings(variants: list[Variant]) -> list[str]:

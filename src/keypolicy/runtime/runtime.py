@@ -35,9 +35,9 @@ from keypolicy.runtime.clock import Clock, WallClock
 from keypolicy.runtime.conductor import Conductor
 from keypolicy.runtime.secrets import PLACEHOLDER, KeyRing, environment
 from keypolicy.runtime.transport import AsyncPolicyTransport, PolicyTransport
-from keypolicy.state import MemoryStore
+from keypolicy.state import open_store
 
-__all__ = ["Runtime"]
+__all__ = ["STATE_ENV", "Runtime", "policy_store"]
 
 log = logging.getLogger("keypolicy.runtime")
 
@@ -45,16 +45,43 @@ log = logging.getLogger("keypolicy.runtime")
 _LIMITS: Final = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
 
 
+STATE_ENV: Final = "KEYPOLICY_STATE"
+"""The environment variable that names the state store when the policy's ``state.url_env``
+does not (it wins over the policy's ``state.url``): ``memory`` or ``redis://HOST:PORT/DB``."""
+
+
+def policy_store(policy: Policy, environ: Mapping[str, str]) -> Store:
+    """The store the policy's ``state:`` names: the URL in its ``url_env`` variable, else in
+    ``$KEYPOLICY_STATE``, else its ``url`` (``memory`` by default). Its keys are namespaced by
+    ``state.namespace``, else the organization's id, else the policy's name, so that every
+    policy on one provider organization shares its limits."""
+    state = policy.state
+    if state.url_env is not None:
+        url = environ.get(state.url_env)
+        if not url:
+            raise ValueError(
+                f"state.url_env names ${state.url_env}, which is not set: set it to the state "
+                "store's URL (redis://HOST:PORT/DB)"
+            )
+    else:
+        url = environ.get(STATE_ENV) or state.url
+    org = policy.organization
+    namespace = state.namespace or (org.id if org is not None and org.id else policy.name)
+    return open_store(url, namespace=namespace)
+
+
 class Runtime:
     """Enforces one policy on the live calls of this process.
 
     ``ledger``: where usage records go (``.sqlite`` by default, ``.csv`` or ``.jsonl``; a
-    :class:`~keypolicy.ledger.Ledger`; ``None``: :func:`~keypolicy.ledger.default_ledger_path`,
-    that is ``$KEYPOLICY_LEDGER`` or ``./keypolicy-usage.sqlite``). Keys' secrets come from the
+    ``postgresql://`` URL for a ledger the fleet shares; a :class:`~keypolicy.ledger.Ledger`;
+    ``None``: :func:`~keypolicy.ledger.default_ledger_path`, that is ``$KEYPOLICY_LEDGER`` or
+    ``./keypolicy-usage.sqlite``). Keys' secrets come from the
     environment (``environ`` to pass another mapping, ``env_file`` to read a ``.env`` file under
     it). The provider's URL: ``base_url``, else the policy's ``base_url``, else the openai
     client's own choice (``$OPENAI_BASE_URL``, else OpenAI). ``clock`` is the wall clock unless a
-    test brings a fake one; ``store`` holds the shared counters (memory by default).
+    test brings a fake one; ``store`` holds the shared counters: by default the one the policy's
+    ``state:`` names (:func:`policy_store`), in memory unless it says Redis.
     """
 
     def __init__(
@@ -71,12 +98,11 @@ class Runtime:
         prometheus: Any = None,
     ) -> None:
         self.policy = policy
-        self._keys = KeyRing.from_policy(
-            policy, environ if environ is not None else environment(env_file)
-        )
+        env = environ if environ is not None else environment(env_file)
+        self._keys = KeyRing.from_policy(policy, env)
         self.base_url = base_url or policy.base_url
         self.clock: Clock = clock or WallClock()
-        self.engine = Engine(compile_policy(policy), store or MemoryStore(), seed)
+        self.engine = Engine(compile_policy(policy), store or policy_store(policy, env), seed)
         self.ledger = (
             ledger
             if isinstance(ledger, Ledger)

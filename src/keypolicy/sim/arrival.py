@@ -17,7 +17,9 @@ class Arrival:
 
     ``time`` is seconds since the start of the simulated period (>= 0); token counts are tokens;
     ``completion_tokens`` None lets the provider model draw it; ``model`` None means the domain's
-    default model.
+    default model. ``shared_prefix``: how many of the prompt's tokens are its domain's shared
+    prefix (a system prompt every request of the domain starts with; the provider model's
+    prompt cache matches it by the domain's name), 0 for none.
     """
 
     time: float
@@ -26,6 +28,7 @@ class Arrival:
     max_output_tokens: int
     completion_tokens: int | None
     model: str | None = None
+    shared_prefix: int = 0
 
     def __init__(
         self,
@@ -35,6 +38,7 @@ class Arrival:
         max_output_tokens: int,
         completion_tokens: int | None,
         model: str | None = None,
+        shared_prefix: int = 0,
     ) -> None:
         object.__setattr__(self, "time", time)
         object.__setattr__(self, "domain", domain)
@@ -42,3 +46,4 @@ class Arrival:
         object.__setattr__(self, "max_output_tokens", max_output_tokens)
         object.__setattr__(self, "completion_tokens", completion_tokens)
         object.__setattr__(self, "model", model)
+        object.__setattr__(self, "shared_prefix", shared_prefix)

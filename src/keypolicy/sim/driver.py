@@ -17,7 +17,7 @@ import math
 import random
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 import simpy
 from simpy.events import Timeout
@@ -47,12 +47,10 @@ from keypolicy.records import UsageRecord, outcome_of
 from keypolicy.sim.arrival import Arrival
 from keypolicy.state import MemoryStore
 from keypolicy.upstream import Provider, ProviderLimits, ProviderSettings, UpstreamRequest
+from keypolicy.upstream.batches import QueueFull, batch_expired
 from keypolicy.upstream.outcome import Outcome, RateLimitNumbers
 
-__all__ = ["BATCH_TURNAROUND_S", "Simulation"]
-
-BATCH_TURNAROUND_S: Final = 3600.0
-"""How long the modelled Batch API takes to complete a request (well inside its 24h window)."""
+__all__ = ["Simulation"]
 
 
 @dataclass(init=False)
@@ -119,13 +117,16 @@ class _Life:
 
 
 def _request(arrival: Arrival, project: str, model: str) -> UpstreamRequest:
-    """The provider's view of an arrival sent on ``project`` for ``model``."""
+    """The provider's view of an arrival sent on ``project`` for ``model``. Its shared prefix
+    is named by its domain: every request of a domain starts with the same system prompt."""
     return UpstreamRequest(
         project,
         model,
         prompt_tokens=arrival.prompt_tokens,
         max_output=arrival.max_output_tokens,
         completion_tokens=arrival.completion_tokens,
+        shared_prefix=arrival.domain,
+        shared_prefix_tokens=arrival.shared_prefix,
     )
 
 
@@ -135,8 +136,7 @@ def _read(numbers: RateLimitNumbers | None) -> RateLimitHeaders | None:
     out as text and parsing them back on every answer."""
     if numbers is None:
         return None
-    limit_requests, limit_tokens, remaining_requests, remaining_tokens = numbers
-    return RateLimitHeaders(limit_requests, limit_tokens, remaining_requests, remaining_tokens)
+    return RateLimitHeaders(*numbers)
 
 
 class Simulation:
@@ -159,7 +159,11 @@ class Simulation:
         self.engine = Engine(compile_policy(policy), MemoryStore(), seed)
         limits = provider_limits or ProviderLimits.from_policy(policy)
         self.provider = Provider(
-            limits, provider_settings, random.Random(seed + 1_000_003), header_text=False
+            limits,
+            provider_settings,
+            random.Random(seed + 1_000_003),
+            header_text=False,
+            origin=start,
         )
         self._arrivals = arrivals
         self._lives: dict[str, _Life] = {}
@@ -354,6 +358,14 @@ class Simulation:
             )
 
     def _defer(self, defer: Defer) -> None:
+        """A parked request waits for its window; a batch request goes to the provider's Batch
+        API model (``Provider.batches``) as a batch of its own.
+
+        One batch per request, not gathered: the engine hands requests over one by one and no
+        batch runner exists yet whose grouping could be copied. The queue limit counts tokens
+        whatever the grouping; what one batch per request leaves out is that the requests of
+        one batch finish together, and that a large batch is refused whole.
+        """
         life = self._lives[defer.request_id]
         life.deferred = True
         if defer.mode != "batch":
@@ -366,7 +378,16 @@ class Simulation:
             self._now(),
         )
         life.project = self._project_of(life.key)
-        usage = self.provider.usage(_request(life.arrival, life.project, defer.model), self._t)
+        rid = defer.request_id
+        request = _request(life.arrival, life.project, defer.model)
+        batch = self.provider.batches.create({defer.model: request.prompt_tokens}, self._t)
+        if isinstance(batch, QueueFull):
+            # Refused at creation (the batch comes back failed): the request ends at once,
+            # after the engine's other actions of this event.
+            error = batch.error()
+            Timeout(self.env, 0.0).callbacks.append(lambda _: self._batch_failed(rid, error))
+            return
+        usage = self.provider.usage(request, self._t)
         life.prompt, life.completion, life.cached = (
             usage.prompt_tokens,
             usage.completion_tokens,
@@ -374,12 +395,22 @@ class Simulation:
         )
 
         def done(_: simpy.Event) -> None:
+            if batch.expired:
+                self._batch_failed(rid, batch_expired())
+                return
             self._clock()
-            self._handle(
-                Settled(defer.request_id, self._now(), life.prompt, life.completion, life.cached)
-            )
+            self.provider.bill_batch(defer.model, usage, self._t)
+            self._handle(Settled(rid, self._now(), life.prompt, life.completion, life.cached))
 
-        Timeout(self.env, BATCH_TURNAROUND_S).callbacks.append(done)
+        Timeout(self.env, batch.ends - self._t).callbacks.append(done)
+
+    def _batch_failed(self, rid: str, error: dict[str, Any]) -> None:
+        """The Batch API failed the batch of request ``rid`` with ``error`` (as its
+        ``errors.data`` or error file states it): the engine ends the request with the reason
+        the error's code names (``batch_queue_full``, ``batch_expired``)."""
+        self._clock()
+        body = json.dumps({"error": error})
+        self._handle(Failed(rid, self._now(), None, None, body))
 
     def _project_of(self, alias: str) -> str:
         for key in self.engine.config.keys:

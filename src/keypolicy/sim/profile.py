@@ -228,7 +228,14 @@ class Burst(Sizes):
 
 class DomainTraffic(Sizes):
     """One domain's traffic. ``rate`` is the rate where the shape is 1 (a named shape's peak
-    hour); ``per_day`` instead gives the expected requests of a whole day of the shape."""
+    hour); ``per_day`` instead gives the expected requests of a whole day of the shape.
+
+    ``shared_prefix`` is a prompt every request of the domain (its bursts' too) starts with, such
+    as a system prompt, in tokens. It comes before the drawn ``prompt_tokens``, which then size
+    the rest of the prompt: whatever they draw, a prompt holds its prefix, and a profile written
+    without one keeps its sizes. The provider model serves the prefix from its prompt cache
+    (OpenAI's rules: whole 128-token blocks, from 1,024 tokens, within a few minutes of the
+    domain's last request), and the cached tokens are billed at the cached-input price."""
 
     description: str = ""
     rate: Rate | None = None
@@ -236,6 +243,9 @@ class DomainTraffic(Sizes):
     shape: Shape = SHAPES["flat"]
     process: Process = Field(default_factory=lambda: Process.model_validate("poisson"))
     bursts: list[Burst] = Field(default_factory=list)
+    shared_prefix: Count = Field(
+        0, ge=0, description="Tokens every prompt starts with (a system prompt), before the rest."
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> DomainTraffic:

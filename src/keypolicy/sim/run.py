@@ -26,16 +26,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from keypolicy import __version__
-from keypolicy.catalog import CATALOG_DATE
 from keypolicy.policy.model import Policy
 from keypolicy.records import UsageRecord
 from keypolicy.sim.driver import Simulation
 from keypolicy.sim.ranges import Assumptions, outcome_range, scenarios
 from keypolicy.sim.traffic import Traffic, traffic_warnings
+from keypolicy.summary import about, summary
 from keypolicy.upstream import Accounting, ProviderLimits
 
 __all__ = [
@@ -124,36 +122,35 @@ def assemble(
     ``accounting``: the rules the simulated provider counted by (default: the policy's).
     """
     summaries = [r.summary for r in runs]
-    summary = summaries[0] if len(summaries) == 1 else combine_runs(summaries)
+    counts = summaries[0] if len(summaries) == 1 else combine_runs(summaries)
     warnings = traffic_warnings(traffic)
     omitted = runs[0].series.get("omitted")
     if omitted:
         warnings.append(f"no charts over time: {omitted}")
-    return {
-        "policy": policy.name,
-        "runs": len(summaries),
-        "seed": seeds[0],
-        "partial": any(r.partial for r in runs) or len(runs) < len(seeds),
-        **summary,
-        "series": runs[0].series,
-        "about": {
-            "keypolicy": __version__,
-            "pricing_catalog": CATALOG_DATE,
-            "traffic": traffic.name,
-            "traffic_description": traffic.description,
-            "start": traffic.start.isoformat(),
-            "duration_s": traffic.duration_s,
-            "timezone": policy.timezone,
-            "tier": policy.organization.tier if policy.organization else None,
-            "provider_factor": provider_factor,
-            "provider": {
-                "assumed": Accounting.from_policy(policy).as_dict(),
-                "simulated": (accounting or Accounting.from_policy(policy)).as_dict(),
-            },
-            "generated": datetime.now(UTC).isoformat(timespec="seconds"),
-            "warnings": warnings,
-        },
+    facts = about(
+        policy,
+        traffic=traffic.name,
+        description=traffic.description,
+        start=traffic.start.isoformat(),
+        duration_s=traffic.duration_s,
+        timezone=policy.timezone,
+        cost=counts["totals"]["cost_usd"],
+        warnings=warnings,
+    )
+    facts["provider_factor"] = provider_factor
+    facts["provider"] = {
+        "assumed": Accounting.from_policy(policy).as_dict(),
+        "simulated": (accounting or Accounting.from_policy(policy)).as_dict(),
     }
+    return summary(
+        policy.name,
+        counts,
+        runs[0].series,
+        facts,
+        runs=len(summaries),
+        seed=seeds[0],
+        partial=any(r.partial for r in runs) or len(runs) < len(seeds),
+    )
 
 
 def simulate_policy(

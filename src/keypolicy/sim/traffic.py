@@ -254,6 +254,7 @@ class FasterTraffic:
                 a.max_output_tokens,
                 a.completion_tokens,
                 a.model,
+                a.shared_prefix,
             )
 
 
@@ -299,6 +300,8 @@ class SyntheticTraffic:
       and wastes no draws.
     - A burst puts exactly ``requests`` arrivals uniformly at random over ``over`` from ``at``
       (every day of the period), drawn in order as uniform order statistics.
+    - A domain's ``shared_prefix`` is added to every prompt size drawn for it (bursts too), and
+      each arrival says how much of its prompt that prefix is.
     - Every draw comes from a numpy generator seeded with ``(seed, crc32(domain),
       crc32(stream))``: one stream for a domain's times, one for its sizes, one per burst and
       day. Adding a domain or changing its token sizes leaves the other streams' draws unchanged
@@ -474,11 +477,12 @@ def _emit(
     completion = sizes.completion_tokens or domain.completion_tokens
     assert prompt is not None  # a domain's sizes are required, checked on the way in
     assert maximum is not None
-    prompts = prompt.sample(rng, n).tolist()
+    prefix = domain.shared_prefix
+    prompts = (prompt.sample(rng, n) + prefix).tolist()
     maxima = np.maximum(maximum.sample(rng, n), 1)  # a request asks for one token at least
     completions: Any = repeat(None)
     if completion is not None:
         completions = np.minimum(completion.sample(rng, n), maxima).tolist()
     model = sizes.model or domain.model
     for t, p, m, c in zip(times.tolist(), prompts, maxima.tolist(), completions, strict=False):
-        yield Arrival(t, name, p, m, c, model)
+        yield Arrival(t, name, p, m, c, model, prefix)

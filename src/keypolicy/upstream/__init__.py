@@ -7,6 +7,7 @@ scaled wall time; both call :meth:`Provider.submit` when a request arrives and
 """
 
 from keypolicy.upstream.accounting import ACCOUNTING_RULES, Accounting, parse_assumption
+from keypolicy.upstream.batches import BatchQueue, BatchSettings, Enqueued, QueueFull
 from keypolicy.upstream.buckets import Bucket
 from keypolicy.upstream.caching import PromptCache
 from keypolicy.upstream.durations import go_duration, milliseconds
@@ -43,10 +44,13 @@ __all__ = [
     "EXTENSION_FIELD",
     "ORGANIZATION",
     "Accounting",
+    "BatchQueue",
+    "BatchSettings",
     "Bucket",
     "Dimension",
     "Draw",
     "Endpoint",
+    "Enqueued",
     "ExactCounts",
     "FaultKind",
     "FaultSettings",
@@ -60,6 +64,7 @@ __all__ = [
     "Provider",
     "ProviderLimits",
     "ProviderSettings",
+    "QueueFull",
     "Timing",
     "UpstreamRequest",
     "Usage",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["go_duration", "milliseconds"]
+__all__ = ["go_duration", "milliseconds", "stated_seconds"]
 
 
 def milliseconds(seconds: float) -> int:
@@ -43,3 +43,21 @@ def go_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs}s"
     return f"{secs}s"
+
+
+def stated_seconds(seconds: float) -> float:
+    """``seconds`` as a client reads them back from :func:`go_duration`'s text: the float that
+    summing its parts gives (``84ms`` is 84 * 1e-3, ``6m0.5s`` is 6 * 60.0 + 0.5), so that
+    numbers handed over without the text are the very numbers the text would have given."""
+    ms = milliseconds(seconds)
+    if ms < 1000:
+        return ms * 1e-3
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, frac = divmod(rest, 1000)
+    secs = float(str(whole) if frac == 0 else f"{whole}.{frac:03d}".rstrip("0"))
+    if hours:
+        return hours * 3600.0 + minutes * 60.0 + secs
+    if minutes:
+        return minutes * 60.0 + secs
+    return secs

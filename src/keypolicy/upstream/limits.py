@@ -18,9 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
+from keypolicy.catalog import model_info
 from keypolicy.policy.model import Limits, Policy
 from keypolicy.policy.units import parse_count, parse_duration
 from keypolicy.upstream.accounting import Accounting
+from keypolicy.upstream.quota import Price
 
 __all__ = [
     "DEFAULT_ORGANIZATION_ID",
@@ -99,6 +101,12 @@ class ProviderLimits:
     organization_id: str = DEFAULT_ORGANIZATION_ID
     scopes: Mapping[str, Mapping[str, ModelLimits]] = field(default_factory=dict)
     accounting: Accounting = field(default_factory=Accounting)
+    tier: int | None = None
+    """The organization's usage tier (the Batch API's queue limits depend on it)."""
+    usage_limit: float | None = None
+    """The most (USD) the organization may spend in a calendar month; ``None``: no limit."""
+    prices: Mapping[str, Price] = field(default_factory=dict)
+    """USD per token by model, where they differ from the catalog's (the policy's overrides)."""
 
     @classmethod
     def from_policy(
@@ -132,7 +140,29 @@ class ProviderLimits:
             scaled[scope][model] = current.updated(limits)
         org_id = organization_id or (org.id if org is not None and org.id else None)
         rules = accounting if accounting is not None else Accounting.from_policy(policy)
-        return cls(org_id or DEFAULT_ORGANIZATION_ID, scaled, rules)
+        prices = {
+            model: Price.per_million(o.input, o.cached_input, o.output)
+            for model, o in policy.pricing.overrides.items()
+        }
+        return cls(
+            org_id or DEFAULT_ORGANIZATION_ID,
+            scaled,
+            rules,
+            org.tier if org is not None else None,
+            org.monthly_usage_limit() if org is not None else None,
+            prices,
+        )
+
+    def price(self, model: str) -> Price | None:
+        """What ``model`` costs per token: the policy's price, else the catalog's (its family's
+        for a dated snapshot); ``None`` for a model neither knows."""
+        own = self.prices.get(model)
+        if own is not None:
+            return own
+        info = model_info(model)
+        if info is None:
+            return None
+        return Price.per_million(info.input, info.cached_input, info.output)
 
     def quantum(self, scope: str, model: str, dimension: Dimension) -> float | None:
         """The slice (seconds) ``dimension`` of ``model`` in ``scope`` is enforced in, if any:

@@ -35,9 +35,12 @@ request the API refuses as invalid, a 400 (``invalid_request``: see
 :mod:`keypolicy.upstream.validation`)."""
 
 
-RateLimitNumbers = tuple[float | None, float | None, float | None, float | None]
-"""The numbers of ``x-ratelimit-limit-requests``, ``-limit-tokens``, ``-remaining-requests`` and
-``-remaining-tokens`` (``None`` where there is no such header)."""
+RateLimitNumbers = tuple[
+    float | None, float | None, float | None, float | None, float | None, float | None
+]
+"""The numbers of ``x-ratelimit-limit-requests``, ``-limit-tokens``, ``-remaining-requests``,
+``-remaining-tokens``, ``-reset-requests`` and ``-reset-tokens`` (resets in seconds, at the
+headers' millisecond precision; ``None`` where there is no such header)."""
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from typing import Final
 
 from keypolicy.upstream import errors, validation
+from keypolicy.upstream.batches import BatchQueue, derived_rng
 from keypolicy.upstream.buckets import Bucket
 from keypolicy.upstream.caching import PromptCache
-from keypolicy.upstream.durations import go_duration
+from keypolicy.upstream.durations import go_duration, stated_seconds
 from keypolicy.upstream.faults import FaultKind
 from keypolicy.upstream.limits import DIMENSIONS, ORGANIZATION, WINDOW, Dimension, ProviderLimits
 from keypolicy.upstream.outcome import Hit, Outcome, RateLimitNumbers, Timing, Usage
+from keypolicy.upstream.quota import UsageQuota
 from keypolicy.upstream.requests import UpstreamRequest
 from keypolicy.upstream.settings import ProviderSettings
 
@@ -93,6 +95,7 @@ class Provider:
         rng: random.Random | None = None,
         *,
         header_text: bool = True,
+        origin: float = 0.0,
     ) -> None:
         self.limits = limits
         # Whether a successful answer carries its rate-limit headers as text. The simulator
@@ -112,9 +115,20 @@ class Provider:
         self._seq = itertools.count(1)
         # How it counts (the policy's assumption, unless the limits were given other rules).
         self._refund = limits.accounting.refund_unused
-        self._count_failed = limits.accounting.count_failed or self.settings.count_refused
+        self._count_failed = limits.accounting.count_failed
         s = self.settings
         self._cache = PromptCache(s.cache_ttl, s.chars_per_token) if s.prompt_caching else None
+        # The monthly usage limit (``origin``: the epoch time of time 0, to know the month).
+        self.quota = (
+            UsageQuota(limits.usage_limit, limits.price, origin)
+            if limits.usage_limit is not None
+            else None
+        )
+        # The Batch API's queue and timing, drawing from a generator of its own: batches leave
+        # every other draw of a run as it was.
+        self.batches = BatchQueue(
+            s.batch, limits.tier, limits.organization_id, derived_rng(self.rng, "batches")
+        )
 
     # -- the requests ---------------------------------------------------------------------------
 
@@ -133,9 +147,10 @@ class Provider:
         if invalid is not None:
             return Outcome("invalid_request", 400, error=invalid)
         fault = self.settings.faults.draw(self.rng)
-        if fault == "insufficient_quota":
+        # Out of credit (a drawn fault), or past the month's usage limit: nothing is charged.
+        if fault == "insufficient_quota" or (self.quota is not None and self.quota.exhausted(now)):
             return Outcome(
-                fault,
+                "insufficient_quota",
                 429,
                 self.headers(request.project, request.model, now),
                 errors.insufficient_quota(),
@@ -163,6 +178,11 @@ class Provider:
             for bucket in charge.token_buckets:
                 bucket.correct(delta, now)
 
+    def bill_batch(self, model: str, usage: Usage, now: float) -> None:
+        """Count a served Batch API request (at batch prices) against the monthly usage limit."""
+        if self.quota is not None:
+            self.quota.bill(model, usage, now, batch=True)
+
     @property
     def open_tickets(self) -> int:
         """Admitted requests not settled yet."""
@@ -178,14 +198,33 @@ class Provider:
         return request.prompt_tokens + most * request.n
 
     def usage(self, request: UpstreamRequest, now: float) -> Usage:
-        """Draw the usage of ``request`` (as :meth:`submit` does for an admitted one)."""
+        """Draw the usage of ``request`` (as :meth:`submit` does for an admitted one).
+
+        A request that names a shared prefix is matched by that name even with
+        ``prompt_caching`` off: the setting is off by default only because a request without
+        text cannot be matched, and one that names its prefix can (the simulator's, from a
+        profile's ``shared_prefix``). Text is still matched only with the setting on.
+        """
         if request.endpoint == "embeddings":
             return Usage(request.prompt_tokens)
         cached = request.cached_tokens
         if cached is None:
             cached = 0
-            if self._cache is not None:
-                cached = self._cache.lookup(request.prompt, request.prompt_tokens, now)
+            cache = self._cache
+            if request.shared_prefix_tokens > 0:
+                if cache is None:
+                    s = self.settings
+                    cache = PromptCache(s.cache_ttl, s.chars_per_token, match_text=False)
+                    self._cache = cache
+                cached = cache.lookup_shared(
+                    request.shared_prefix,
+                    request.model,
+                    request.shared_prefix_tokens,
+                    request.prompt_tokens,
+                    now,
+                )
+            elif cache is not None:
+                cached = cache.lookup(request.prompt, request.prompt_tokens, now)
         choices = self._completions(request)
         return Usage(
             request.prompt_tokens, sum(choices), min(cached, request.prompt_tokens), choices
@@ -273,14 +312,25 @@ class Provider:
         """What :meth:`headers` states as numbers: the limits and what remains, requests then
         tokens (``None`` where it shows no header). Read back from the headers, they are these."""
         limit_requests = limit_tokens = remaining_requests = remaining_tokens = None
+        reset_requests = reset_tokens = None
         for bucket, limit_name, _, _, _ in self._shown_plan(project, model, now):
+            reset = stated_seconds(bucket.reset(now))  # as its header states it
             if limit_name == "x-ratelimit-limit-requests":
                 limit_requests = float(bucket.limit)
                 remaining_requests = float(bucket.remaining(now))
+                reset_requests = reset
             else:
                 limit_tokens = float(bucket.limit)
                 remaining_tokens = float(bucket.remaining(now))
-        return (limit_requests, limit_tokens, remaining_requests, remaining_tokens)
+                reset_tokens = reset
+        return (
+            limit_requests,
+            limit_tokens,
+            remaining_requests,
+            remaining_tokens,
+            reset_requests,
+            reset_tokens,
+        )
 
     def _shown_plan(
         self, project: str, model: str, now: float
@@ -384,6 +434,8 @@ class Provider:
         ticket = next(self._seq)
         token_buckets = [d.bucket for d in draws if d.dimension in ("tpm", "tpd")]
         actual = 0 if failed else usage.total_tokens
+        if self.quota is not None and not failed:
+            self.quota.bill(request.model, usage, now)
         self._tickets[ticket] = _Charge(token_buckets, self.charge(request), actual)
         if fault is None and not self.header_text:
             numbers = self.rate_limits(request.project, request.model, now)

@@ -3,8 +3,10 @@
 Prompt tokens are estimated the way OpenAI's limiter does before a request runs: from the
 character count, ``ceil(characters / chars_per_token)`` over the text of the messages (chat),
 the ``input`` and ``instructions`` (responses) or the inputs (embeddings; token arrays count one
-token per element). The same estimate stands in for the usage the answer reports, since the model
-has no tokenizer.
+token per element), plus the tokens of the images (``image_url`` and ``input_image`` parts) at
+the model's documented per-image formula, never their base64 text (:mod:`keypolicy.images`; an
+image whose size cannot be read counts as ``assumed_image_size``). The same estimate stands in
+for the usage the answer reports, since the model has no tokenizer.
 
 A body may carry exact counts, for replaying a trace: the extension field
 ``"keypolicy": {"prompt_tokens": N, "completion_tokens": M, "cached_tokens": C}`` (each optional).
@@ -18,6 +20,8 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
+
+from keypolicy.images import ASSUMED_SIZE, ImageSize, count_images, image_parts
 
 __all__ = [
     "EXTENSION_FIELD",
@@ -61,7 +65,10 @@ class UpstreamRequest:
     the choices) instead of a draw. ``prompt`` is the prompt's text, read only by the prompt cache.
     ``max_output_param`` names the body field ``max_output`` came from (``max_tokens``,
     ``max_completion_tokens``, ``max_output_tokens``; ``""``: the endpoint's usual one), for the
-    400 that refuses it.
+    400 that refuses it. ``shared_prefix`` names a prefix the prompt starts with, of
+    ``shared_prefix_tokens`` tokens, that other requests share (a system prompt): a simulated
+    request has no text, so the prompt cache matches it by this name instead
+    (:meth:`~keypolicy.upstream.caching.PromptCache.lookup_shared`); 0 tokens: none.
     """
 
     project: str
@@ -74,6 +81,8 @@ class UpstreamRequest:
     cached_tokens: int | None = None
     prompt: str = ""
     max_output_param: str = ""
+    shared_prefix: str = ""
+    shared_prefix_tokens: int = 0
 
     def __init__(
         self,
@@ -87,6 +96,8 @@ class UpstreamRequest:
         cached_tokens: int | None = None,
         prompt: str = "",
         max_output_param: str = "",
+        shared_prefix: str = "",
+        shared_prefix_tokens: int = 0,
     ) -> None:
         object.__setattr__(self, "project", project)
         object.__setattr__(self, "model", model)
@@ -98,6 +109,8 @@ class UpstreamRequest:
         object.__setattr__(self, "cached_tokens", cached_tokens)
         object.__setattr__(self, "prompt", prompt)
         object.__setattr__(self, "max_output_param", max_output_param)
+        object.__setattr__(self, "shared_prefix", shared_prefix)
+        object.__setattr__(self, "shared_prefix_tokens", shared_prefix_tokens)
 
 
 def split_extension(body: Mapping[str, Any]) -> tuple[dict[str, Any], ExactCounts]:
@@ -170,20 +183,25 @@ def request_from_body(
     body: Mapping[str, Any],
     exact: ExactCounts | None = None,
     chars_per_token: float = 4.0,
+    assumed_image_size: ImageSize = ASSUMED_SIZE,
 ) -> UpstreamRequest:
     """Read a request from an OpenAI JSON body (already without the ``keypolicy`` field)."""
     exact = exact or ExactCounts()
     text = prompt_text(endpoint, body)
+    model = str(body.get("model", ""))
     prompt = exact.prompt_tokens
     if prompt is None:
         prompt = estimate_tokens(len(text), chars_per_token)
         if endpoint == "embeddings":
             prompt += _embedding_token_arrays(body)
+        else:
+            items = body.get("messages" if endpoint == "chat.completions" else "input")
+            prompt += count_images(model, image_parts(items), assumed_image_size).tokens
     n = body.get("n", 1) if endpoint == "chat.completions" else 1
     max_output, max_output_param = _max_output(endpoint, body)
     return UpstreamRequest(
         project=project,
-        model=str(body.get("model", "")),
+        model=model,
         endpoint=endpoint,
         prompt_tokens=prompt,
         max_output=max_output,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from keypolicy.upstream.batches import BatchSettings
 from keypolicy.upstream.faults import FaultSettings
 from keypolicy.upstream.latency import LatencySettings
 
@@ -27,14 +28,13 @@ class ProviderSettings:
     - ``prompt_caching`` / ``cache_ttl`` (seconds): report repeated prompt prefixes as cached.
     - ``retry_after``: add ``retry-after`` (whole seconds, rounded up) to rate-limit 429s; OpenAI
       mostly sends none.
-    - ``count_refused``: count a refused request against the per-minute request limit even
-      where the limits' accounting says not to (the mock server's ``--count-refused``; the rule
-      itself is :class:`~keypolicy.upstream.accounting.Accounting`'s ``count_failed``, which the
-      policy states, on by default).
     - ``undeclared_models``: a model with limits in neither the project nor the organization is
       refused as ``model_not_found`` (404) or served without limits (``unlimited``).
     - ``project_in_message``: 429 messages of a project's bucket say "in project NAME" instead
       of "in organization ORG".
+    - ``batch``: how long Batch API batches take and when they expire (log-normal, median 1 h,
+      95th percentile 8 h, 24 h window: :class:`~keypolicy.upstream.batches.BatchSettings`, whose
+      docstring gives the sources).
     """
 
     chars_per_token: float = 4.0
@@ -43,11 +43,11 @@ class ProviderSettings:
     prompt_caching: bool = False
     cache_ttl: float = 300.0
     retry_after: bool = False
-    count_refused: bool = False
     undeclared_models: Literal["not_found", "unlimited"] = "not_found"
     project_in_message: bool = False
     latency: LatencySettings = field(default_factory=LatencySettings)
     faults: FaultSettings = field(default_factory=FaultSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
 
     def __post_init__(self) -> None:
         if self.chars_per_token <= 0:

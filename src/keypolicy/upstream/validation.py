@@ -65,6 +65,8 @@ def as_family(request: UpstreamRequest) -> UpstreamRequest:
         r.cached_tokens,
         r.prompt,
         r.max_output_param,
+        r.shared_prefix,
+        r.shared_prefix_tokens,
     )
 
 

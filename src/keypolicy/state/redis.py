@@ -1,0 +1,597 @@
+"""The Redis store: the state replicas share, with the memory store's semantics exactly.
+
+Every method is one round trip: a Lua script run by ``EVALSHA`` (registered with redis-py's
+``register_script``; loaded again on ``NOSCRIPT``, after a Redis restart say), or for
+``cooldown`` a plain ``GET``. Each is atomic: ``acquire`` takes from all its buckets or from
+none, whatever other replicas do at the same moment. The scripts carry out
+:class:`keypolicy.state.memory.MemoryStore`'s arithmetic step for step (same operations in the
+same order, same capping: a new bucket starts full, a missing bucket is a full one, a refusal
+writes nothing, times that go backwards refill nothing), so an engine makes the same decisions
+on either store; ``tests/state/`` holds the two to it, float for float.
+
+Decisions, and why:
+
+- **Time is the caller's.** Every script is handed the caller's ``now``; none calls ``TIME``.
+  One implementation serves wall time and virtual time, and a replica whose clock is off by a
+  few milliseconds sees refill as it would alone.
+- **Exact floats.** Redis turns a Lua number returned by a script into an *integer* reply
+  (truncated: 0.75 comes back as 0), and redis-py would format a Python float sent as an
+  argument with ``repr`` anyway. So numbers travel as text both ways: Python sends
+  ``repr(float)`` (the shortest string that reads back as the same double), the scripts read it
+  with ``tonumber`` (``strtod``, correctly rounded) and send and store ``string.format('%.17g',
+  x)`` (17 significant digits identify a double), which Python reads with ``float()``. Lua's
+  numbers are IEEE doubles like Python's, and each operation is rounded on its own in both, so
+  the levels agree to the last bit (``inf`` and ``nan`` travel as ``inf``/``nan``).
+- **Keys** are ``PREFIX{NAMESPACE}:bucket:NAME`` and ``PREFIX{NAMESPACE}:cooldown:NAME``
+  (default prefix ``keypolicy:``). ``NAME`` is the engine's own, already per project or
+  organization, model and dimension (``limit:project:clinical/gpt-4o/tpm``) or per budget and
+  period (``budget:clinic-monthly:2026-11``); replicas, and policies, that use one namespace
+  share those buckets. The namespace is the *hash tag* (``{...}``): Redis Cluster puts every key
+  with the same tag in one slot, and a script may only touch keys of one slot. One ``acquire``
+  takes from the project's buckets, the organization's and the budgets' together, so nothing
+  finer than the whole namespace works for all of them; one tag per namespace (use the
+  organization: ``namespace="org-clinic"``) is the simple correct choice. The price: all of one
+  namespace's state lives on one shard, and its admissions are bounded by one Redis core (tens of
+  thousands of scripts a second, far above any organization's request limits); different
+  namespaces spread over the cluster.
+- **Expiry**, so that nothing stale piles up (a missing bucket is a full one, so a key may go once
+  its bucket would be full again). Each write sets the key's time to live in the caller's time:
+  ``(at - now) + (capacity - level) / rate`` (when it refills to full) plus ``expiry_margin``
+  (default 60 s: clock skew between replicas, and a caller's clock that runs slower than Redis's,
+  as a test's fake clock may; the key then lives longer, never shorter than that). A bucket of
+  rate 0 never refills: the engine uses those for calendar budgets, named by their period (a day,
+  an ISO week or a month: at most 31 days, of which a bucket may have been made on the first), so
+  it lives ``STILL_TTL_S`` = 40 days after its last write, by when its period is over. (A rate-0
+  bucket used for anything else would come back full after 40 idle days.) A cooldown lives until
+  it ends plus the margin, counted from the latest ``now`` this store has been handed (the
+  interface gives ``set_cooldown`` no ``now``), or 40 days if it has seen none. Every key lives
+  at least the margin after its last write; times to live are capped at ``LONGEST_TTL_S`` (ten
+  years). So what expiry changes is never a decision: a bucket gone reads full, as it would have
+  read; a cooldown gone reads 0.0 instead of an end already past. (Only a caller whose clock
+  stepped back, or fell behind Redis's, by more than the margin could tell.)
+- **Failures** (connection refused, a timeout, an error answer) raise
+  :class:`keypolicy.state.StoreUnavailable`, one type, whose message names the store by its URL
+  with any password masked. ``Engine.handle`` takes any exception from a store call as a store
+  failure (a ``StoreFault`` action, the request rejected with ``store_error`` or its correction
+  lost), and so does the runtime. Timeouts are bounded (``timeout`` and ``connect_timeout``,
+  0.5 s each by default) and **nothing is retried**: redis-py's default (ten retries with
+  backoff) would hang a caller for seconds and could apply a refund twice. A call that raised
+  was applied at most once (a timeout may come after Redis carried it out: the engine then
+  treats capacity that was taken as not taken, and a give-back that happened as lost, both on the
+  side of caution). The next call reconnects by itself.
+- RESP2 (``protocol=2``): the replies are plain strings either way, and redis-py's RESP3 default
+  turns on "maintenance notifications", which relax the read timeout to 10 s during a server's
+  maintenance and skip the check that finds a pooled connection the server has closed.
+- Commands go out on redis-py connections the store keeps itself (an idle list per process),
+  not through ``Redis.execute_command``: redis-py 8 wraps every command in retry, observability
+  and pool bookkeeping that cost about as much client CPU as the round trip itself
+  (``benchmarks/redis_state.py`` measures both paths). The connections are redis-py's own
+  (its parser, hiredis when installed, TLS, AUTH, the URL's options).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from keypolicy.core.store import BucketRef, Store
+from keypolicy.state import StoreUnavailable
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from redis.commands.core import Script
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT_S",
+    "DEFAULT_PREFIX",
+    "DEFAULT_TIMEOUT_S",
+    "EXPIRY_MARGIN_S",
+    "LONGEST_TTL_S",
+    "STILL_TTL_S",
+    "RedisStore",
+    "mask_url",
+]
+
+DEFAULT_PREFIX = "keypolicy:"
+DEFAULT_TIMEOUT_S = 0.5
+"""How long a call waits for Redis's answer before it fails."""
+DEFAULT_CONNECT_TIMEOUT_S = 0.5
+"""How long making a connection may take before the call fails."""
+EXPIRY_MARGIN_S = 60.0
+"""Added to every time to live: skew between replicas' clocks, and slow clocks."""
+STILL_TTL_S = 40 * 86400.0
+"""How long a bucket that never refills (a calendar budget's) lives after its last write."""
+LONGEST_TTL_S = 10 * 365 * 86400.0
+"""No key lives longer than this after its last write."""
+
+_INSTALL = "the Redis store needs the redis package: pip install 'keypolicy[redis]'"
+
+# The memory store's steps, in Lua. ``parse`` reads a bucket's stored text: its level and the
+# time it was last brought up to date (nil: missing, a full bucket); ``refilled`` is
+# MemoryStore._level; ``current`` is MemoryStore._state; ``write`` stores both as exact text,
+# with the key's expiry. Several buckets are read with one MGET.
+_COMMON = """
+local function fmt(x) return string.format('%.17g', x) end
+local function parse(v)
+  if not v then return nil, nil end
+  local sp = string.find(v, ' ', 1, true)
+  return tonumber(string.sub(v, 1, sp - 1)), tonumber(string.sub(v, sp + 1))
+end
+local function refilled(level, at, capacity, rate, now)
+  if now > at then
+    local l = level + (now - at) * rate
+    if l > capacity then return capacity end
+    return l
+  end
+  return level
+end
+local function current(key, capacity, rate, now)
+  local level, at = parse(redis.call('GET', key))
+  if level == nil then return capacity, now end
+  level = refilled(level, at, capacity, rate, now)
+  if now > at then at = now end
+  if level > capacity then level = capacity end
+  return level, at
+end
+local function write(key, level, at, capacity, rate, now, margin, still, longest)
+  local secs
+  if rate > 0 then
+    local deficit = capacity - level
+    if not (deficit > 0) then deficit = 0 end
+    secs = (at - now) + deficit / rate + margin
+  else
+    secs = still
+  end
+  if not (secs < longest) then secs = longest end
+  if secs < 0.001 then secs = 0.001 end
+  redis.call('SET', key, fmt(level) .. ' ' .. fmt(at), 'PX', math.ceil(secs * 1000))
+end
+"""
+
+# KEYS: the buckets. ARGV: now, margin, still, longest, then capacity, rate, amount, floor per
+# bucket. Returns the wait ('0' when taken).
+_ACQUIRE = (
+    _COMMON
+    + """
+local now = tonumber(ARGV[1])
+local margin, still, longest = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local n = #KEYS
+local values = redis.call('MGET', unpack(KEYS))
+local stored = {}
+local wait = 0.0
+for i = 1, n do
+  local j = 4 + (i - 1) * 4
+  local capacity, rate = tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+  local amount, floor = tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
+  local level, at = parse(values[i])
+  if level == nil then
+    stored[KEYS[i]] = false
+    level = capacity
+  else
+    stored[KEYS[i]] = {level, at}
+    level = refilled(level, at, capacity, rate, now)
+  end
+  if amount > 0 and level - amount - floor < -1e-9 then
+    local w
+    local missing = amount + floor - level
+    if missing <= 1e-9 then
+      w = 0.0
+    elseif rate <= 0 or amount + floor > capacity + 1e-9 then
+      w = math.huge
+    else
+      w = missing / rate
+    end
+    if w > wait then wait = w end
+  end
+end
+if wait > 0 then return fmt(wait) end
+for i = 1, n do
+  local j = 4 + (i - 1) * 4
+  local capacity, rate = tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+  local amount = tonumber(ARGV[j + 3])
+  local key = KEYS[i]
+  local s = stored[key]
+  local level, at
+  if not s then
+    level, at = capacity - amount, now
+  else
+    level = refilled(s[1], s[2], capacity, rate, now) - amount
+    at = s[2]
+    if now > at then at = now end
+  end
+  stored[key] = {level, at}
+  write(key, level, at, capacity, rate, now, margin, still, longest)
+end
+return '0'
+"""
+)
+
+# KEYS: the bucket. ARGV: now, margin, still, longest, capacity, rate, delta. Returns the level.
+_ADJUST = (
+    _COMMON
+    + """
+local now = tonumber(ARGV[1])
+local capacity, rate, delta = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local level, at = current(KEYS[1], capacity, rate, now)
+level = level + delta
+if not (level < capacity) then level = capacity end
+local margin, still, longest = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+write(KEYS[1], level, at, capacity, rate, now, margin, still, longest)
+return fmt(level)
+"""
+)
+
+# KEYS: the bucket. ARGV: now, margin, still, longest, capacity, rate, the level to clamp to.
+_CLAMP = (
+    _COMMON
+    + """
+local now = tonumber(ARGV[1])
+local capacity, rate, to = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local level, at = current(KEYS[1], capacity, rate, now)
+if to < level then level = to end
+local margin, still, longest = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+write(KEYS[1], level, at, capacity, rate, now, margin, still, longest)
+return fmt(level)
+"""
+)
+
+# KEYS: the buckets. ARGV: now, then capacity and rate per bucket. Writes nothing.
+_LEVELS = (
+    _COMMON
+    + """
+local now = tonumber(ARGV[1])
+local values = redis.call('MGET', unpack(KEYS))
+local out = {}
+for i = 1, #KEYS do
+  local capacity, rate = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local level, at = parse(values[i])
+  if level == nil then
+    level = capacity
+  else
+    level = refilled(level, at, capacity, rate, now)
+    if capacity < level then level = capacity end
+  end
+  out[i] = fmt(level)
+end
+return out
+"""
+)
+
+# KEYS: the cooldown. ARGV: until (exact text), time to live in ms. Keeps the later.
+_SET_COOLDOWN = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+
+_PASSWORD_QUERY = re.compile(r"(?i)([?&]password=)[^&#]*")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (``user:PASSWORD@``, or ``?password=``) replaced by ``***``;
+    everything else as written."""
+    head, sep, rest = url.partition("://")
+    if not sep:
+        head, rest = "", url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    if "@" in netloc:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        if ":" in userinfo:
+            netloc = f"{userinfo.partition(':')[0]}:***@{hostinfo}"
+    tail = _PASSWORD_QUERY.sub(r"\g<1>***", tail)
+    return f"{head}{sep}{netloc}{tail}"
+
+
+def _passwords(url: str) -> list[str]:
+    """The secrets in ``url`` (as written and percent-decoded), to scrub from messages."""
+    found: list[str] = []
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return found
+    if parts.password:
+        found += [parts.password, unquote(parts.password)]
+    for match in re.finditer(r"(?i)(?:^|&)password=([^&]*)", parts.query):
+        if match.group(1):
+            found += [match.group(1), unquote(match.group(1))]
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def _import_redis() -> Any:
+    try:
+        import redis  # noqa: PLC0415 - optional: only this store needs it
+    except ImportError as exc:
+        raise ImportError(_INSTALL) from exc
+    return redis
+
+
+def _check_part(what: str, value: str) -> None:
+    if "{" in value or "}" in value:
+        raise ValueError(f"a Redis store's {what} may not contain '{{' or '}}': {value!r}")
+
+
+class RedisStore(Store):
+    """A :class:`keypolicy.core.store.Store` in Redis, shared by every process that uses the
+    same Redis, prefix and ``namespace`` (see the module's docstring for the design).
+
+    Thread-safe (each call takes an idle connection of its own, or opens one); after a fork the
+    child opens its own connections. Build one with :meth:`from_url`, or hand it a
+    ``redis.Redis`` client of your own: its connection pool's settings make the store's
+    connections (set its timeouts and retries yourself then: see :meth:`from_url` for what this
+    store chooses).
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        namespace: str = "default",
+        prefix: str = DEFAULT_PREFIX,
+        expiry_margin: float = EXPIRY_MARGIN_S,
+        describe: str | None = None,
+    ) -> None:
+        redis = _import_redis()
+        if not namespace:
+            raise ValueError("a Redis store's namespace may not be empty")
+        _check_part("namespace", namespace)
+        _check_part("prefix", prefix)
+        if not expiry_margin >= 0:
+            raise ValueError(f"expiry_margin must be a number of seconds >= 0, not {expiry_margin}")
+        self._client = client
+        self.namespace = namespace
+        self.prefix = prefix
+        self._base = f"{prefix}{{{namespace}}}:"
+        self._where = describe if describe is not None else _describe(client)
+        self._secrets: list[str] = []
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self._reply_error: type[Exception] = redis.ResponseError
+        self._no_script: type[Exception] = redis.exceptions.NoScriptError
+        self._pool = client.connection_pool
+        self._free: list[Any] = []  # idle connections of this process
+        self._made: list[Any] = []  # every connection this process made (to close them)
+        self._pid = os.getpid()
+        self._acquire: Script = client.register_script(_ACQUIRE)
+        self._adjust: Script = client.register_script(_ADJUST)
+        self._clamp: Script = client.register_script(_CLAMP)
+        self._levels: Script = client.register_script(_LEVELS)
+        self._set_cooldown: Script = client.register_script(_SET_COOLDOWN)
+        self._expiry = (repr(float(expiry_margin)), repr(STILL_TTL_S), repr(LONGEST_TTL_S))
+        self._margin = float(expiry_margin)
+        self._keys: dict[str, str] = {}
+        self._latest = -math.inf  # the latest ``now`` handed to this store (cooldowns' expiry)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str = "default",
+        prefix: str = DEFAULT_PREFIX,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+        expiry_margin: float = EXPIRY_MARGIN_S,
+    ) -> RedisStore:
+        """A store on the Redis at ``url`` (``redis://[[user]:password@]host[:port][/db]``,
+        ``rediss://`` for TLS, ``unix:///path/to/socket?db=0``).
+
+        ``timeout``: seconds a call waits for an answer; ``connect_timeout``: for a connection to
+        be made (both 0.5 s by default: a call fails within about their sum, never hangs). No
+        call is retried (see the module's docstring); RESP2. Options in the URL's query
+        (``?socket_timeout=2``) win over these, as redis-py has it. Connects lazily: a Redis that
+        is down shows at the first call, as :class:`keypolicy.state.StoreUnavailable`.
+        """
+        redis = _import_redis()
+        from redis.backoff import NoBackoff  # noqa: PLC0415 - optional dependency
+        from redis.retry import Retry  # noqa: PLC0415
+
+        shown = mask_url(url)
+        try:
+            client = redis.Redis.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=connect_timeout,
+                retry=Retry(NoBackoff(), 0),
+                decode_responses=True,
+                protocol=2,
+            )
+        except ValueError as exc:  # a URL redis-py cannot read
+            raise ValueError(f"cannot use the Redis URL {shown}: {_scrub(str(exc), url)}") from None
+        store = cls(
+            client, namespace=namespace, prefix=prefix, expiry_margin=expiry_margin, describe=shown
+        )
+        store._secrets = _passwords(url)
+        return store
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where!r}, namespace={self.namespace!r})"
+
+    def close(self) -> None:
+        """Close the store's connections (a later call opens new ones)."""
+        made, self._made, self._free = self._made, [], []
+        for connection in made:
+            connection.disconnect()
+        self._client.close()
+
+    # ------------------------------------------------------------------ keys
+
+    def bucket_key(self, name: str) -> str:
+        """The Redis key holding bucket ``name``: ``PREFIX{NAMESPACE}:bucket:NAME``."""
+        key = self._keys.get(name)
+        if key is None:
+            key = self._keys[name] = f"{self._base}bucket:{name}"
+        return key
+
+    def cooldown_key(self, name: str) -> str:
+        """The Redis key holding ``name``'s cooldown: ``PREFIX{NAMESPACE}:cooldown:NAME``."""
+        return f"{self._base}cooldown:{name}"
+
+    def key_pattern(self) -> str:
+        """A ``SCAN MATCH`` pattern for every key of this store's namespace."""
+        return f"{self._base}*"
+
+    # ------------------------------------------------------------------ the interface
+
+    def acquire(
+        self,
+        buckets: Sequence[BucketRef],
+        amounts: Sequence[float],
+        floors: Sequence[float],
+        now: float,
+    ) -> float:
+        """See :meth:`keypolicy.core.store.Store.acquire`: one script, all or nothing."""
+        if not len(buckets) == len(amounts) == len(floors):
+            raise ValueError("acquire needs one amount and one floor per bucket")
+        if now > self._latest:  # noqa: PLR1730 (cheaper than max())
+            self._latest = now
+        if not buckets:
+            return 0.0
+        args = [repr(float(now)), *self._expiry]
+        for bucket, amount, floor in zip(buckets, amounts, floors, strict=True):
+            args += (
+                repr(float(bucket.capacity)),
+                repr(float(bucket.rate)),
+                repr(float(amount)),
+                repr(float(floor)),
+            )
+        keys = [self.bucket_key(b.name) for b in buckets]
+        return float(self._run(self._acquire, keys, args, "acquire"))
+
+    def adjust(self, bucket: BucketRef, delta: float, now: float) -> float:
+        """See :meth:`keypolicy.core.store.Store.adjust`."""
+        return float(self._one(self._adjust, bucket, delta, now, "adjust"))
+
+    def clamp(self, bucket: BucketRef, level: float, now: float) -> None:
+        """See :meth:`keypolicy.core.store.Store.clamp`."""
+        self._one(self._clamp, bucket, level, now, "clamp")
+
+    def levels(self, buckets: Sequence[BucketRef], now: float) -> list[float]:
+        """See :meth:`keypolicy.core.store.Store.levels`. Reading changes nothing."""
+        if now > self._latest:  # noqa: PLR1730 (cheaper than max())
+            self._latest = now
+        if not buckets:
+            return []
+        args = [repr(float(now))]
+        for bucket in buckets:
+            args += (repr(float(bucket.capacity)), repr(float(bucket.rate)))
+        keys = [self.bucket_key(b.name) for b in buckets]
+        return [float(x) for x in self._run(self._levels, keys, args, "read levels")]
+
+    def set_cooldown(self, name: str, until: float) -> None:
+        """See :meth:`keypolicy.core.store.Store.set_cooldown`: keeps the later, atomically."""
+        if self._latest > -math.inf:
+            left = until - self._latest
+            secs = (left if left > 0 else 0.0) + self._margin
+            if not secs < LONGEST_TTL_S:
+                secs = LONGEST_TTL_S
+        else:
+            secs = STILL_TTL_S
+        ms = max(1, math.ceil(secs * 1000))
+        key = self.cooldown_key(name)
+        self._run(self._set_cooldown, [key], [repr(float(until)), str(ms)], "set a cooldown")
+
+    def cooldown(self, name: str) -> float:
+        """See :meth:`keypolicy.core.store.Store.cooldown`."""
+        try:
+            value = self._execute("GET", self.cooldown_key(name))
+        except self._errors as exc:
+            raise self._unavailable("read a cooldown", exc) from None
+        return 0.0 if value is None else float(value)
+
+    def exclusive(self) -> bool:
+        """See :meth:`keypolicy.core.store.Store.exclusive`: other replicas change it too."""
+        return False
+
+    # ------------------------------------------------------------------ calls
+
+    def _one(self, script: Script, bucket: BucketRef, value: float, now: float, doing: str) -> Any:
+        if now > self._latest:  # noqa: PLR1730 (cheaper than max())
+            self._latest = now
+        args = [
+            repr(float(now)),
+            *self._expiry,
+            repr(float(bucket.capacity)),
+            repr(float(bucket.rate)),
+            repr(float(value)),
+        ]
+        return self._run(script, [self.bucket_key(bucket.name)], args, doing)
+
+    def _run(self, script: Script, keys: list[str], args: list[str], doing: str) -> Any:
+        """``EVALSHA``; on ``NOSCRIPT`` (a restarted or flushed Redis: the script did not run),
+        load it and run it again."""
+        try:
+            try:
+                return self._execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            except self._no_script:
+                self._execute("SCRIPT", "LOAD", script.script)
+                return self._execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except self._errors as exc:
+            raise self._unavailable(doing, exc) from None
+
+    def _execute(self, *command: Any) -> Any:
+        """One command, one round trip, on an idle connection of this process.
+
+        redis-py's connections, without the client's and the pool's machinery around each
+        command (retries, observability, locks: about half the client's CPU per call, measured
+        by benchmarks/redis_state.py). A connection the server closed meanwhile (a restart) is
+        found before sending and opened again; one that failed mid-command is dropped, so no late
+        answer is ever read as the next command's. Safe from several threads (each call takes a
+        connection of its own off the idle list) and across fork (a child opens its own).
+        """
+        if self._pid != os.getpid():  # a forked child: the parent's connections are not ours
+            self._pid, self._free, self._made = os.getpid(), [], []
+        try:
+            connection = self._free.pop()
+        except IndexError:
+            pool = self._pool
+            connection = pool.connection_class(**pool.connection_kwargs)
+            self._made.append(connection)
+        try:
+            if getattr(connection, "_sock", None) is not None:
+                try:
+                    stale = connection.can_read()  # an open connection has nothing to read
+                except (self._errors[0], OSError):
+                    stale = True
+                if stale:
+                    connection.disconnect()  # sending connects again
+            connection.send_command(*command)
+            reply = connection.read_response()
+        except self._reply_error:
+            self._free.append(connection)  # an error answer: the connection is fine
+            raise
+        except BaseException:
+            connection.disconnect()
+            self._free.append(connection)
+            raise
+        self._free.append(connection)
+        return reply
+
+    def _unavailable(self, doing: str, exc: BaseException) -> StoreUnavailable:
+        """The one error a failed call raises; no password in it (nor chained to it)."""
+        text = f"{type(exc).__name__}: {exc}"
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return StoreUnavailable(f"the Redis store at {self._where} could not {doing}: {text}")
+
+
+def _scrub(text: str, url: str) -> str:
+    for secret in _passwords(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _describe(client: Redis) -> str:
+    """Where ``client`` connects, without its password."""
+    try:
+        kw = client.connection_pool.connection_kwargs
+    except AttributeError:
+        return type(client).__name__
+    if kw.get("path"):
+        return f"unix://{kw['path']}?db={kw.get('db', 0)}"
+    return f"redis://{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"

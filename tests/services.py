@@ -21,23 +21,32 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-REQUIRE = ("KEYPOLICY_REQUIRE_POSTGRES", "KEYPOLICY_REQUIRE_REDIS")
+REQUIRE = {"redis": "KEYPOLICY_REQUIRE_REDIS", "postgres": "KEYPOLICY_REQUIRE_POSTGRES"}
+"""Per service, the environment variable that makes it missing a failure (CI sets both)."""
 POSTGRES = os.environ.get(
     "KEYPOLICY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 """A PostgreSQL server the tests may create and drop databases on (``kp_test_*`` only)."""
 
 
-def required() -> str | None:
-    """The environment variable that makes missing services a failure, if one is set."""
-    return next((name for name in REQUIRE if os.environ.get(name, "") not in ("", "0")), None)
+def _service(name: str) -> str:
+    """The service a name given to the helpers below stands for (``Redis``, ``psycopg``...)."""
+    lowered = name.lower()
+    return "redis" if "redis" in lowered else "postgres"
 
 
-def _missing(reason: str) -> NoReturn:
-    flag = required()
+def required(service: str = "redis") -> str | None:
+    """The environment variable that makes ``service`` (redis, postgres) missing a failure, if
+    it is set."""
+    flag = REQUIRE[service]
+    return flag if os.environ.get(flag, "") not in ("", "0") else None
+
+
+def _missing(reason: str, service: str) -> NoReturn:
+    flag = required(service)
     if flag is not None:
         pytest.fail(f"{reason}, and {flag}={os.environ[flag]} requires it", pytrace=False)
-    pytest.skip(f"{reason} (set KEYPOLICY_REQUIRE_REDIS=1 to fail instead)")
+    pytest.skip(f"{reason} (set {REQUIRE[service]}=1 to fail instead)")
 
 
 def require_service(
@@ -49,7 +58,7 @@ def require_service(
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as exc:
         why = f"{name} is not reachable at {host}:{port} ({exc.strerror or exc})"
-        _missing(f"{why}: {hint}" if hint else why)
+        _missing(f"{why}: {hint}" if hint else why, _service(name))
     return host, port
 
 
@@ -58,7 +67,7 @@ def require_module(name: str, install: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError:
-        _missing(f"{name} is not installed ({install})")
+        _missing(f"{name} is not installed ({install})", _service(name))
 
 
 def free_port() -> int:

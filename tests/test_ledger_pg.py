@@ -2,7 +2,7 @@
 
 The ledger's contract (what every store does) runs on PostgreSQL in ``test_ledger.py``; here is
 what only a shared database has. Each test gets a database of its own (``tests/services.py``),
-dropped after; without a server these tests skip, unless ``KEYPOLICY_REQUIRE_REDIS=1`` or
+dropped after; without a server these tests skip, unless
 ``KEYPOLICY_REQUIRE_POSTGRES=1``. The shared server is never stopped: an outage is a proxy of the
 test's own that stops and starts again, or a port nothing listens on.
 """

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -605,7 +606,11 @@ def report(
     """Render the HTML report from usage records, whoever wrote them."""
     _check_outputs(out=out)
     loaded = _load_policies([policy])[0] if policy is not None else None
-    where = ledger_location(records)  # a PostgreSQL URL prints with its password masked
+    try:
+        where = ledger_location(records)  # a PostgreSQL URL prints with its password masked
+    except ValueError as exc:
+        _err(str(exc))
+        raise typer.Exit(EXIT_INVALID) from None
     try:
         summary = records_summary(where, loaded)
     except (OSError, ValueError) as exc:
@@ -649,18 +654,26 @@ def usage(
     project or pool, most used first, with a total."""
     since_s = _seconds(since, "--since") if since is not None else None
     loaded = _load_policies([policy])[0] if policy is not None else None
-    where = ledger_location(ledger)  # a PostgreSQL URL prints with its password masked
     try:
-        frame = read_ledger(where)
-        table = usage_table(frame, by=by, since_s=since_s, policy=loaded)
+        where = ledger_location(ledger)  # a PostgreSQL URL prints with its password masked
+    except ValueError as exc:
+        _err(str(exc))
+        raise typer.Exit(EXIT_INVALID) from None
+    # --since is asked of the ledger (its index on `finished`), then applied again by the table
+    # at the same instant: what the ledger returns is what the table keeps.
+    now = time.time()
+    try:
+        frame = read_ledger(where, since=now - since_s if since_s is not None else None)
+        table = usage_table(frame, by=by, since_s=since_s, policy=loaded, now=now)
     except (OSError, ValueError) as exc:
         _err(redact(str(exc)))
         raise typer.Exit(EXIT_INVALID) from None
-    if table.empty and output == "table":
-        print(_nothing(where, frame, since))
-        return
     if table.empty:
-        _err(_nothing(where, frame, since))
+        nothing = _nothing(where, frame if since_s is None else _read_all(where), since)
+        if output == "table":
+            print(nothing)
+            return
+        _err(nothing)  # csv/json still write their (empty) table below
     if output == "csv":
         sys.stdout.write(table.to_csv(index=False))
     elif output == "json":
@@ -670,6 +683,15 @@ def usage(
         wide = Console(width=1000).measure(rendered).maximum  # whole, not squeezed to 80 columns
         Console(width=max(Console().width, wide)).print(rendered)
         print(usage_answer(table, by))
+
+
+def _read_all(where: Path | PostgresURL) -> Any:
+    """The whole ledger (to say how much older usage there is when --since finds none)."""
+    try:
+        return read_ledger(where)
+    except (OSError, ValueError) as exc:
+        _err(redact(str(exc)))
+        raise typer.Exit(EXIT_INVALID) from None
 
 
 def _nothing(ledger: Path | PostgresURL, frame: Any, since: str | None) -> str:

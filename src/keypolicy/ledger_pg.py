@@ -48,10 +48,11 @@ import socket
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from keypolicy.ledger import _KINDS, _row
 from keypolicy.records import FIELDS, OPTIONAL, UsageRecord
+from keypolicy.urls import check_userinfo, mask_url, url_passwords
 
 if TYPE_CHECKING:
     import psycopg
@@ -144,25 +145,16 @@ class PostgresURL:
     def __init__(self, url: str) -> None:
         if not is_postgres_url(url):
             raise ValueError(f"not a PostgreSQL URL (postgresql://...): {url[:12]!r}...")
+        check_userinfo(url)
         self.url: Final = url
-        parts = urlsplit(url)
-        found = [parts.password or ""]
-        netloc = parts.netloc
-        if parts.password is not None:  # user:password@host: mask what follows the colon
-            userinfo, _, hosts = netloc.rpartition("@")
-            netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        found += [value for name, value in query if "password" in name.lower()]
-        masked = [(n, "***" if "password" in n.lower() else v) for n, v in query]
-        shown = urlunsplit(parts._replace(netloc=netloc, query=urlencode(masked, safe="-*")))
-        self._masked: Final = shown
-        forms = {form for text in found if text for form in (text, quote(text), unquote(text))}
-        self._secrets: Final = sorted(forms, key=len, reverse=True)
+        self._masked: Final = mask_url(url)
+        self._secrets: Final = url_passwords(url)
 
     @property
     def name(self) -> str:
         """The database's name (for thread names and titles): the URL's path, else ``?``."""
-        return unquote(urlsplit(self.url).path.strip("/")) or "?"
+        path = urlsplit(self._masked).path  # read from the masked URL: never a password's part
+        return unquote(path.strip("/")) or "?"
 
     def scrub(self, text: str) -> str:
         """``text`` (a driver's message) on one line, with the password masked wherever it

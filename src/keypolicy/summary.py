@@ -117,12 +117,15 @@ def about(
     timezone: str,
     cost: Any,
     warnings: list[str],
+    quota_refused: Any = 0,
+    partial: bool = False,
 ) -> About:
     """The ``about`` section common to every summary; ``cost``: the traffic's total cost (a
     number, or runs combined), whose month is compared with the usage limit (a warning if it
-    passes it)."""
+    passes it); ``quota_refused``: the calls refused as past the limit (a warning if any);
+    ``partial``: the run was cut short, so its cost says nothing of a whole month's."""
     org = policy.organization if policy is not None else None
-    limit, warning = usage_limit(policy, cost, duration_s)
+    limit, warning = usage_limit(policy, cost, duration_s, quota_refused, partial)
     return {
         "keypolicy": __version__,
         "pricing_catalog": CATALOG_DATE,
@@ -138,7 +141,13 @@ def about(
     }
 
 
-def usage_limit(policy: Policy | None, cost: Any, duration_s: float) -> tuple[UsageLimit, str]:
+def usage_limit(
+    policy: Policy | None,
+    cost: Any,
+    duration_s: float,
+    quota_refused: Any = 0,
+    partial: bool = False,
+) -> tuple[UsageLimit, str]:
     """The organization's monthly usage limit against the spend projected for a month (spend
     per day times :data:`DAYS_A_MONTH`), and a warning when the projection passes it ("" if
     not): OpenAI refuses every call once the limit is reached, so a policy that fits its rate
@@ -155,9 +164,19 @@ def usage_limit(policy: Policy | None, cost: Any, duration_s: float) -> tuple[Us
         "projected_month_usd": round(projected, 2),
         "lasts_days": None,
     }
-    if org is None or limit is None or projected <= limit:
+    refused = float(quota_refused["mean"] if isinstance(quota_refused, dict) else quota_refused)
+    if org is None or limit is None:
         return found, ""
     assert policy is not None
+    if refused > 0:  # reached within the traffic itself: the projection undercounts it
+        found["lasts_days"] = round(limit / per_day, 1) if per_day > 0 else None
+        return found, (
+            f"{policy.name}: {refused:,.0f} calls were refused with insufficient_quota: the "
+            f"organization's monthly usage limit ({_usd(limit)}) was reached within the "
+            "traffic itself; raise the tier's limit or plan the spend below it"
+        )
+    if partial or projected <= limit:
+        return found, ""
     lasts = limit / per_day
     found["lasts_days"] = round(lasts, 1)
     source = "organization.usage_limit" if org.usage_limit is not None else f"tier {org.tier}"

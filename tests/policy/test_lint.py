@@ -138,3 +138,15 @@ def test_a_stated_usage_limit_wins_over_the_tier() -> None:
 def test_no_tier_no_usage_limit_finding() -> None:
     budgets = "budgets:\n  month: {applies_to: all, usd: $1000000, per: month}\n"
     assert _warnings(BASE + budgets) == []
+
+
+def test_weekly_and_rolling_budgets_count_every_period_a_month_can_hold() -> None:
+    org = "organization: {tier: 3}\n"  # $1,000 a month
+    budgets = (
+        "budgets:\n"
+        "  weekly: {applies_to: all, usd: $170, per: week}\n"  # 6 weeks: $1,020
+        "  rolling: {applies_to: all, usd: $31, per: 24h}\n"  # 1 + 31 windows: $992
+    )
+    found = _warnings(BASE.replace("projects:", org + "projects:") + budgets)
+    assert len(found) == 1
+    assert "budgets.weekly.usd: $170 per week allows up to $1,020 in a month" in found[0]

@@ -37,3 +37,12 @@ def test_a_password_in_the_url_is_refused_and_never_echoed() -> None:
 def test_an_unknown_scheme_is_refused() -> None:
     with pytest.raises(PolicyError, match="state is 'memory' or a redis://HOST:PORT/DB URL"):
         _state("http://127.0.0.1:6379")
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://:ab/canary-cd@127.0.0.1:6379/0", "redis://h:6379/0?password=canary-x"]
+)
+def test_passwords_of_any_shape_are_refused(url: str) -> None:
+    with pytest.raises(PolicyError, match="the state URL holds a password") as caught:
+        _state(url)
+    assert "canary" not in str(caught.value)

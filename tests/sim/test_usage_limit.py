@@ -35,7 +35,19 @@ def test_calls_past_the_usage_limit_are_refused_as_quota() -> None:
     assert quota["usd"] == 0.02
     assert quota["lasts_days"] is not None
     warnings = result["about"]["warnings"]
-    assert any("monthly usage limit ($0.02, organization.usage_limit)" in w for w in warnings)
+    assert f"one: {refused:,} calls were refused with insufficient_quota" in warnings[-1]
+    assert "monthly usage limit ($0.02) was reached within the traffic itself" in warnings[-1]
+
+
+def test_a_month_that_will_not_last_is_a_warning() -> None:
+    policy = _policy("organization: {usage_limit: $5}\n")  # a day of this costs $7.78
+    result = simulate_policy(policy, Poisson(5.0, 600.0), [0])  # type: ignore[arg-type]
+    assert result["totals"]["reasons"] == {}
+    warning = result["about"]["warnings"][-1]
+    assert warning.startswith("one: the spend projected for a month ($")
+    assert "passes the organization's monthly usage limit ($5.00, organization.usage_limit)" in (
+        warning
+    )
 
 
 def test_a_new_month_serves_again() -> None:
@@ -57,3 +69,24 @@ def test_no_warning_when_the_month_fits() -> None:
     assert quota["projected_month_usd"] > 0
     assert result["totals"]["rejected"] == 0
     assert not any("usage limit" in w for w in result["about"]["warnings"])
+
+
+def test_no_batch_is_created_once_the_month_is_spent() -> None:
+    """Batch requests bill the month too (at half price) and, once it is spent, are refused at
+    creation as every other call is."""
+    text = (
+        ONE.format(rpm="1M", max_wait="1h", quantum="")
+        .replace("model: gpt-4o-mini}", "model: gpt-4o-mini, defer: batch}")
+        .replace("max_wait: 1h}", "max_wait: 1h, deferrable: true}")
+    )
+    org = "organization: {usage_limit: $0.0001}\n"
+    policy = load_policy_text(text.replace("projects:", org + "projects:"), "one.yaml").policy
+    result = simulate_policy(policy, Poisson(0.05, 12 * 3600.0), [0])  # type: ignore[arg-type]
+    totals = result["totals"]
+    assert totals["batch"] == totals["requests"]
+    assert totals["reasons"].get("quota", 0) > 0
+    # Billed when they complete: batches created before the month was spent still count.
+    served = (
+        totals["requests"] - totals["reasons"]["quota"] - totals["reasons"].get("batch_expired", 0)
+    )
+    assert abs(totals["cost_usd"] - served * COST / 2) < 1e-9

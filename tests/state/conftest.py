@@ -67,6 +67,14 @@ class RedisStores:
         self.made.append(store)
         return store
 
+    def twin(self, store: Any) -> Store:
+        """Another store on ``store``'s namespace: another replica (a connection of its own)."""
+        from keypolicy.state.redis import RedisStore
+
+        other: Store = RedisStore.from_url(self.url, namespace=store.namespace)
+        self.made.append(other)
+        return other
+
     def keys(self, store: Any) -> list[str]:
         """Every key ``store`` has in Redis."""
         return sorted(self.client.scan_iter(match=store.key_pattern(), count=1000))
@@ -95,6 +103,20 @@ def make_store(request: pytest.FixtureRequest) -> Callable[[], Store]:
         return MemoryStore
     stores: RedisStores = request.getfixturevalue("redis_stores")
     return stores
+
+
+@pytest.fixture
+def twin(request: pytest.FixtureRequest) -> Callable[[Store], Store]:
+    """Another caller of a store made by ``make_store``/``store`` (another replica): the same
+    object for a memory store, another connection to the same namespace for a Redis store."""
+
+    def make(store: Store) -> Store:
+        if isinstance(store, MemoryStore):
+            return store
+        stores: RedisStores = request.getfixturevalue("redis_stores")
+        return stores.twin(store)
+
+    return make
 
 
 @pytest.fixture

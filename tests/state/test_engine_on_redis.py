@@ -2,10 +2,12 @@
 
 Random event sequences (submissions on every domain, answers: successes with and without the
 provider's rate-limit headers, 429s, 5xx, quota refusals; wake-ups; cancels; a clock that now and
-then steps back) are fed to two engines in lockstep, one on a :class:`MemoryStore`, one on a
-:class:`RedisStore`; every event must give the same actions, and the stores must end with the same
-levels and cooldowns. (The memory store lets the engine keep stall marks, the Redis store does
-not: ``tests/core/test_stalls.py`` shows those change no decision.)
+then steps back) are fed to two engines in lockstep, one on a shared :class:`MemoryStore` (one
+that says other engines use it too, as the Redis store says), one on a :class:`RedisStore`; every
+event must give the same actions, and the stores must end with the same levels and cooldowns.
+Both engines therefore lease their budget holds and claim their alerts (``core/budgets.py``).
+(An exclusive memory store lets the engine keep stall marks, and skip claims and leases:
+``tests/core/test_stalls.py`` and ``tests/core/test_fleet_state.py`` show what that changes.)
 """
 
 from __future__ import annotations
@@ -208,7 +210,7 @@ def _answer(send: Send, how: str, now: float) -> Event:
 def test_an_engine_on_redis_decides_as_one_on_memory(
     which: int, seed: int, steps: int, gap: float, redis_stores: Callable[[], Store]
 ) -> None:
-    run = Lockstep(CONFIGS[which], (MemoryStore(), redis_stores()), seed)
+    run = Lockstep(CONFIGS[which], (MemoryStore(shared=True), redis_stores()), seed)
     rng = random.Random(seed)
     for _ in range(steps):
         run.step(random_step(rng, gap))
@@ -225,7 +227,7 @@ def test_an_engine_on_redis_decides_as_one_on_memory(
 
 def test_a_busy_clinic_minute_decides_the_same(redis_stores: Callable[[], Store]) -> None:
     # Heavier than the examples above: a few hundred requests a minute on the clinic's policy.
-    run = Lockstep(CONFIGS[1], (MemoryStore(), redis_stores()), 3)
+    run = Lockstep(CONFIGS[1], (MemoryStore(shared=True), redis_stores()), 3)
     for i in range(600):
         run.step(("submit", i % 7, (200, 1_500, 12_000)[i % 3], (100, 800)[i % 2], 0.05))
         if i % 3 == 0 and run.flying:

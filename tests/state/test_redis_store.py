@@ -147,6 +147,48 @@ def test_a_cooldown_lives_until_it_ends_plus_the_margin(redis_stores: RedisStore
     )
 
 
+def test_claims_and_leases_are_keys_of_the_namespace_in_its_slot(
+    redis_stores: RedisStores,
+) -> None:
+    from redis.crc import key_slot
+
+    store = redis_stores()
+    assert store.claim("alert:budget:b:2026-11:0.8", T + 100.0, T)
+    _, lease = store.acquire_leased([PROJECT, BUDGET], [1.0, 0.5], [0.0, 0.0], T, 1, T + 3600.0)
+    base = f"keypolicy:{{{store.namespace}}}:"
+    assert redis_stores.keys(store) == sorted(
+        [
+            base + "bucket:" + PROJECT.name,
+            base + "bucket:" + BUDGET.name,
+            base + "claim:alert:budget:b:2026-11:0.8",
+            base + "lease-seq",
+            base + "lease:" + lease,
+            base + "leases",
+        ]
+    )
+    assert {key_slot(k.encode()) for k in redis_stores.keys(store)} == {
+        key_slot(store.namespace.encode())
+    }
+    # A claim lives until it ends plus the margin; a lease until it ends plus forty days (a
+    # reaper may come late), and so do the leases' index and counter.
+    assert _ttl(redis_stores, store.claim_key("alert:budget:b:2026-11:0.8")) == pytest.approx(
+        100 + EXPIRY_MARGIN_S, 0.2
+    )
+    for key in (store.lease_key(lease), store.leases_key(), base + "lease-seq"):
+        assert _ttl(redis_stores, key) == pytest.approx(3600 + STILL_TTL_S, 1e-3)
+    # Settled: the lease's record and its place in the index are gone (an empty index with it).
+    store.settle_lease(lease, [BUDGET], [0.5], [0.25], T + 1.0)
+    assert not redis_stores.client.exists(store.lease_key(lease), store.leases_key())
+
+
+def test_lease_records_keep_bucket_names_of_any_text(redis_stores: RedisStores) -> None:
+    store = redis_stores()
+    odd = BucketRef('budget:a "quoted" name, with\nescapes and ünïcode:2026-11', 2.0, 0.0)
+    store.acquire_leased([odd], [0.5], [0.0], T, 0, T + 1.0)
+    assert store.reap(T + 2.0, 10) == 1
+    assert store.levels([odd], T + 2.0) == [2.0]
+
+
 def test_an_expired_bucket_reads_full_as_the_memory_store_reads_it(
     redis_stores: RedisStores,
 ) -> None:

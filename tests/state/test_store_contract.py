@@ -5,7 +5,9 @@ for float over random sequences of operations."""
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -229,6 +231,125 @@ def test_cooldowns_and_buckets_of_one_name_are_apart(store: Store) -> None:
 
 def test_exclusive_says_whether_other_replicas_change_it(store: Store) -> None:
     assert store.exclusive() is isinstance(store, MemoryStore)
+    assert not MemoryStore(shared=True).exclusive()  # engines of one process taking turns
+
+
+# ---------------------------------------------------------------------- claims
+
+
+def test_a_claim_goes_to_the_first_caller_until_it_ends(store: Store) -> None:
+    assert store.claim("alert:budget:b:2026-11:0.8", T + 60.0, T) is True
+    assert store.claim("alert:budget:b:2026-11:0.8", T + 90.0, T + 1.0) is False  # another
+    assert store.claim("alert:budget:b:2026-11:0.8", T + 90.0, T + 59.5) is False
+    assert store.claim("alert:budget:b:2026-11:1.0", T + 60.0, T) is True  # another name
+    # It ends at its until, in the caller's time (not the server's: this is long after it).
+    assert store.claim("alert:budget:b:2026-11:0.8", T + 120.0, T + 60.0) is True
+    assert store.claim("alert:budget:b:2026-11:0.8", T + 200.0, T + 119.0) is False
+
+
+def test_a_claim_ending_at_once_stands_for_nobody(store: Store) -> None:
+    assert store.claim("x", T, T) is True
+    assert store.claim("x", T - 5.0, T) is True  # the last one ended: claimed again
+    assert store.claim("x", T + 1.0, T) is True
+
+
+def test_claims_are_apart_from_buckets_and_cooldowns(store: Store) -> None:
+    store.set_cooldown("x", T + 50.0)
+    store.acquire([ref("x", 3.0, 1.0)], [3.0], [0.0], T)
+    assert store.claim("x", T + 10.0, T) is True
+    assert store.cooldown("x") == T + 50.0
+    assert store.levels([ref("x", 3.0, 1.0)], T) == [0.0]
+
+
+def test_of_many_callers_claiming_at_once_exactly_one_wins(
+    store: Store, twin: Callable[[Store], Store]
+) -> None:
+    stores = [store, *(twin(store) for _ in range(7))]
+    if isinstance(store, MemoryStore):  # one object, not locked: callers take turns
+        won = [s.claim("alert:once", T + 60.0, T) for s in stores]
+    else:  # eight connections at once
+        gate = threading.Barrier(len(stores))
+
+        def claim(s: Store) -> bool:
+            gate.wait()
+            return s.claim("alert:once", T + 60.0, T)
+
+        with ThreadPoolExecutor(len(stores)) as pool:
+            won = list(pool.map(claim, stores))
+    assert won.count(True) == 1
+
+
+# ---------------------------------------------------------------------- leases
+
+
+BUDGET = ref("budget:b:2026-11", 1.0, 0.0)
+ROLLING = ref("budget:r", 2.0, 2.0 / 86_400)
+LIMIT = ref("limit:project:p/gpt-4o/rpm", 10.0, 10.0 / 60)
+
+
+def test_a_leased_take_is_a_take_and_names_its_lease(store: Store) -> None:
+    wait, lease = store.acquire_leased(
+        [LIMIT, BUDGET, ROLLING], [1.0, 0.25, 0.5], [0.0, 0.0, 0.0], T, 1, T + 3600.0
+    )
+    assert (wait, lease) == (0.0, "1")
+    assert store.levels([LIMIT, BUDGET, ROLLING], T) == [9.0, 0.75, 1.5]
+    _, second = store.acquire_leased([BUDGET], [0.25], [0.0], T, 0, T + 3600.0)
+    assert second == "2"  # unique among every caller of the store
+
+
+def test_a_refused_leased_take_takes_and_leases_nothing(store: Store) -> None:
+    wait, lease = store.acquire_leased([LIMIT, BUDGET], [1.0, 2.0], [0.0, 0.0], T, 1, T + 60.0)
+    assert (wait, lease) == (INF, "")
+    assert store.levels([LIMIT, BUDGET], T) == [10.0, 1.0]
+    assert store.reap(T + 1e6, 100) == 0
+    # Nothing to lease (no bucket from ``leased`` on): a plain take, no lease.
+    assert store.acquire_leased([LIMIT], [1.0], [0.0], T, 1, T + 60.0) == (0.0, "")
+
+
+def test_settling_a_lease_keeps_the_cost_and_gives_the_rest_back(store: Store) -> None:
+    _, lease = store.acquire_leased([LIMIT, BUDGET], [1.0, 0.5], [0.0, 0.0], T, 1, T + 60.0)
+    assert store.settle_lease(lease, [BUDGET], [0.5], [0.125], T + 1.0) == [0.875]
+    # Settled: a reaper after its end finds nothing; the limit is not leased at all.
+    assert store.reap(T + 61.0, 100) == 0
+    assert store.levels([BUDGET], T + 61.0) == [0.875]
+
+
+def test_a_reaper_gives_back_what_an_expired_lease_holds_once(
+    store: Store, twin: Callable[[Store], Store]
+) -> None:
+    other = twin(store)  # another replica on the same store
+    buckets = [LIMIT, BUDGET, ROLLING]
+    store.acquire_leased(buckets, [1.0, 0.5, 1.0], [0.0] * 3, T, 1, T + 60.0)
+    assert store.reap(T + 59.0, 100) == 0  # not over yet
+    assert store.levels([BUDGET], T + 59.0) == [0.5]
+    assert other.reap(T + 60.0, 100) == 1  # at its end: over
+    assert store.reap(T + 60.0, 100) == 0  # once only, whoever reaps
+    assert store.levels([BUDGET, ROLLING], T + 60.0) == [1.0, 2.0]
+    assert store.levels([LIMIT], T) == [9.0]  # the limits' part is not leased
+
+
+def test_a_lease_settled_after_it_was_reaped_keeps_only_the_cost(store: Store) -> None:
+    _, lease = store.acquire_leased([BUDGET], [0.5], [0.0], T, 0, T + 60.0)
+    assert store.reap(T + 70.0, 100) == 1
+    assert store.levels([BUDGET], T + 70.0) == [1.0]
+    # The holder was slow, not dead: its cost is taken, nothing given back twice.
+    assert store.settle_lease(lease, [BUDGET], [0.5], [0.125], T + 80.0) == [0.875]
+    _, gone = store.acquire_leased([BUDGET], [0.25], [0.0], T, 0, T + 60.0)
+    assert store.reap(T + 70.0, 100) == 1
+    assert store.settle_lease(gone, [BUDGET], [0.25], [0.0], T + 80.0) == [0.875]  # released
+
+
+def test_the_reaper_takes_the_soonest_first_and_at_most_its_share(store: Store) -> None:
+    ends = [T + 30.0, T + 10.0, T + 20.0, T + 10.0]
+    leases = [store.acquire_leased([BUDGET], [0.125], [0.0], T, 0, end)[1] for end in ends]
+    assert store.reap(T + 25.0, 2) == 2  # leases 2 and 4 (ends T+10)
+    assert store.levels([BUDGET], T + 25.0) == [0.75]
+    store.settle_lease(leases[2], [BUDGET], [0.125], [0.125], T + 25.0)  # still stood: kept
+    assert store.levels([BUDGET], T + 25.0) == [0.75]
+    assert store.reap(T + 25.0, 2) == 0
+    assert store.reap(T + 1e6, 0) == 0
+    assert store.reap(T + 1e6, 5) == 1
+    assert store.levels([BUDGET], T + 1e6) == [0.875]
 
 
 # ---------------------------------------------------------------------- the stores agree exactly
@@ -264,6 +385,26 @@ OPS = st.one_of(
         st.floats(-10.0, 120.0, allow_nan=False),
     ),
     st.tuples(st.just("cooldown"), st.sampled_from(["key:k1", "project:p/gpt-4o", "key:k9"])),
+    st.tuples(
+        st.just("claim"),
+        st.sampled_from(["alert:a", "alert:b"]),
+        st.floats(-10.0, 60.0, allow_nan=False),
+        STEPS,
+    ),
+    st.tuples(
+        st.just("acquire_leased"),
+        st.lists(st.tuples(BUCKET, AMOUNTS, st.sampled_from([0.0, 0.0, 1.0])), max_size=4),
+        st.integers(0, 4),
+        st.floats(0.0, 100.0, allow_nan=False),
+        STEPS,
+    ),
+    st.tuples(
+        st.just("settle_lease"),
+        st.integers(0, 20),
+        st.floats(0.0, 2.0, allow_nan=False),
+        STEPS,
+    ),
+    st.tuples(st.just("reap"), st.integers(0, 3), STEPS),
 )
 
 
@@ -272,13 +413,54 @@ def _bucket(spec: tuple[int, tuple[float, float]]) -> BucketRef:
     return BucketRef(NAMES[index], capacity, rate)
 
 
+def _apply_shared(
+    store: Store,
+    op: tuple[Any, ...],
+    now: float,
+    leases: list[tuple[str, list[BucketRef], list[float]]],
+    out: list[Any],
+) -> float:
+    """Apply one claim or lease operation (leases made are kept in ``leases``); the new now."""
+    kind = op[0]
+    if kind == "claim":
+        _, name, until, step = op
+        now += step
+        out.append(store.claim(name, now + until, now))
+    elif kind == "acquire_leased":
+        _, items, leased, until, step = op
+        now += step
+        buckets = [_bucket(b) for b, _, _ in items]
+        amounts = [a for _, a, _ in items]
+        got = store.acquire_leased(
+            buckets, amounts, [f for *_, f in items], now, leased, now + until
+        )
+        out.append(got)
+        if got[1]:
+            leases.append((got[1], buckets[leased:], amounts[leased:]))
+    elif kind == "settle_lease":
+        _, pick, share, step = op
+        now += step
+        if leases:
+            name, buckets, held = leases.pop(pick % len(leases))
+            kept = [h * share for h in held]
+            out.append(store.settle_lease(name, buckets, held, kept, now))
+    else:
+        _, most, step = op
+        now += step
+        out.append(store.reap(now, most))
+    return now
+
+
 def _apply(store: Store, ops: list[tuple[Any, ...]]) -> list[Any]:
     """Every operation's result, and at the end every bucket's level and every cooldown."""
     now = T
     out: list[Any] = []
+    leases: list[tuple[str, list[BucketRef], list[float]]] = []
     for op in ops:
         kind = op[0]
-        if kind == "acquire":
+        if kind in ("claim", "acquire_leased", "settle_lease", "reap"):
+            now = _apply_shared(store, op, now, leases, out)
+        elif kind == "acquire":
             _, items, step = op
             now += step
             buckets = [_bucket(b) for b, _, _ in items]
@@ -298,6 +480,7 @@ def _apply(store: Store, ops: list[tuple[Any, ...]]) -> list[Any]:
             store.set_cooldown(op[1], T + op[2])
         else:
             out.append(store.cooldown(op[1]))
+    out.append(store.reap(now + 1e3, 1_000))  # what every lease left open holds, given back
     for shape in ((10.0, 1.0), (5.0, 0.0)):
         out.append(store.levels([_bucket((i, shape)) for i in range(len(NAMES))], now))
         out.append(store.levels([_bucket((i, shape)) for i in range(len(NAMES))], now + 1e5))

@@ -114,3 +114,10 @@ def test_spend_passes_the_limit_by_at_most_the_call_that_reached_it(
         if outcome.kind == "ok":
             most = max(most, quota.spent - before)
         assert quota.spent <= limit + most + 1e-12
+
+
+def test_a_snapshot_is_billed_at_its_familys_price_override() -> None:
+    text = POLICY + "pricing:\n  overrides:\n    gpt-4o: {input: $1, output: $2}\n"
+    limits = ProviderLimits.from_policy(load_policy_text(text, "t.yaml").policy)
+    assert limits.price("gpt-4o-2024-08-06") == Price.per_million(1.0, None, 2.0)
+    assert limits.price("gpt-4o-mini") == Price.per_million(0.15, 0.075, 0.60)  # the catalog's

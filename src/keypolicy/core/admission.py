@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Final
 
-from keypolicy.core.budgets import BudgetBook, Hold
+from keypolicy.core.budgets import HOLD_LEASE_S, BudgetBook, Hold
 from keypolicy.core.config import BucketDef, EngineConfig, Route
 from keypolicy.core.headers import ErrorBody, RateLimitHeaders, parse_rate_limit_headers
 from keypolicy.core.pricing import estimated_cost
@@ -54,12 +54,14 @@ HEADER_PRECISION_S: Final = 1e-3
 
 @dataclass(frozen=True, slots=True, init=False)
 class Admitted:
-    """Taken: the request goes out on ``route``, holding ``holds`` of its budgets."""
+    """Taken: the request goes out on ``route``, holding ``holds`` of its budgets (under
+    ``lease`` on a shared store: see :mod:`keypolicy.core.budgets`; else ``""``)."""
 
     route: Route
     holds: list[Hold]
     estimate: float
     amounts: tuple[float, ...]  # what it took from each of the route's buckets
+    lease: str
 
     def __init__(
         self,
@@ -67,11 +69,13 @@ class Admitted:
         holds: list[Hold],
         estimate: float,
         amounts: tuple[float, ...],
+        lease: str = "",
     ) -> None:
         object.__setattr__(self, "route", route)
         object.__setattr__(self, "holds", holds)
         object.__setattr__(self, "estimate", estimate)
         object.__setattr__(self, "amounts", amounts)
+        object.__setattr__(self, "lease", lease)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -169,6 +173,8 @@ class Admission:
         self.epoch = 0
         """Counts the limits learnt from the provider: what fits may have changed."""
         self._taken: tuple[float, ...] = ()  # the limit amounts of the last _take
+        self._lease = ""  # the lease of the last _take's holds (a shared store's)
+        self._shared = budgets.shared
         self._budget_sets: dict[str, dict[int, tuple[int, ...]]] = {}  # domain -> key -> budgets
         # Per route and class (route.index * classes + rank): the limits' and the budgets'
         # buckets and floors in one list for the store's atomic acquire, with the budgets and
@@ -273,7 +279,7 @@ class Admission:
             got = self._take(req, route, budgets, holds, now)
             if got == 0.0:
                 self._selectors[req.domain.pool].chosen(route.key)
-                return Admitted(route, holds, estimate, self._taken)
+                return Admitted(route, holds, estimate, self._taken, self._lease if holds else "")
             if got < 0:  # this key's budgets are spent: another key may have its own room
                 if budget_short is None:
                     budget_short = self.budgets.first_short(budgets, estimate, now)
@@ -378,10 +384,16 @@ class Admission:
                 self._combined[slot] = both
             refs, floors = both[2], both[3]
             amounts += [usd for _, usd in holds]
-        wait = self.store.acquire(refs, amounts, floors, now)
-        if wait == 0.0 or not holds:
-            return wait
-        return self._budget_short(holds, wait, now)
+            if self._shared:  # the holds leased, in the same atomic take
+                wait, self._lease = self.store.acquire_leased(
+                    refs, amounts, floors, now, len(plan.refs), now + HOLD_LEASE_S
+                )
+            else:
+                wait = self.store.acquire(refs, amounts, floors, now)
+            if wait == 0.0:
+                return wait
+            return self._budget_short(holds, wait, now)
+        return self.store.acquire(refs, amounts, floors, now)
 
     def _budget_short(self, holds: list[Hold], wait: float, now: float) -> float:
         """-1.0 if one of the budgets' holds does not fit (a budget is short), else ``wait``."""
@@ -403,7 +415,12 @@ class Admission:
             refs.append(bucket)
             floors.append(0.0)
             amounts.append(usd)
-        wait = self.store.acquire(refs, amounts, floors, now)
+        if self._shared and holds:
+            wait, self._lease = self.store.acquire_leased(
+                refs, amounts, floors, now, len(plan.refs), now + HOLD_LEASE_S
+            )
+        else:
+            wait = self.store.acquire(refs, amounts, floors, now)
         if wait == 0.0:
             for ref, whole, part in zip(plan.refs, full, checked, strict=True):
                 if whole > part:

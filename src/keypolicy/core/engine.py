@@ -30,7 +30,7 @@ from keypolicy.core.actions import (
     StoreFault,
 )
 from keypolicy.core.admission import Admission, Admitted, Blocked
-from keypolicy.core.budgets import BudgetBook, Hold
+from keypolicy.core.budgets import BATCH_LEASE_S, BudgetBook, Hold
 from keypolicy.core.calendar import minute_of_day, next_window_start, within_windows
 from keypolicy.core.config import BucketDef, EngineConfig
 from keypolicy.core.events import Advance, Cancel, Event, Failed, Settled, Submit
@@ -56,6 +56,10 @@ STALL_MARGIN_S: Final = 1e-3
 # After a store call failed while admitting, the others waiting are tried again this soon even
 # if no event comes (dispatch stops at a failure: an outage rejects one request, not the queue).
 STORE_RETRY_S: Final = 1.0
+# On a shared store, an engine looks for ended leases of budget holds (a dead replica's) at most
+# this often, and returns at most REAP_MOST of them each time (more at the next event if full).
+REAP_EVERY_S: Final = 60.0
+REAP_MOST: Final = 100
 
 QueueKey = tuple[int, str, str]  # (class rank, pool, model)
 
@@ -86,6 +90,12 @@ class Engine:
         # this engine alone changes (else another replica may give capacity back unseen).
         self._changes = 0
         self._stalls = store.exclusive()
+        # On a shared store: each request's budget hold lease (request id -> lease name), and
+        # when to look for ended leases next (never on an exclusive store).
+        self._leases: dict[str, str] = {}
+        self._next_reap = INF if self._stalls else -INF
+        self.holds_reaped = 0
+        """How many ended leases of budget holds this engine gave back (a dead replica's)."""
         self.retries_saved = 0
         """How many times a blocked request was known to be still blocked without trying it."""
         self.store_errors = 0
@@ -113,8 +123,11 @@ class Engine:
           refused (unused tokens, the budget's hold settled to the cost, refunds, limits learnt,
           rests) are lost, never applied twice: the request has moved on, so the same answer
           given again is ignored. Lost corrections leave capacity or budget shown as used when
-          it was not (the safe side), until refill or the budget's next period;
-        - a ``Cancel`` ends the request all the same; a hold it could not give back stays held.
+          it was not (the safe side), until refill or the budget's next period (on a shared
+          store, until the hold's lease ends: then the whole hold comes back, and the cost is
+          missing from the budget: see :mod:`keypolicy.core.budgets`);
+        - a ``Cancel`` ends the request all the same; a hold it could not give back stays held
+          (on a shared store, until its lease ends).
 
         A store call that raises is taken as not applied (``acquire`` took nothing).
         ``handle`` raises only for a driver's mistake (an id already in use, something that is
@@ -123,6 +136,8 @@ class Engine:
         now = event.now if event.now > self._now else self._now  # time never goes back
         self._now = now
         out: list[Action] = []
+        if now >= self._next_reap and isinstance(event, (Submit, Settled, Failed, Cancel, Advance)):
+            self.reap(now, out)  # first: what comes back may let this very event's request in
         if isinstance(event, Submit):
             self._submit(event, now, out)
         elif isinstance(event, Settled):
@@ -135,6 +150,27 @@ class Engine:
             raise TypeError(f"not an engine event: {event!r}")
         self._tick(now, out)
         return out
+
+    def reap(self, now: float, out: list[Action] | None = None) -> int:
+        """Give back the budget holds whose leases ended by ``now`` unsettled (their replica
+        died, or its store calls failed): see :mod:`keypolicy.core.budgets`. On a shared store
+        :meth:`handle` does this itself, at most every ``REAP_EVERY_S`` (one store call); a
+        failure is reported in ``out`` as a :class:`StoreFault` and tried again then. Returns
+        how many leases were given back."""
+        self._next_reap = now + REAP_EVERY_S
+        try:
+            reaped = self.store.reap(now, REAP_MOST)
+        except Exception as exc:  # a store failure: see handle
+            if out is None:
+                raise
+            self._fault("", "giving back the budget holds of ended leases", exc, now, out)
+            return 0
+        if reaped:
+            self.holds_reaped += reaped
+            self._changes += 1  # budget given back
+            if reaped >= REAP_MOST:
+                self._next_reap = now  # more may be due: again at the next event
+        return reaped
 
     def waiting(self) -> list[str]:
         """Ids of requests queued for capacity (not in flight, not parked), for introspection."""
@@ -256,20 +292,24 @@ class Engine:
 
     def _to_batch(self, req: Pending, now: float, out: list[Action]) -> None:
         """Hand the request to the Batch API: no per-minute limits (batches have their own
-        queue), budgets held at batch prices, on the key the pool's strategy picks."""
+        queue), budgets held at batch prices in one atomic take (so replicas cannot both pass
+        a look and overspend), on the key the pool's strategy picks."""
         req.key = self._admission.batch_key(req)
         while True:
             budgets = self._admission.budgets_of(req.domain.name, req.key)
             req.estimate_usd = self._admission.estimate(req, batch=True)
+            holds = self._budgets.holds(budgets, req.estimate_usd, now)
+            lease = self._budgets.take(holds, now, BATCH_LEASE_S)
+            if lease is not None:
+                break
             short = self._budgets.first_short(budgets, req.estimate_usd, now)
             if short is None:
-                holds = self._budgets.holds(budgets, req.estimate_usd, now)
-                if self._budgets.take(holds, now):
-                    break
-                continue  # spent by another replica between the look and the take: look again
+                continue  # given back by another replica between the take and the look
             if not self._exhausted(req, short, now, out):
                 return
         req.holds = holds  # only once taken: a request holds nothing until then
+        if lease:
+            self._leases[req.id] = lease
         self._changes += 1
         req.state = "batch"
         until = now + min(req.domain.defer_deadline, 86400.0)
@@ -547,6 +587,8 @@ class Engine:
         req.holds = admitted.holds
         if req.holds:
             self._changes += 1  # budget held: another request's key may now be short of it
+            if admitted.lease:
+                self._leases[req.id] = admitted.lease
         req.estimate_usd = admitted.estimate
         key = self.config.keys[route.key]
         out.append(
@@ -587,9 +629,10 @@ class Engine:
         # the same answer given again finds it gone and corrects nothing twice. The budgets
         # (money) and the limits (refilled within a minute) are corrected apart, so that a
         # failure in one does not cost the other.
+        lease = self._leases.pop(req.id, "") if self._leases else ""
         try:
-            levels = self._budgets.settle(req.holds, cost, now)
-            for budget, threshold, spent in self._budgets.crossed(req.holds, levels, cost):
+            levels = self._budgets.settle(req.holds, cost, now, lease)
+            for budget, threshold, spent in self._budgets.crossed(req.holds, levels, cost, now):
                 b = self.config.budgets[budget]
                 out.append(Alert(b.name, threshold, spent, b.usd, now))
         except Exception as exc:  # a store failure: see handle
@@ -625,8 +668,9 @@ class Engine:
             return
         self._changes += 1  # budget released, tokens refunded, a key or project rested
         holds, req.holds = req.holds, []  # given back below, or lost: never given back twice
+        lease = self._leases.pop(req.id, "") if self._leases else ""
         if req.state == "batch":
-            self._release(req.id, holds, now, out)
+            self._release(req.id, holds, lease, now, out)
             code, why = judge_batch_failure(ev.status, ev.body)
             self._finish(req, Reject(req.id, code, why, req.attempts, ev.status), out)
             return
@@ -635,7 +679,7 @@ class Engine:
         )
         # The attempt is over whatever the store does: the request is retried or ends below.
         try:
-            self._budgets.release(holds, now)
+            self._budgets.release(holds, now, lease)
             if ev.status is not None and ev.status < 500 and ev.status not in (408, 409):
                 # Refused (429) or rejected as invalid (4xx): the provider counted nothing.
                 self._admission.refund(req, now)
@@ -704,7 +748,8 @@ class Engine:
         if req.holds or req.state in ("queued", "delayed"):
             self._changes += 1
         holds, req.holds = req.holds, []
-        self._release(req.id, holds, now, out)
+        lease = self._leases.pop(req.id, "") if self._leases else ""
+        self._release(req.id, holds, lease, now, out)
         self._finish(req, Reject(req.id, "cancelled", "cancelled by the caller", req.attempts), out)
 
     def _finish(self, req: Pending, action: Action, out: list[Action]) -> None:
@@ -714,11 +759,14 @@ class Engine:
 
     # ------------------------------------------------------------------ store failures
 
-    def _release(self, request_id: str, holds: list[Hold], now: float, out: list[Action]) -> None:
-        """Give budget holds back; if the store fails, they stay held (never given twice)."""
+    def _release(
+        self, request_id: str, holds: list[Hold], lease: str, now: float, out: list[Action]
+    ) -> None:
+        """Give budget holds back (ending their ``lease``); if the store fails, they stay held
+        (never given twice) until their lease ends, if they have one."""
         if holds:
             try:
-                self._budgets.release(holds, now)
+                self._budgets.release(holds, now, lease)
             except Exception as exc:  # a store failure: see handle
                 self._fault(request_id, "giving back its budget hold", exc, now, out)
 

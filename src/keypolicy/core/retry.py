@@ -30,6 +30,7 @@ KEY_PROBLEMS: Final = frozenset({401, 403})
 BATCH_FAILURES: Final[dict[str, RejectReason]] = {
     "token_limit_exceeded": "batch_queue_full",
     "batch_expired": "batch_expired",
+    "insufficient_quota": "quota",  # the month's usage limit spent: no batch is created
 }
 """The Batch API's error codes a batch request's failure is known by (else ``gave_up``)."""
 

@@ -1,11 +1,26 @@
 """The state that service replicas must share, behind a few atomic primitives.
 
-Bucket levels (rate limits and budgets alike), and cooldowns. A budget is a bucket too: a
+Bucket levels (rate limits and budgets alike), cooldowns, claims and leases. A budget is a
+bucket too: a
 calendar budget is a bucket of ``usd`` that never refills, named by its period (a new period is
 a new, full bucket); a rolling budget refills at ``usd / window``. Time is always passed in by the
 caller, never read from the store's server, so one implementation serves wall time and virtual
 time alike. Implementations: :class:`keypolicy.state.memory.MemoryStore` (passive, lazy, the
-simulator's) and, later, a Redis store (one round trip per call, atomic via a script).
+simulator's) and :class:`keypolicy.state.redis.RedisStore` (one round trip per call, atomic via a
+script).
+
+Two primitives serve replicas sharing one store (an engine on an exclusive store never needs
+them):
+
+- a *claim* (:meth:`Store.claim`): a name only one caller gets until a time, so that something
+  happens once per fleet, not once per replica (a budget alert);
+- a *lease* (:meth:`Store.acquire_leased`, :meth:`Store.settle_lease`, :meth:`Store.reap`):
+  what a take removed from some buckets, written down with the time by which its holder will
+  have settled it; if the holder dies first, whoever reaps after that time gives it back
+  (a budget hold of a crashed replica).
+
+A store written in plain Python may leave them out: the defaults grant every claim and lease
+nothing, which is what one process alone needs.
 """
 
 from __future__ import annotations
@@ -83,6 +98,70 @@ class Store:
     def exclusive(self) -> bool:
         """Whether one engine alone changes this store (then it sees every change itself)."""
         return False
+
+    # -------------------------------------------------------------- replicas sharing the store
+
+    def claim(self, name: str, until: float, now: float) -> bool:
+        """Claim ``name`` until ``until``: True for the one caller that finds no claim standing
+        on it (none was made, or the last one ended: its ``until`` is at or before ``now``),
+        which then holds it until ``until``; False while another stands. Atomic across every
+        caller of the store. Claims are apart from buckets and cooldowns of the same name.
+
+        Default (a store that cannot coordinate): every claim is granted.
+        """
+        return True
+
+    def acquire_leased(
+        self,
+        buckets: Sequence[BucketRef],
+        amounts: Sequence[float],
+        floors: Sequence[float],
+        now: float,
+        leased: int,
+        until: float,
+    ) -> tuple[float, str]:
+        """:meth:`acquire`, and, when taken, in the same atomic step a *lease* on what was taken
+        from ``buckets[leased:]``: ``(0.0, lease name)``; when not taken, ``(wait, "")``.
+
+        A lease stands until :meth:`settle_lease` ends it, or until a :meth:`reap` at or after
+        ``until`` gives its amounts back to its buckets. Its name is unique among every caller
+        of the store.
+
+        Default: no lease is recorded (the name is ``""``: settle with :meth:`adjust`).
+        """
+        return self.acquire(buckets, amounts, floors, now), ""
+
+    def settle_lease(
+        self,
+        lease: str,
+        buckets: Sequence[BucketRef],
+        held: Sequence[float],
+        kept: Sequence[float],
+        now: float,
+    ) -> list[float]:
+        """End ``lease``, which held ``held[i]`` of each ``buckets[i]``, keeping ``kept[i]`` (the
+        actual cost; 0 to give it all back). If it still stood, each bucket gets
+        ``held[i] - kept[i]`` back; if a reaper gave the holds back already, each gives
+        ``kept[i]`` up again (``-kept[i]``). Atomic; returns each bucket's level after (as
+        :meth:`adjust`).
+
+        Default (nothing is ever reaped): each bucket is adjusted by ``held[i] - kept[i]``.
+        """
+        if not len(buckets) == len(held) == len(kept):
+            raise ValueError("settle_lease needs one held and one kept amount per bucket")
+        return [
+            self.adjust(bucket, h - k, now)
+            for bucket, h, k in zip(buckets, held, kept)  # noqa: B905 (checked above)
+        ]
+
+    def reap(self, now: float, most: int) -> int:
+        """Give back to their buckets (as :meth:`adjust`) the amounts of the leases whose
+        ``until`` is at or before ``now``, at most ``most`` of them, soonest first (then by
+        name), and end them: each once, whoever else reaps at the same time. Returns how many.
+
+        Default: nothing is leased, nothing to reap.
+        """
+        return 0
 
 
 def level_at(level: float, last: float, capacity: float, rate: float, now: float) -> float:

@@ -64,7 +64,10 @@ async def create_batch(request: Request, state: MockState, caller: Caller) -> Re
     body = await read_json(request)
     if isinstance(body, Response):
         return body
-    job = state.batches.create(caller.project, body, state.clock.now())
+    now = state.clock.now()
+    if state.provider.out_of_quota(now):  # past the month's usage limit: no new batch either
+        return json_response(429, errors.insufficient_quota(), state.common_headers(0.0))
+    job = state.batches.create(caller.project, body, now)
     if isinstance(job, str):
         return _missing(state, job) if job.startswith("No such") else _bad(state, job)
     return json_response(200, job.view(), state.common_headers(0.0))

@@ -126,13 +126,16 @@ def _small_budgets(policy: Policy) -> list[Finding]:
     return found
 
 
-_MONTH_S = 31 * 86400.0
-_PERIOD_S = {"day": 86400.0, "week": 7 * 86400.0, "month": _MONTH_S}
+_LONGEST_MONTH_S = 31 * 86400.0
+_PERIODS_IN_A_MONTH = {"day": 31.0, "week": 6.0, "month": 1.0}
+"""The most calendar periods a month can spend a budget in: 31 days, 6 weeks (a 31-day month
+touches six ISO weeks when it starts on a Sunday), 1 month."""
 
 
 def _budgets_above_usage_limit(policy: Policy) -> list[Finding]:
     """Budgets that let more be spent in a month than the organization's monthly usage limit:
-    OpenAI refuses every call once the limit is reached, so such a budget never acts."""
+    OpenAI refuses every call once the limit is reached, so such a budget never acts. The worst
+    month counts (the longest, the most weeks), not an average one: this is a bound."""
     org = policy.organization
     limit = org.monthly_usage_limit() if org is not None else None
     if limit is None:
@@ -145,8 +148,11 @@ def _budgets_above_usage_limit(policy: Policy) -> list[Finding]:
     )
     found = []
     for bname, budget in policy.budgets.items():
-        period = _PERIOD_S[budget.per] if isinstance(budget.per, str) else budget.per
-        month = budget.usd * max(1.0, _MONTH_S / period)
+        if isinstance(budget.per, str):
+            periods = _PERIODS_IN_A_MONTH[budget.per]
+        else:  # a rolling budget: full at the start, then refilled over the whole month
+            periods = 1.0 + _LONGEST_MONTH_S / budget.per
+        month = budget.usd * periods
         if month > limit:
             if budget.per == "month":
                 allows = f"${budget.usd:,.0f} a month is"

@@ -30,6 +30,7 @@ from keypolicy.policy.units import (
     parse_money,
     parse_share,
 )
+from keypolicy.urls import mask_url
 
 __all__ = [
     "AppliesTo",
@@ -445,7 +446,7 @@ class State(_Model):
 
     @model_validator(mode="after")
     def _check_url(self) -> State:
-        if re.match(r"^[a-z]+://[^/@]*:[^/@]+@", self.url):  # checked first: never echoed
+        if mask_url(self.url) != self.url:  # checked first: a password is never echoed
             raise ValueError(
                 "the state URL holds a password: never write a secret in a policy; put the URL "
                 "in an environment variable and name it with url_env"

@@ -106,6 +106,7 @@ def records_summary(path: Path | PostgresURL, policy: Policy | None = None) -> d
         timezone=zone,
         cost=counts["totals"]["cost_usd"],
         warnings=[],
+        quota_refused=counts["totals"]["reasons"].get("quota", 0),
     )
     facts["source"] = "records"
     facts["records_note"] = (

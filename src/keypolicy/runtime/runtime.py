@@ -67,7 +67,37 @@ def policy_store(policy: Policy, environ: Mapping[str, str]) -> Store:
         url = environ.get(STATE_ENV) or state.url
     org = policy.organization
     namespace = state.namespace or (org.id if org is not None and org.id else policy.name)
-    return open_store(url, namespace=namespace)
+    store = open_store(url, namespace=namespace)
+    _check_clock(store)
+    return store
+
+
+def _check_clock(store: Store) -> None:
+    """Log a warning if the store is Redis and this machine's clock is off from Redis's by
+    more than ``SKEW_WARNING_S`` (what that costs: :func:`keypolicy.state.redis.clock_offset`),
+    or if it cannot be measured (Redis unreachable: the calls will say so too)."""
+    from keypolicy.state import StoreUnavailable  # noqa: PLC0415 - only for a Redis store
+    from keypolicy.state.redis import SKEW_WARNING_S, RedisStore, clock_offset  # noqa: PLC0415
+
+    if not isinstance(store, RedisStore):
+        return
+    try:
+        measured = clock_offset(store)
+    except StoreUnavailable as exc:
+        log.warning("keypolicy: could not compare this clock with the state store's: %s", exc)
+        return
+    if abs(measured.offset) > SKEW_WARNING_S:
+        log.warning(
+            "keypolicy: this machine's clock is %.0f ms %s the state store's (%r; measured "
+            "within %.1f ms): replicas sharing limits through it should agree within %.0f ms; "
+            "a bucket may refill early or late by the skew times its rate (sync the clocks: "
+            "NTP, chrony)",
+            abs(measured.offset) * 1000,
+            "behind" if measured.offset > 0 else "ahead of",
+            store,
+            measured.rtt * 500,
+            SKEW_WARNING_S * 1000,
+        )
 
 
 class Runtime:
@@ -102,7 +132,11 @@ class Runtime:
         self._keys = KeyRing.from_policy(policy, env)
         self.base_url = base_url or policy.base_url
         self.clock: Clock = clock or WallClock()
-        self.engine = Engine(compile_policy(policy), store or policy_store(policy, env), seed)
+        # A store the runtime opened itself (from the policy's state:) is closed with it.
+        self._own_store: Store | None = None
+        if store is None:
+            store = self._own_store = policy_store(policy, env)
+        self.engine = Engine(compile_policy(policy), store, seed)
         self.ledger = (
             ledger
             if isinstance(ledger, Ledger)
@@ -285,6 +319,9 @@ class Runtime:
             self.ledger.close()
         finally:
             self._http.close()
+            close_store = getattr(self._own_store, "close", None)
+            if close_store is not None:  # a Redis store's connections
+                close_store()
 
     async def __aenter__(self) -> Runtime:
         return self

@@ -48,6 +48,7 @@ from keypolicy.sim.arrival import Arrival
 from keypolicy.state import MemoryStore
 from keypolicy.upstream import Provider, ProviderLimits, ProviderSettings, UpstreamRequest
 from keypolicy.upstream.batches import QueueFull, batch_expired
+from keypolicy.upstream.errors import insufficient_quota
 from keypolicy.upstream.outcome import Outcome, RateLimitNumbers
 
 __all__ = ["Simulation"]
@@ -380,6 +381,10 @@ class Simulation:
         life.project = self._project_of(life.key)
         rid = defer.request_id
         request = _request(life.arrival, life.project, defer.model)
+        if self.provider.out_of_quota(self._t):  # past the month's usage limit
+            refused = insufficient_quota()["error"]
+            Timeout(self.env, 0.0).callbacks.append(lambda _: self._batch_failed(rid, refused))
+            return
         batch = self.provider.batches.create({defer.model: request.prompt_tokens}, self._t)
         if isinstance(batch, QueueFull):
             # Refused at creation (the batch comes back failed): the request ends at once,

@@ -136,6 +136,8 @@ def assemble(
         timezone=policy.timezone,
         cost=counts["totals"]["cost_usd"],
         warnings=warnings,
+        quota_refused=counts["totals"]["reasons"].get("quota", 0),
+        partial=any(r.partial for r in runs) or len(runs) < len(seeds),
     )
     facts["provider_factor"] = provider_factor
     facts["provider"] = {

@@ -3,7 +3,9 @@
 It starts no timer and no thread: a bucket's level is brought up to date against the ``now`` it
 is given, when it is touched. That is what lets the simulator use it unchanged on a virtual clock.
 Not shared between processes (use the Redis store for that), and not locked: one engine drives
-it from one thread at a time.
+it from one thread at a time, or several engines of one process take turns on it
+(``MemoryStore(shared=True)``: then it says it is not :meth:`~MemoryStore.exclusive`, and the
+engines coordinate through its claims and leases as replicas do through Redis).
 """
 
 from __future__ import annotations
@@ -26,12 +28,35 @@ class _Level:
         self.at = at
 
 
-class MemoryStore(Store):
-    """A :class:`keypolicy.core.store.Store` in a dict. New buckets start full."""
+class _Lease:
+    """What a lease holds: the buckets' amounts to give back if it is not settled by ``until``."""
 
-    def __init__(self) -> None:
+    __slots__ = ("amounts", "buckets", "until")
+
+    def __init__(self, buckets: list[BucketRef], amounts: list[float], until: float) -> None:
+        self.buckets = buckets
+        self.amounts = amounts
+        self.until = until
+
+
+# Claims kept before the ones that ended are dropped (they read as absent either way).
+_CLAIMS_KEPT = 1024
+
+
+class MemoryStore(Store):
+    """A :class:`keypolicy.core.store.Store` in a dict. New buckets start full.
+
+    ``shared``: several engines of this process use it (taking turns, never at once): it is
+    then not :meth:`exclusive`.
+    """
+
+    def __init__(self, shared: bool = False) -> None:
         self._buckets: dict[str, _Level] = {}  # name -> its level
         self._cooldowns: dict[str, float] = {}
+        self._claims: dict[str, float] = {}  # name -> until
+        self._leases: dict[str, _Lease] = {}
+        self._lease_seq = 0
+        self._shared = shared
 
     def _state(self, bucket: BucketRef, now: float) -> _Level:
         state = self._buckets.get(bucket.name)
@@ -120,9 +145,74 @@ class MemoryStore(Store):
             self._cooldowns[name] = until
 
     def exclusive(self) -> bool:
-        """See :meth:`keypolicy.core.store.Store.exclusive`: one engine drives it."""
-        return True
+        """See :meth:`keypolicy.core.store.Store.exclusive`: one engine drives it, unless it
+        was made ``shared``."""
+        return not self._shared
 
     def cooldown(self, name: str) -> float:
         """See :meth:`keypolicy.core.store.Store.cooldown`."""
         return self._cooldowns.get(name, 0.0) if self._cooldowns else 0.0
+
+    # ------------------------------------------------------------------ claims and leases
+
+    def claim(self, name: str, until: float, now: float) -> bool:
+        """See :meth:`keypolicy.core.store.Store.claim`."""
+        claims = self._claims
+        standing = claims.get(name)
+        if standing is not None and standing > now:
+            return False
+        if len(claims) >= _CLAIMS_KEPT:
+            for old in [n for n, end in claims.items() if not end > now]:
+                del claims[old]
+        claims[name] = until
+        return True
+
+    def acquire_leased(
+        self,
+        buckets: Sequence[BucketRef],
+        amounts: Sequence[float],
+        floors: Sequence[float],
+        now: float,
+        leased: int,
+        until: float,
+    ) -> tuple[float, str]:
+        """See :meth:`keypolicy.core.store.Store.acquire_leased`. Lease names are ``"1"``,
+        ``"2"``... as the Redis store's."""
+        wait = self.acquire(buckets, amounts, floors, now)
+        if wait != 0.0 or leased >= len(buckets):
+            return wait, ""
+        self._lease_seq += 1
+        name = str(self._lease_seq)
+        start = leased if leased > 0 else 0
+        self._leases[name] = _Lease(list(buckets[start:]), list(amounts[start:]), until)
+        return 0.0, name
+
+    def settle_lease(
+        self,
+        lease: str,
+        buckets: Sequence[BucketRef],
+        held: Sequence[float],
+        kept: Sequence[float],
+        now: float,
+    ) -> list[float]:
+        """See :meth:`keypolicy.core.store.Store.settle_lease`."""
+        if not len(buckets) == len(held) == len(kept):
+            raise ValueError("settle_lease needs one held and one kept amount per bucket")
+        stood = self._leases.pop(lease, None) is not None
+        out = []
+        for bucket, h, k in zip(buckets, held, kept):  # noqa: B905 (checked above)
+            out.append(self.adjust(bucket, h - k if stood else -k, now))
+        return out
+
+    def reap(self, now: float, most: int) -> int:
+        """See :meth:`keypolicy.core.store.Store.reap`."""
+        if not self._leases:
+            return 0
+        due = sorted(
+            (lease.until, name) for name, lease in self._leases.items() if lease.until <= now
+        )[: max(most, 0)]
+        for _, name in due:
+            lease = self._leases.pop(name)
+            for bucket, amount in zip(lease.buckets, lease.amounts):  # noqa: B905 (same lease)
+                self.adjust(bucket, amount, now)
+        return len(due)

@@ -23,7 +23,10 @@ Decisions, and why:
   numbers are IEEE doubles like Python's, and each operation is rounded on its own in both, so
   the levels agree to the last bit (``inf`` and ``nan`` travel as ``inf``/``nan``).
 - **Keys** are ``PREFIX{NAMESPACE}:bucket:NAME`` and ``PREFIX{NAMESPACE}:cooldown:NAME``
-  (default prefix ``keypolicy:``). ``NAME`` is the engine's own, already per project or
+  (default prefix ``keypolicy:``), and for replicas' coordination ``...:claim:NAME``, a lease's
+  record ``...:lease:ID`` (JSON: its buckets' keys, capacities, rates and amounts as exact text),
+  the sorted set ``...:leases`` of open leases scored by their end, and the counter
+  ``...:lease-seq`` that numbers them. ``NAME`` is the engine's own, already per project or
   organization, model and dimension (``limit:project:clinical/gpt-4o/tpm``) or per budget and
   period (``budget:clinic-monthly:2026-11``); replicas, and policies, that use one namespace
   share those buckets. The namespace is the *hash tag* (``{...}``): Redis Cluster puts every key
@@ -33,7 +36,9 @@ Decisions, and why:
   organization: ``namespace="org-clinic"``) is the simple correct choice. The price: all of one
   namespace's state lives on one shard, and its admissions are bounded by one Redis core (tens of
   thousands of scripts a second, far above any organization's request limits); different
-  namespaces spread over the cluster.
+  namespaces spread over the cluster. (The reaper's script reads the buckets a lease names from
+  its record rather than from its declared keys: keys of the same namespace, so of the same
+  slot, which Redis Cluster serves.)
 - **Expiry**, so that nothing stale piles up (a missing bucket is a full one, so a key may go once
   its bucket would be full again). Each write sets the key's time to live in the caller's time:
   ``(at - now) + (capacity - level) / rate`` (when it refills to full) plus ``expiry_margin``
@@ -46,8 +51,11 @@ Decisions, and why:
   it ends plus the margin, counted from the latest ``now`` this store has been handed (the
   interface gives ``set_cooldown`` no ``now``), or 40 days if it has seen none. Every key lives
   at least the margin after its last write; times to live are capped at ``LONGEST_TTL_S`` (ten
-  years). So what expiry changes is never a decision: a bucket gone reads full, as it would have
-  read; a cooldown gone reads 0.0 instead of an end already past. (Only a caller whose clock
+  years). A claim lives until it ends plus the margin; a lease's record, the index and the
+  counter until the lease ends plus ``STILL_TTL_S`` (a reaper may come late: the buckets it
+  gives back live that long too). So what expiry changes is never a decision: a bucket gone
+  reads full, as it would have read; a cooldown gone reads 0.0 instead of an end already past;
+  a claim gone stands for nobody, as one that ended. (Only a caller whose clock
   stepped back, or fell behind Redis's, by more than the margin could tell.)
 - **Failures** (connection refused, a timeout, an error answer) raise
   :class:`keypolicy.state.StoreUnavailable`, one type, whose message names the store by its URL
@@ -58,7 +66,8 @@ Decisions, and why:
   backoff) would hang a caller for seconds and could apply a refund twice. A call that raised
   was applied at most once (a timeout may come after Redis carried it out: the engine then
   treats capacity that was taken as not taken, and a give-back that happened as lost, both on the
-  side of caution). The next call reconnects by itself.
+  side of caution; a budget hold taken so, or one whose settlement was lost, is leased, and comes
+  back when its lease ends). The next call reconnects by itself.
 - RESP2 (``protocol=2``): the replies are plain strings either way, and redis-py's RESP3 default
   turns on "maintenance notifications", which relax the read timeout to 10 s during a server's
   maintenance and skip the check that finds a pooled connection the server has closed.
@@ -73,11 +82,12 @@ from __future__ import annotations
 
 import math
 import os
-import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from keypolicy import urls
 from keypolicy.core.store import BucketRef, Store
 from keypolicy.state import StoreUnavailable
 
@@ -91,8 +101,11 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "EXPIRY_MARGIN_S",
     "LONGEST_TTL_S",
+    "SKEW_WARNING_S",
     "STILL_TTL_S",
+    "ClockOffset",
     "RedisStore",
+    "clock_offset",
     "mask_url",
 ]
 
@@ -107,6 +120,9 @@ STILL_TTL_S = 40 * 86400.0
 """How long a bucket that never refills (a calendar budget's) lives after its last write."""
 LONGEST_TTL_S = 10 * 365 * 86400.0
 """No key lives longer than this after its last write."""
+
+SKEW_WARNING_S = 0.05
+"""An offset between a replica's clock and Redis's beyond which the runtime warns at start."""
 
 _INSTALL = "the Redis store needs the redis package: pip install 'keypolicy[redis]'"
 
@@ -152,63 +168,174 @@ local function write(key, level, at, capacity, rate, now, margin, still, longest
 end
 """
 
-# KEYS: the buckets. ARGV: now, margin, still, longest, then capacity, rate, amount, floor per
-# bucket. Returns the wait ('0' when taken).
+# ``take`` is MemoryStore.acquire: KEYS[1..n] are the buckets; ARGV: now, margin, still, longest,
+# then capacity, rate, amount, floor per bucket. Returns the wait (0 when taken).
+_TAKE = """
+local function take(n, now, margin, still, longest)
+  local values = redis.call('MGET', unpack(KEYS, 1, n))
+  local stored = {}
+  local wait = 0.0
+  for i = 1, n do
+    local j = 4 + (i - 1) * 4
+    local capacity, rate = tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+    local amount, floor = tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
+    local level, at = parse(values[i])
+    if level == nil then
+      stored[KEYS[i]] = false
+      level = capacity
+    else
+      stored[KEYS[i]] = {level, at}
+      level = refilled(level, at, capacity, rate, now)
+    end
+    if amount > 0 and level - amount - floor < -1e-9 then
+      local w
+      local missing = amount + floor - level
+      if missing <= 1e-9 then
+        w = 0.0
+      elseif rate <= 0 or amount + floor > capacity + 1e-9 then
+        w = math.huge
+      else
+        w = missing / rate
+      end
+      if w > wait then wait = w end
+    end
+  end
+  if wait > 0 then return wait end
+  for i = 1, n do
+    local j = 4 + (i - 1) * 4
+    local capacity, rate = tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+    local amount = tonumber(ARGV[j + 3])
+    local key = KEYS[i]
+    local s = stored[key]
+    local level, at
+    if not s then
+      level, at = capacity - amount, now
+    else
+      level = refilled(s[1], s[2], capacity, rate, now) - amount
+      at = s[2]
+      if now > at then at = now end
+    end
+    stored[key] = {level, at}
+    write(key, level, at, capacity, rate, now, margin, still, longest)
+  end
+  return 0
+end
+"""
+
+# KEYS: the buckets. ARGV: as ``take``'s. Returns the wait ('0' when taken).
 _ACQUIRE = (
     _COMMON
+    + _TAKE
     + """
 local now = tonumber(ARGV[1])
 local margin, still, longest = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local n = #KEYS
-local values = redis.call('MGET', unpack(KEYS))
-local stored = {}
-local wait = 0.0
-for i = 1, n do
-  local j = 4 + (i - 1) * 4
-  local capacity, rate = tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
-  local amount, floor = tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
-  local level, at = parse(values[i])
-  if level == nil then
-    stored[KEYS[i]] = false
-    level = capacity
-  else
-    stored[KEYS[i]] = {level, at}
-    level = refilled(level, at, capacity, rate, now)
-  end
-  if amount > 0 and level - amount - floor < -1e-9 then
-    local w
-    local missing = amount + floor - level
-    if missing <= 1e-9 then
-      w = 0.0
-    elseif rate <= 0 or amount + floor > capacity + 1e-9 then
-      w = math.huge
-    else
-      w = missing / rate
-    end
-    if w > wait then wait = w end
-  end
-end
+local wait = take(#KEYS, now, margin, still, longest)
 if wait > 0 then return fmt(wait) end
-for i = 1, n do
-  local j = 4 + (i - 1) * 4
-  local capacity, rate = tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
-  local amount = tonumber(ARGV[j + 3])
-  local key = KEYS[i]
-  local s = stored[key]
-  local level, at
-  if not s then
-    level, at = capacity - amount, now
-  else
-    level = refilled(s[1], s[2], capacity, rate, now) - amount
-    at = s[2]
-    if now > at then at = now end
-  end
-  stored[key] = {level, at}
-  write(key, level, at, capacity, rate, now, margin, still, longest)
-end
 return '0'
 """
 )
+
+# Leases. A lease is a key ``lease:ID`` holding, as JSON, its buckets' keys, capacities, rates and
+# amounts (all as exact text), and a member ``ID`` of the sorted set ``leases`` scored by the time
+# it ends; ``lease-seq`` counts the leases made. ``extend`` makes a key live at least ``ms``.
+_LEASES = """
+local function extend(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+local function give(key, capacity, rate, delta, now, margin, still, longest)
+  local level, at = current(key, capacity, rate, now)
+  level = level + delta
+  if not (level < capacity) then level = capacity end
+  write(key, level, at, capacity, rate, now, margin, still, longest)
+  return level
+end
+"""
+
+# KEYS: the buckets, then the leases' index and counter. ARGV: as ``take``'s, then the index of
+# the first bucket leased (from 0), the lease's end (exact text), its record's time to live
+# (ms), the prefix of lease keys. Returns {wait, ''} or {'0', ID}.
+_ACQUIRE_LEASED = (
+    _COMMON
+    + _TAKE
+    + _LEASES
+    + """
+local n = #KEYS - 2
+local now = tonumber(ARGV[1])
+local margin, still, longest = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local wait = take(n, now, margin, still, longest)
+if wait > 0 then return {fmt(wait), ''} end
+local base = 4 + n * 4
+local first, ttl = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 3])
+local record = {}
+for i = first + 1, n do
+  local j = 4 + (i - 1) * 4
+  record[#record + 1] = {KEYS[i], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3]}
+end
+local id = tostring(redis.call('INCR', KEYS[n + 2]))
+redis.call('SET', ARGV[base + 4] .. id, cjson.encode(record), 'PX', ttl)
+redis.call('ZADD', KEYS[n + 1], ARGV[base + 2], id)
+extend(KEYS[n + 1], ttl)
+extend(KEYS[n + 2], ttl)
+return {'0', id}
+"""
+)
+
+# KEYS: the leases' index, the lease's key, its buckets. ARGV: now, margin, still, longest, the
+# lease's ID, then capacity, rate, held, kept per bucket. Returns the levels.
+_SETTLE_LEASE = (
+    _COMMON
+    + _LEASES
+    + """
+local now = tonumber(ARGV[1])
+local margin, still, longest = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local stood = redis.call('ZREM', KEYS[1], ARGV[5]) == 1
+redis.call('DEL', KEYS[2])
+local out = {}
+for i = 3, #KEYS do
+  local j = 5 + (i - 3) * 4
+  local capacity, rate = tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+  local held, kept = tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
+  local delta
+  if stood then delta = held - kept else delta = -kept end
+  out[i - 2] = fmt(give(KEYS[i], capacity, rate, delta, now, margin, still, longest))
+end
+return out
+"""
+)
+
+# KEYS: the leases' index. ARGV: now, margin, still, longest, the most to reap, the prefix of
+# lease keys. The buckets a lease names are read from its record: keys of this namespace, so of
+# the declared key's Cluster slot. Returns how many were reaped.
+_REAP = (
+    _COMMON
+    + _LEASES
+    + """
+local now = tonumber(ARGV[1])
+local margin, still, longest = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[5]))
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local key = ARGV[6] .. id
+  local raw = redis.call('GET', key)
+  if raw then
+    redis.call('DEL', key)
+    for _, b in ipairs(cjson.decode(raw)) do
+      local capacity, rate, amount = tonumber(b[2]), tonumber(b[3]), tonumber(b[4])
+      give(b[1], capacity, rate, amount, now, margin, still, longest)
+    end
+  end
+end
+return #ids
+"""
+)
+
+# KEYS: the claim. ARGV: until (exact text), now, time to live in ms. 1 if claimed, else 0.
+_CLAIM = """
+local standing = redis.call('GET', KEYS[1])
+if standing and tonumber(standing) > tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
 
 # KEYS: the bucket. ARGV: now, margin, still, longest, capacity, rate, delta. Returns the level.
 _ADJUST = (
@@ -270,38 +397,15 @@ end
 return 1
 """
 
-_PASSWORD_QUERY = re.compile(r"(?i)([?&]password=)[^&#]*")
-
-
 def mask_url(url: str) -> str:
-    """``url`` with its password (``user:PASSWORD@``, or ``?password=``) replaced by ``***``;
-    everything else as written."""
-    head, sep, rest = url.partition("://")
-    if not sep:
-        head, rest = "", url
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    netloc, tail = rest[:end], rest[end:]
-    if "@" in netloc:
-        userinfo, _, hostinfo = netloc.rpartition("@")
-        if ":" in userinfo:
-            netloc = f"{userinfo.partition(':')[0]}:***@{hostinfo}"
-    tail = _PASSWORD_QUERY.sub(r"\g<1>***", tail)
-    return f"{head}{sep}{netloc}{tail}"
+    """``url`` with its password (``user:PASSWORD@``, or ``?password=``) replaced by ``***``:
+    :func:`keypolicy.urls.mask_url`, which also masks a password holding ``/``, ``#`` or ``?``."""
+    return urls.mask_url(url)
 
 
 def _passwords(url: str) -> list[str]:
-    """The secrets in ``url`` (as written and percent-decoded), to scrub from messages."""
-    found: list[str] = []
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return found
-    if parts.password:
-        found += [parts.password, unquote(parts.password)]
-    for match in re.finditer(r"(?i)(?:^|&)password=([^&]*)", parts.query):
-        if match.group(1):
-            found += [match.group(1), unquote(match.group(1))]
-    return sorted({s for s in found if s}, key=len, reverse=True)
+    """The secrets in ``url`` (as written, encoded and decoded), to scrub from messages."""
+    return urls.url_passwords(url)
 
 
 def _import_redis() -> Any:
@@ -362,6 +466,10 @@ class RedisStore(Store):
         self._clamp: Script = client.register_script(_CLAMP)
         self._levels: Script = client.register_script(_LEVELS)
         self._set_cooldown: Script = client.register_script(_SET_COOLDOWN)
+        self._claim: Script = client.register_script(_CLAIM)
+        self._acquire_leased: Script = client.register_script(_ACQUIRE_LEASED)
+        self._settle_lease: Script = client.register_script(_SETTLE_LEASE)
+        self._reap: Script = client.register_script(_REAP)
         self._expiry = (repr(float(expiry_margin)), repr(STILL_TTL_S), repr(LONGEST_TTL_S))
         self._margin = float(expiry_margin)
         self._keys: dict[str, str] = {}
@@ -392,6 +500,7 @@ class RedisStore(Store):
         from redis.retry import Retry  # noqa: PLC0415
 
         shown = mask_url(url)
+        urls.check_userinfo(url)
         try:
             client = redis.Redis.from_url(
                 url,
@@ -431,6 +540,18 @@ class RedisStore(Store):
     def cooldown_key(self, name: str) -> str:
         """The Redis key holding ``name``'s cooldown: ``PREFIX{NAMESPACE}:cooldown:NAME``."""
         return f"{self._base}cooldown:{name}"
+
+    def claim_key(self, name: str) -> str:
+        """The Redis key holding claim ``name``: ``PREFIX{NAMESPACE}:claim:NAME``."""
+        return f"{self._base}claim:{name}"
+
+    def lease_key(self, lease: str) -> str:
+        """The Redis key holding lease ``lease``'s record: ``PREFIX{NAMESPACE}:lease:ID``."""
+        return f"{self._base}lease:{lease}"
+
+    def leases_key(self) -> str:
+        """The sorted set of open leases, scored by when each ends: ``...:leases``."""
+        return f"{self._base}leases"
 
     def key_pattern(self) -> str:
         """A ``SCAN MATCH`` pattern for every key of this store's namespace."""
@@ -508,7 +629,98 @@ class RedisStore(Store):
         """See :meth:`keypolicy.core.store.Store.exclusive`: other replicas change it too."""
         return False
 
+    def claim(self, name: str, until: float, now: float) -> bool:
+        """See :meth:`keypolicy.core.store.Store.claim`: one script (not ``SET NX PX``, whose
+        expiry would run on Redis's clock: here a claim stands while the *caller's* ``now`` is
+        before ``until``, exactly as in the memory store; the key's time to live, ``until -
+        now`` plus the margin, only clears it away)."""
+        self._saw(now)
+        left = until - now
+        ms = _ms((left if left > 0 else 0.0) + self._margin)
+        args = [repr(float(until)), repr(float(now)), str(ms)]
+        return bool(self._run(self._claim, [self.claim_key(name)], args, "claim"))
+
+    def acquire_leased(
+        self,
+        buckets: Sequence[BucketRef],
+        amounts: Sequence[float],
+        floors: Sequence[float],
+        now: float,
+        leased: int,
+        until: float,
+    ) -> tuple[float, str]:
+        """See :meth:`keypolicy.core.store.Store.acquire_leased`: one script. The lease's
+        record lives until ``until`` plus ``STILL_TTL_S`` (a reaper may come late: the budgets'
+        buckets live that long too); its ID comes from a counter of the namespace."""
+        if not len(buckets) == len(amounts) == len(floors):
+            raise ValueError("acquire needs one amount and one floor per bucket")
+        if leased >= len(buckets):
+            return self.acquire(buckets, amounts, floors, now), ""
+        self._saw(now)
+        args = [repr(float(now)), *self._expiry]
+        for bucket, amount, floor in zip(buckets, amounts, floors, strict=True):
+            args += (
+                repr(float(bucket.capacity)),
+                repr(float(bucket.rate)),
+                repr(float(amount)),
+                repr(float(floor)),
+            )
+        left = until - now
+        ttl = _ms((left if left > 0 else 0.0) + STILL_TTL_S)
+        args += (str(max(leased, 0)), repr(float(until)), str(ttl), self.lease_key(""))
+        keys = [self.bucket_key(b.name) for b in buckets]
+        keys += (self.leases_key(), f"{self._base}lease-seq")
+        wait, lease = self._run(self._acquire_leased, keys, args, "acquire")
+        return float(wait), lease.decode() if isinstance(lease, bytes) else str(lease)
+
+    def settle_lease(
+        self,
+        lease: str,
+        buckets: Sequence[BucketRef],
+        held: Sequence[float],
+        kept: Sequence[float],
+        now: float,
+    ) -> list[float]:
+        """See :meth:`keypolicy.core.store.Store.settle_lease`: one script."""
+        if not len(buckets) == len(held) == len(kept):
+            raise ValueError("settle_lease needs one held and one kept amount per bucket")
+        self._saw(now)
+        args = [repr(float(now)), *self._expiry, lease]
+        for bucket, h, k in zip(buckets, held, kept, strict=True):
+            args += (
+                repr(float(bucket.capacity)),
+                repr(float(bucket.rate)),
+                repr(float(h)),
+                repr(float(k)),
+            )
+        keys = [self.leases_key(), self.lease_key(lease)]
+        keys += [self.bucket_key(b.name) for b in buckets]
+        got = self._run(self._settle_lease, keys, args, "settle a lease")
+        return [float(x) for x in got]
+
+    def reap(self, now: float, most: int) -> int:
+        """See :meth:`keypolicy.core.store.Store.reap`: one script; two reapers at once return
+        each lease once (the script is atomic: the second finds it gone)."""
+        self._saw(now)
+        if most <= 0:
+            return 0
+        args = [repr(float(now)), *self._expiry, str(most), self.lease_key("")]
+        return int(self._run(self._reap, [self.leases_key()], args, "reap leases"))
+
+    def server_time(self) -> tuple[int, int]:
+        """Redis's ``TIME``: whole seconds and microseconds since the epoch, on its clock
+        (read by :func:`clock_offset` only: no decision uses it)."""
+        try:
+            seconds, micros = self._execute("TIME")
+        except self._errors as exc:
+            raise self._unavailable("read its clock", exc) from None
+        return int(seconds), int(micros)
+
     # ------------------------------------------------------------------ calls
+
+    def _saw(self, now: float) -> None:
+        if now > self._latest:  # noqa: PLR1730 (cheaper than max())
+            self._latest = now
 
     def _one(self, script: Script, bucket: BucketRef, value: float, now: float, doing: str) -> Any:
         if now > self._latest:  # noqa: PLR1730 (cheaper than max())
@@ -578,6 +790,61 @@ class RedisStore(Store):
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return StoreUnavailable(f"the Redis store at {self._where} could not {doing}: {text}")
+
+
+class ClockOffset(NamedTuple):
+    """How far Redis's clock is ahead of the caller's (``offset``, seconds; negative: behind),
+    give or take half the round trip ``rtt`` (seconds), from ``samples`` readings."""
+
+    offset: float
+    rtt: float
+    samples: int
+
+
+def clock_offset(
+    store: RedisStore, samples: int = 7, clock: Callable[[], float] = time.time
+) -> ClockOffset:
+    """Measure the offset between the caller's wall ``clock`` and the Redis server's ``TIME``.
+
+    Each sample reads ``clock`` just before and just after one ``TIME`` round trip and takes
+    Redis's reading to be of the moment halfway between (so the round trip is compensated: the
+    error of one sample is at most half its round trip); the median of the samples' offsets is
+    the answer, and the median round trip says how precise it is. The first sample, which may
+    open the connection, is not counted. Raises :class:`keypolicy.state.StoreUnavailable` if
+    Redis does not answer.
+
+    Why it matters. The store never reads Redis's clock: every call carries the caller's time,
+    so replicas agree only as far as their clocks do. Each bucket keeps the latest time any
+    replica brought it up to date, and refills nothing for a caller whose time is earlier; so a
+    replica whose clock is ``s`` seconds ahead refills the buckets it touches ``s`` seconds
+    early: it may take up to ``s × rate`` units more than the limit allows at that moment
+    (50 ms on a 10,000-requests-a-minute limit: about 8 requests), once, not cumulatively (the
+    buckets then run on its clock, and the others see no refill until theirs catch up: they
+    wait up to ``s`` longer). A calendar budget's period, a cooldown, a claim and a lease end
+    ``s`` early or late on that replica. Keys' expiry (``expiry_margin``, 60 s) absorbs far
+    more than any sane skew. Comparing each replica to Redis's one clock bounds the skew
+    between any two replicas by the sum of their offsets.
+    """
+    if samples < 1:
+        raise ValueError("clock_offset needs at least one sample")
+    offsets: list[float] = []
+    trips: list[float] = []
+    for i in range(samples + 1):
+        before = clock()
+        seconds, micros = store.server_time()
+        after = clock()
+        if i == 0:
+            continue  # may have opened the connection: its round trip says nothing
+        offsets.append(seconds + micros / 1e6 - (before + after) / 2)
+        trips.append(after - before)
+    return ClockOffset(statistics.median(offsets), statistics.median(trips), samples)
+
+
+def _ms(secs: float) -> int:
+    """A time to live in whole milliseconds: at least 1, at most ``LONGEST_TTL_S``."""
+    if not secs < LONGEST_TTL_S:
+        secs = LONGEST_TTL_S
+    return max(1, math.ceil(secs * 1000))
 
 
 def _scrub(text: str, url: str) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
-from keypolicy.catalog import model_info
+from keypolicy.catalog import family, model_info
 from keypolicy.policy.model import Limits, Policy
 from keypolicy.policy.units import parse_count, parse_duration
 from keypolicy.upstream.accounting import Accounting
@@ -156,7 +156,7 @@ class ProviderLimits:
     def price(self, model: str) -> Price | None:
         """What ``model`` costs per token: the policy's price, else the catalog's (its family's
         for a dated snapshot); ``None`` for a model neither knows."""
-        own = self.prices.get(model)
+        own = self.prices.get(model) or self.prices.get(family(model))
         if own is not None:
             return own
         info = model_info(model)

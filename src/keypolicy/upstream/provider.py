@@ -178,6 +178,11 @@ class Provider:
             for bucket in charge.token_buckets:
                 bucket.correct(delta, now)
 
+    def out_of_quota(self, now: float) -> bool:
+        """Whether the month's usage limit is spent at ``now``: every call, a batch's creation
+        included, is refused with ``insufficient_quota`` until the month ends."""
+        return self.quota is not None and self.quota.exhausted(now)
+
     def bill_batch(self, model: str, usage: Usage, now: float) -> None:
         """Count a served Batch API request (at batch prices) against the monthly usage limit."""
         if self.quota is not None:

@@ -38,7 +38,7 @@ domains:
 def test_the_offset_from_redis_on_this_machine_is_tiny(redis_stores: RedisStores) -> None:
     measured = clock_offset(redis_stores(), samples=9)
     assert measured.samples == 9
-    assert 0.0 < measured.rtt < 0.05
+    assert 0.0 < measured.rtt < 1.0  # loopback (loose: a loaded machine is slow)
     # One machine, one clock: Redis's TIME is ours, within the round trip (and microseconds).
     assert abs(measured.offset) <= measured.rtt + 1e-3
 

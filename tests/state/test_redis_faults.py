@@ -75,7 +75,7 @@ def test_a_killed_redis_fails_every_call_fast_and_a_restarted_one_is_used_again(
         assert isinstance(error, StoreUnavailable)
         assert "could not" in str(error)
         assert f"127.0.0.1:{redis_server.port}" in str(error)
-        assert took < 1.0  # refused at once: within the connect timeout
+        assert took < 3.0  # refused at once, not retried (loose: a loaded machine is slow)
     redis_server.start()  # same port, empty (no persistence): every bucket full again
     assert store.levels([B], T) == [10.0]  # the first call after the restart works
     assert store.acquire([B], [4.0], [0.0], T) == 0.0  # its script loaded again (NOSCRIPT)
@@ -91,10 +91,10 @@ def test_a_hung_redis_times_out_within_the_timeout(redis_server: RedisServer) ->
         error, took = _timed(lambda: store.acquire([B], [1.0], [0.0], T))
         assert isinstance(error, StoreUnavailable)
         assert "Timeout" in str(error)
-        assert 0.4 < took < 1.5  # the read timeout, once: no retry, no backoff
+        assert 0.4 < took < 5.0  # the read timeout, once: no retry, no backoff (10 s with)
         error, took = _timed(lambda: store.cooldown("key:k1"))
         assert isinstance(error, StoreUnavailable)
-        assert took < 1.5
+        assert took < 5.0
     finally:
         redis_server.resume()
     # The timed-out acquire reached Redis and runs once it wakes (applied at most once): 8 left.
@@ -117,7 +117,9 @@ def test_a_short_timeout_is_kept(redis_server: RedisServer) -> None:
     finally:
         redis_server.resume()
     assert isinstance(error, StoreUnavailable)
-    assert took < 0.5
+    kwargs = store._client.connection_pool.connection_kwargs  # the setting, not a stopwatch
+    assert kwargs["socket_timeout"] == 0.1
+    assert took < 5.0
 
 
 def test_the_engine_rejects_with_store_error_while_redis_is_down_and_recovers(
@@ -129,7 +131,7 @@ def test_the_engine_rejects_with_store_error_while_redis_is_down_and_recovers(
     redis_server.kill()
     start = time.monotonic()
     actions = engine.handle(Submit("r2", "urgent", T + 1, 100, 100))
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 5.0  # bounded (loose: a loaded machine is slow)
     assert any(isinstance(a, StoreFault) and "StoreUnavailable" in a.error for a in actions)
     assert isinstance(actions[-1], Reject)
     assert actions[-1].reason == "store_error"

@@ -114,8 +114,12 @@ def test_runtimes_with_state_of_their_own_each_take_a_full_share(
     ok = [r for r in results if not isinstance(r, Exception)]
     upstream = [r for r in results if isinstance(r, openai.RateLimitError)]
     refused = [r for r in results if isinstance(r, PolicyRejected)]
-    # Each sends 200 (its own view of two projects), the provider answers 200 of the 400.
-    assert (len(ok), len(upstream), len(refused)) == (200, 200, 200)
+    # Each believes it has 200 (two projects of 100) and sends up to that: the provider answers
+    # 200 in all and refuses the rest with 429s. How many a runtime sends before a 429 rests
+    # the project for it (refusing the rest itself) depends on the threads' order.
+    assert len(ok) == 200
+    assert len(upstream) + len(refused) == 400
+    assert len(upstream) > 0
 
 
 def test_the_state_url_comes_from_the_environment_or_the_policy(namespace: str) -> None:

@@ -17,8 +17,8 @@ Cases:
 - ``redis``: the RedisStore, the store alone (one round trip for the take, one per budget
   settled); the issue's goals are for this: at least 5,000 admissions/s from 4 processes, median
   at most 0.5 ms;
-- ``redis-engine-calls``: every store call the engine makes today for that request, cooldown
-  reads included (one round trip each: about 4 to 9 per request on this policy), what an engine
+- ``redis-engine-calls``: every store call the engine makes today for that request, its one
+  cooldown read included (one round trip each: 3 to 4 per request on this policy), what an engine
   on Redis costs before admission is restructured to one round trip;
 - ``redis-client-path``: the store sending its commands through redis-py's client
   (``execute_command``, as ``register_script``'s scripts do) instead of its own connections:
@@ -42,6 +42,8 @@ import platform
 import statistics
 import time
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +97,141 @@ class Recorder(Store):
         self.calls.append(("cooldown", name))
         return self.memory.cooldown(name)
 
+    def cooldowns(self, names: Sequence[str]) -> list[float]:
+        self.calls.append(("cooldowns", list(names)))
+        return self.memory.cooldowns(names)
+
     def exclusive(self) -> bool:
         return False  # as with Redis: no stall marks
+
+
+class Counting(Store):
+    """The memory store, counting the calls (round trips, on a store such as Redis) made of it,
+    by method. ``batched=False``: the cooldowns an admission reads in one :meth:`cooldowns`
+    call are counted as one ``cooldown`` call each (as the engine read them before they were
+    batched, and as a store written without ``cooldowns`` still serves them)."""
+
+    def __init__(self, batched: bool = True, exclusive: bool = True) -> None:
+        self.memory = MemoryStore()
+        self.calls: Counter[str] = Counter()
+        self._batched = batched
+        self._exclusive = exclusive
+
+    def acquire(self, buckets: Any, amounts: Any, floors: Any, now: float) -> float:
+        self.calls["acquire"] += 1
+        return self.memory.acquire(buckets, amounts, floors, now)
+
+    def acquire_leased(
+        self, buckets: Any, amounts: Any, floors: Any, now: float, leased: int, until: float
+    ) -> tuple[float, str]:
+        self.calls["acquire_leased"] += 1
+        return self.memory.acquire_leased(buckets, amounts, floors, now, leased, until)
+
+    def adjust(self, bucket: BucketRef, delta: float, now: float) -> float:
+        self.calls["adjust"] += 1
+        return self.memory.adjust(bucket, delta, now)
+
+    def settle_lease(
+        self, lease: str, buckets: Any, held: Any, kept: Any, now: float
+    ) -> list[float]:
+        self.calls["settle_lease"] += 1
+        return self.memory.settle_lease(lease, buckets, held, kept, now)
+
+    def clamp(self, bucket: BucketRef, level: float, now: float) -> None:
+        self.calls["clamp"] += 1
+        self.memory.clamp(bucket, level, now)
+
+    def levels(self, buckets: Any, now: float) -> list[float]:
+        self.calls["levels"] += 1
+        return self.memory.levels(buckets, now)
+
+    def set_cooldown(self, name: str, until: float) -> None:
+        self.calls["set_cooldown"] += 1
+        self.memory.set_cooldown(name, until)
+
+    def cooldown(self, name: str) -> float:
+        self.calls["cooldown"] += 1
+        return self.memory.cooldown(name)
+
+    def cooldowns(self, names: Sequence[str]) -> list[float]:
+        if not self._batched:
+            return [self.cooldown(name) for name in names]
+        self.calls["cooldowns"] += 1
+        return self.memory.cooldowns(names)
+
+    def claim(self, name: str, until: float, now: float) -> bool:
+        self.calls["claim"] += 1
+        return self.memory.claim(name, until, now)
+
+    def reap(self, now: float, most: int) -> int:
+        self.calls["reap"] += 1
+        return self.memory.reap(now, most)
+
+    def exclusive(self) -> bool:
+        return self._exclusive
+
+
+def admission_calls(policy: str, batched: bool, requests: int = 60) -> float:
+    """Store calls per admission: the mean over ``requests`` requests of the clinic's domains,
+    each admitted at once on an idle engine (``policy``, a file in policies/), of the calls its
+    ``Submit`` made."""
+    config = compile_policy(load_policy(ROOT / "policies" / policy).policy)
+    store = Counting(batched, exclusive=False)
+    engine = Engine(config, store, seed=0)
+    counts = []
+    for i in range(requests):
+        before = store.calls.total()
+        actions = engine.handle(Submit(f"r{i}", DOMAINS[i % len(DOMAINS)], T0 + i * 0.5, 200, 100))
+        if any(isinstance(a, Send) for a in actions):
+            counts.append(store.calls.total() - before)
+    return statistics.fmean(counts)
+
+
+def simulated_calls(policy: str, batched: bool, hours: float = 24.0) -> tuple[float, Counter[str]]:
+    """Store calls per request over the clinic day (``simulations/clinic-day.yaml``, its first
+    ``hours``) simulated with ``policy`` (a file in policies/) on a counting memory store that
+    says it is shared (not exclusive), as the Redis store does: the engine then calls it as it
+    would call Redis (no stall marks, budget holds leased, alerts claimed), with the same
+    decisions. The mean, and the calls by method."""
+    from itertools import islice  # noqa: PLC0415
+
+    from keypolicy.sim.driver import Simulation  # noqa: PLC0415
+    from keypolicy.sim.traffic import load_traffic  # noqa: PLC0415
+
+    traffic = load_traffic(ROOT / "simulations" / "clinic-day.yaml")
+    horizon = hours * 3600
+    arrivals = list(islice((a for a in traffic.arrivals(0) if a.time < horizon), 2_000_000))
+    sim = Simulation(load_policy(ROOT / "policies" / policy).policy, iter(arrivals), T0, 0)
+    store = Counting(batched, exclusive=False)
+    sim.engine = Engine(sim.engine.config, store, 0)
+    sim.run(until=horizon + 7200)
+    return store.calls.total() / max(len(arrivals), 1), store.calls
+
+
+def print_store_calls(hours: float = 24.0) -> dict[str, Any]:
+    """The store calls (round trips, on Redis) an engine on a shared store makes per admission
+    and per request (the clinic day), for clinic-merged and clinic-single: with a store that
+    reads cooldowns one call per name (``per_name``: a store without :meth:`Store.cooldowns`)
+    and with one that reads a head's cooldowns in one call (``batched``), side by side."""
+    out: dict[str, Any] = {}
+    for policy in ("clinic-merged.yaml", "clinic-single.yaml"):
+        row: dict[str, Any] = {}
+        for label, batched in (("per_name", False), ("batched", True)):
+            per_request, by_method = simulated_calls(policy, batched, hours)
+            row[label] = {
+                "calls_per_admission": admission_calls(policy, batched),
+                "calls_per_request": per_request,
+                "by_method": dict(by_method),
+            }
+        out[policy] = row
+        b, a = row["per_name"], row["batched"]
+        print(
+            f"store calls, {policy:18s} cooldowns per name -> batched: per admission "
+            f"{b['calls_per_admission']:.2f} -> {a['calls_per_admission']:.2f}; per request "
+            f"(clinic day, {hours:g} h) {b['calls_per_request']:.2f} -> "
+            f"{a['calls_per_request']:.2f}"
+        )
+    return out
 
 
 def record(requests: int = 60) -> list[dict[str, list[Call]]]:
@@ -140,7 +275,7 @@ def _plan(recorded: list[dict[str, list[Call]]], engine_calls: bool) -> list[lis
                 calls.append(("clamp", _bucket(call[1]), call[2] * SCALE))
             elif engine_calls and kind == "levels":
                 calls.append(("levels", [_bucket(b) for b in call[1]]))
-            elif engine_calls and kind in ("cooldown", "set_cooldown"):
+            elif engine_calls and kind in ("cooldown", "cooldowns", "set_cooldown"):
                 calls.append(call)
         plans.append(calls)
     return plans
@@ -206,6 +341,8 @@ def _worker(
                 store.levels(call[1], now)
             elif what == "cooldown":
                 store.cooldown(call[1])
+            elif what == "cooldowns":
+                store.cooldowns(call[1])
             else:
                 store.set_cooldown(call[1], now + call[2])
         return clock() - start
@@ -291,7 +428,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per case (default 4)")
     parser.add_argument("--url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--calls-only",
+        action="store_true",
+        help="only count the store calls per admission and per request (no Redis needed)",
+    )
+    parser.add_argument(
+        "--calls-hours", type=float, default=24.0, help="hours of the clinic day to count over"
+    )
     args = parser.parse_args()
+    store_calls = print_store_calls(args.calls_hours)
+    if args.calls_only:
+        return
     recorded = record()
     store_only = _plan(recorded, engine_calls=False)
     engine_calls = _plan(recorded, engine_calls=True)
@@ -369,6 +517,7 @@ def main() -> None:
             "mean": statistics.fmean(sizes),
         },
         "results": results,
+        "store_calls": store_calls,
         "ratios": ratios,
         "goals": goals,
     }

@@ -72,6 +72,26 @@ def test_stores_in_one_namespace_share_and_other_namespaces_do_not(
         b.close()
 
 
+def test_cooldowns_are_read_in_one_round_trip(
+    redis_stores: RedisStores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = redis_stores()
+    store.set_cooldown("key:k1", T + 0.1)
+    sent: list[tuple[Any, ...]] = []
+    execute = store._execute
+
+    def counted(*command: Any) -> Any:
+        sent.append(command)
+        return execute(*command)
+
+    monkeypatch.setattr(store, "_execute", counted)
+    names = ["key:k1", "key:k2", "project:p/gpt-4o"]
+    assert store.cooldowns(names) == [T + 0.1, 0.0, 0.0]
+    assert [c[0] for c in sent] == ["MGET"]
+    assert store.cooldowns([]) == []  # nothing to read: no round trip
+    assert len(sent) == 1
+
+
 def test_the_prefix_is_a_prefix(redis_stores: RedisStores) -> None:
     store = RedisStore.from_url(redis_stores.url, namespace="x", prefix="kp-test-prefix:")
     assert store.bucket_key("a") == "kp-test-prefix:{x}:bucket:a"

@@ -215,6 +215,35 @@ def test_cooldowns_keep_the_later(store: Store) -> None:
     assert store.cooldown("project:p/gpt-4o") == 0.0
 
 
+def test_cooldowns_reads_each_name_at_once(store: Store) -> None:
+    assert store.cooldowns([]) == []
+    assert store.cooldowns(["key:k1", "project:p/gpt-4o"]) == [0.0, 0.0]
+    store.set_cooldown("key:k1", T + 30.25)
+    store.set_cooldown("project:p/gpt-4o", T + 1 / 3)
+    names = ["project:p/gpt-4o", "key:k9", "key:k1", "project:p/gpt-4o"]  # any order, repeats
+    assert store.cooldowns(names) == [T + 1 / 3, 0.0, T + 30.25, T + 1 / 3]
+    assert store.cooldowns(names) == [store.cooldown(n) for n in names]
+
+
+def test_a_store_without_cooldowns_reads_them_one_by_one() -> None:
+    class OneByOne(Store):  # a plain-Python store written before cooldowns() was added
+        def __init__(self) -> None:
+            self.memory = MemoryStore()
+            self.reads: list[str] = []
+
+        def set_cooldown(self, name: str, until: float) -> None:
+            self.memory.set_cooldown(name, until)
+
+        def cooldown(self, name: str) -> float:
+            self.reads.append(name)
+            return self.memory.cooldown(name)
+
+    store = OneByOne()
+    store.set_cooldown("key:k1", T + 5.0)
+    assert store.cooldowns(["key:k1", "key:k2"]) == [T + 5.0, 0.0]
+    assert store.reads == ["key:k1", "key:k2"]
+
+
 def test_a_cooldown_at_or_before_zero_is_none(store: Store) -> None:
     store.set_cooldown("key:k1", 0.0)
     store.set_cooldown("key:k2", -5.0)
@@ -386,6 +415,10 @@ OPS = st.one_of(
     ),
     st.tuples(st.just("cooldown"), st.sampled_from(["key:k1", "project:p/gpt-4o", "key:k9"])),
     st.tuples(
+        st.just("cooldowns"),
+        st.lists(st.sampled_from(["key:k1", "project:p/gpt-4o", "key:k9"]), max_size=4),
+    ),
+    st.tuples(
         st.just("claim"),
         st.sampled_from(["alert:a", "alert:b"]),
         st.floats(-10.0, 60.0, allow_nan=False),
@@ -478,6 +511,8 @@ def _apply(store: Store, ops: list[tuple[Any, ...]]) -> list[Any]:
             out.append(store.levels([_bucket(s) for s in specs], now))
         elif kind == "set_cooldown":
             store.set_cooldown(op[1], T + op[2])
+        elif kind == "cooldowns":
+            out.append(store.cooldowns(op[1]))
         else:
             out.append(store.cooldown(op[1]))
     out.append(store.reap(now + 1e3, 1_000))  # what every lease left open holds, given back
@@ -485,6 +520,7 @@ def _apply(store: Store, ops: list[tuple[Any, ...]]) -> list[Any]:
         out.append(store.levels([_bucket((i, shape)) for i in range(len(NAMES))], now))
         out.append(store.levels([_bucket((i, shape)) for i in range(len(NAMES))], now + 1e5))
     out.append([store.cooldown(n) for n in ("key:k1", "project:p/gpt-4o")])
+    out.append(store.cooldowns(["key:k1", "project:p/gpt-4o", "key:k9"]))
     return out
 
 

@@ -144,6 +144,33 @@ class _Plan:
         ]
 
 
+class _RouteSet:
+    """The routes a request of one pool, model and pinned key may take, in pool order;
+    ``whole``: they are every key of the pool in its order, all on one project's limits (then
+    their order is the pool's, rotated). ``names``: the cooldowns to read for them, each once
+    (in one store call, on a shared store); route ``i`` rests until the later of
+    ``names[key_at[i]]`` and ``names[project_at[i]]``."""
+
+    def __init__(self, routes: list[Route], whole: bool, cool_names: list[tuple[str, str]]) -> None:
+        self.routes: Final = routes
+        self.whole: Final = whole
+        names: list[str] = []
+        at: dict[str, int] = {}  # name -> its place in names
+        key_at: list[int] = []
+        project_at: list[int] = []
+        for route in routes:
+            key_name, project_name = cool_names[route.index]
+            for name in (key_name, project_name):
+                if name not in at:
+                    at[name] = len(names)
+                    names.append(name)
+            key_at.append(at[key_name])
+            project_at.append(at[project_name])
+        self.names: Final = names
+        self.key_at: Final = key_at
+        self.project_at: Final = project_at
+
+
 class Admission:
     """Chooses keys and takes capacity for the engine."""
 
@@ -175,14 +202,15 @@ class Admission:
         self._taken: tuple[float, ...] = ()  # the limit amounts of the last _take
         self._lease = ""  # the lease of the last _take's holds (a shared store's)
         self._shared = budgets.shared
+        # Whether a head's cooldowns are read in one store call (see try_admit).
+        self._read_together = not store.exclusive()
         self._budget_sets: dict[str, dict[int, tuple[int, ...]]] = {}  # domain -> key -> budgets
         # Per route and class (route.index * classes + rank): the limits' and the budgets'
         # buckets and floors in one list for the store's atomic acquire, with the budgets and
         # the budget generation they were built for.
         self._combined: dict[int, tuple[tuple[int, ...], int, list[BucketRef], list[float]]] = {}
-        # (pool, model, pinned key) -> the routes, and whether they are every key of the pool
-        # in its order, all on one project's limits (then their order is the pool's, rotated)
-        self._routes: dict[tuple[str, str, int], tuple[list[Route], bool]] = {}
+        # (pool, model, pinned key) -> the routes and the cooldowns to read for them
+        self._routes: dict[tuple[str, str, int], _RouteSet] = {}
         # Per route and class: the route's bucket refs, absolute floors, token flags and slices;
         # rebuilt when a limit or a burst is learnt. Decisions are arithmetic on these, not walks
         # of the config.
@@ -190,9 +218,9 @@ class Admission:
 
     def routes(self, req: Pending) -> list[Route]:
         """The routes (key, model) the request may take, in pool order."""
-        return self._route_set(req)[0]
+        return self._route_set(req).routes
 
-    def _route_set(self, req: Pending) -> tuple[list[Route], bool]:
+    def _route_set(self, req: Pending) -> _RouteSet:
         cache_key = (req.domain.pool, req.model, req.pinned)
         found = self._routes.get(cache_key)
         if found is None:
@@ -203,7 +231,7 @@ class Admission:
             whole = [r.key for r in routes] == list(pool) and all(
                 r.buckets == routes[0].buckets for r in routes
             )
-            found = self._routes[cache_key] = (routes, whole)
+            found = self._routes[cache_key] = _RouteSet(routes, whole, self._cool_names)
         return found
 
     def _plan(self, route: Route, rank: int) -> _Plan:
@@ -261,9 +289,19 @@ class Admission:
         wait = INF
         open_routes = []
         claims: set[int] = set()
-        routes, whole = self._route_set(req)
-        for route in routes:
-            cool = self.cooldown_end(route)
+        found = self._route_set(req)
+        routes = found.routes
+        # On a shared store, every cooldown the routes need in one call (one round trip); on an
+        # exclusive one (in this process), one call per name is cheaper: no list is built.
+        ends = self.store.cooldowns(found.names) if self._read_together else None
+        # zip without strict=: compiled, it is a plain loop (the lists are built together).
+        for route, key_at, project_at in zip(routes, found.key_at, found.project_at):  # noqa: B905
+            if ends is None:
+                cool = self.cooldown_end(route)
+            else:
+                key_end = ends[key_at]
+                project_end = ends[project_at]
+                cool = key_end if key_end > project_end else project_end
             if cool > now:
                 wait = min(wait, cool - now)
             elif not blocked or blocked.isdisjoint(route.buckets):
@@ -272,7 +310,7 @@ class Admission:
                 claims.update(route.buckets)  # behind its elders, it still waits for this key
         estimate = self.estimate(req, False)
         budget_short: int | None = None
-        whole = whole and len(open_routes) == len(routes)
+        whole = found.whole and len(open_routes) == len(routes)
         for route in self._ordered(req, open_routes, now, whole):
             budgets = self.budgets_of(req.domain.name, route.key)
             holds = self.budgets.holds(budgets, estimate, now)

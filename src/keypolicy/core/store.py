@@ -56,8 +56,8 @@ class Store:
     """Shared counters. All amounts are in the bucket's units; all times in epoch seconds.
 
     The interface every store implements (subclasses override every method but
-    :meth:`exclusive`). A base class, not a protocol: compiled, the engine's calls into the
-    store are direct. Stores written in plain Python may subclass it too.
+    :meth:`exclusive` and :meth:`cooldowns`). A base class, not a protocol: compiled, the
+    engine's calls into the store are direct. Stores written in plain Python may subclass it too.
     """
 
     def acquire(
@@ -94,6 +94,14 @@ class Store:
     def cooldown(self, name: str) -> float:
         """When ``name``'s cooldown ends (0.0 if it has none)."""
         raise NotImplementedError
+
+    def cooldowns(self, names: Sequence[str]) -> list[float]:
+        """When each of ``names``' cooldowns ends (0.0 for one that has none), read at once: one
+        round trip for the cooldowns an admission needs.
+
+        Default (a store written without it): one :meth:`cooldown` per name.
+        """
+        return [self.cooldown(name) for name in names]
 
     def exclusive(self) -> bool:
         """Whether one engine alone changes this store (then it sees every change itself)."""

@@ -153,6 +153,13 @@ class MemoryStore(Store):
         """See :meth:`keypolicy.core.store.Store.cooldown`."""
         return self._cooldowns.get(name, 0.0) if self._cooldowns else 0.0
 
+    def cooldowns(self, names: Sequence[str]) -> list[float]:
+        """See :meth:`keypolicy.core.store.Store.cooldowns`."""
+        table = self._cooldowns
+        if not table:
+            return [0.0] * len(names)
+        return [table.get(name, 0.0) for name in names]
+
     # ------------------------------------------------------------------ claims and leases
 
     def claim(self, name: str, until: float, now: float) -> bool:

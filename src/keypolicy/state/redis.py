@@ -2,12 +2,12 @@
 
 Every method is one round trip: a Lua script run by ``EVALSHA`` (registered with redis-py's
 ``register_script``; loaded again on ``NOSCRIPT``, after a Redis restart say), or for
-``cooldown`` a plain ``GET``. Each is atomic: ``acquire`` takes from all its buckets or from
-none, whatever other replicas do at the same moment. The scripts carry out
-:class:`keypolicy.state.memory.MemoryStore`'s arithmetic step for step (same operations in the
-same order, same capping: a new bucket starts full, a missing bucket is a full one, a refusal
-writes nothing, times that go backwards refill nothing), so an engine makes the same decisions
-on either store; ``tests/state/`` holds the two to it, float for float.
+``cooldown`` a plain ``GET`` (``cooldowns``: one ``MGET``). Each is atomic: ``acquire`` takes
+from all its buckets or from none, whatever other replicas do at the same moment. The scripts
+carry out :class:`keypolicy.state.memory.MemoryStore`'s arithmetic step for step (same operations
+in the same order, same capping: a new bucket starts full, a missing bucket is a full one, a
+refusal writes nothing, times that go backwards refill nothing), so an engine makes the same
+decisions on either store; ``tests/state/`` holds the two to it, float for float.
 
 Decisions, and why:
 
@@ -624,6 +624,16 @@ class RedisStore(Store):
         except self._errors as exc:
             raise self._unavailable("read a cooldown", exc) from None
         return 0.0 if value is None else float(value)
+
+    def cooldowns(self, names: Sequence[str]) -> list[float]:
+        """See :meth:`keypolicy.core.store.Store.cooldowns`: one ``MGET``."""
+        if not names:
+            return []
+        try:
+            values = self._execute("MGET", *[self.cooldown_key(name) for name in names])
+        except self._errors as exc:
+            raise self._unavailable("read cooldowns", exc) from None
+        return [0.0 if value is None else float(value) for value in values]
 
     def exclusive(self) -> bool:
         """See :meth:`keypolicy.core.store.Store.exclusive`: other replicas change it too."""

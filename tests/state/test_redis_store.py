@@ -18,8 +18,8 @@ from keypolicy.state.redis import (
     LONGEST_TTL_S,
     STILL_TTL_S,
     RedisStore,
-    mask_url,
 )
+from keypolicy.urls import mask_url
 from tests.state.conftest import RedisStores
 
 T = 1_795_000_000.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from keypolicy import urls
 from keypolicy.state.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -37,12 +38,12 @@ def open_store(url: str | None, *, namespace: str = "default") -> Store:
     share limits use the same one: the organization, say). Anything else: ``ValueError``."""
     if url is None or url.strip().lower() in ("memory", "memory://"):
         return MemoryStore()
-    from keypolicy.state.redis import RedisStore, mask_url  # noqa: PLC0415 - only if asked for
+    from keypolicy.state.redis import RedisStore  # noqa: PLC0415 - only if asked for
 
     scheme = url.partition("://")[0].strip().lower() if "://" in url else ""
     if scheme in _REDIS_SCHEMES:
         return RedisStore.from_url(url.strip(), namespace=namespace)
     raise ValueError(
-        f"unknown state store {mask_url(url)!r}: expected 'memory', or a Redis URL "
+        f"unknown state store {urls.mask_url(url)!r}: expected 'memory', or a Redis URL "
         "(redis://host:6379/0, rediss://... for TLS, unix:///path/to/redis.sock)"
     )

@@ -106,7 +106,6 @@ __all__ = [
     "ClockOffset",
     "RedisStore",
     "clock_offset",
-    "mask_url",
 ]
 
 DEFAULT_PREFIX = "keypolicy:"
@@ -397,17 +396,6 @@ end
 return 1
 """
 
-def mask_url(url: str) -> str:
-    """``url`` with its password (``user:PASSWORD@``, or ``?password=``) replaced by ``***``:
-    :func:`keypolicy.urls.mask_url`, which also masks a password holding ``/``, ``#`` or ``?``."""
-    return urls.mask_url(url)
-
-
-def _passwords(url: str) -> list[str]:
-    """The secrets in ``url`` (as written, encoded and decoded), to scrub from messages."""
-    return urls.url_passwords(url)
-
-
 def _import_redis() -> Any:
     try:
         import redis  # noqa: PLC0415 - optional: only this store needs it
@@ -499,7 +487,7 @@ class RedisStore(Store):
         from redis.backoff import NoBackoff  # noqa: PLC0415 - optional dependency
         from redis.retry import Retry  # noqa: PLC0415
 
-        shown = mask_url(url)
+        shown = urls.mask_url(url)
         urls.check_userinfo(url)
         try:
             client = redis.Redis.from_url(
@@ -515,7 +503,7 @@ class RedisStore(Store):
         store = cls(
             client, namespace=namespace, prefix=prefix, expiry_margin=expiry_margin, describe=shown
         )
-        store._secrets = _passwords(url)
+        store._secrets = urls.url_passwords(url)
         return store
 
     def __repr__(self) -> str:
@@ -858,7 +846,7 @@ def _ms(secs: float) -> int:
 
 
 def _scrub(text: str, url: str) -> str:
-    for secret in _passwords(url):
+    for secret in urls.url_passwords(url):
         text = text.replace(secret, "***")
     return text
 

@@ -17,9 +17,11 @@ Cases:
 - ``redis``: the RedisStore, the store alone (one round trip for the take, one per budget
   settled); the issue's goals are for this: at least 5,000 admissions/s from 4 processes, median
   at most 0.5 ms;
-- ``redis-engine-calls``: every store call the engine makes today for that request, its one
-  cooldown read included (one round trip each: 3 to 4 per request on this policy), what an engine
-  on Redis costs before admission is restructured to one round trip;
+- ``redis-engine-calls``: every store call the engine makes for that request, with the
+  rate-limit headers of OpenAI's answer: its cooldowns (the store reads them once, then reuses
+  them until one changes), the take, the settlement (the limits' corrections held back and
+  carried by the budget's settlement): what an engine on Redis costs, about two round trips a
+  request;
 - ``redis-client-path``: the store sending its commands through redis-py's client
   (``execute_command``, as ``register_script``'s scripts do) instead of its own connections:
   what that choice saves;
@@ -60,6 +62,13 @@ T0 = 1_795_000_000.0
 SCALE = 1e6  # capacities and rates: no take is refused
 DOMAINS = ["diagnosis", "xray", "treatment", "chat", "chat", "scheduling"]
 
+# An answer's rate-limit headers, as OpenAI sends them (the engine corrects its levels by them).
+HEADERS = {
+    "x-ratelimit-limit-requests": "10000",
+    "x-ratelimit-remaining-requests": "9990",
+    "x-ratelimit-limit-tokens": "2000000",
+    "x-ratelimit-remaining-tokens": "1990000",
+}
 Bucket = tuple[str, float, float]  # name, capacity, rate (picklable for spawned workers)
 Call = tuple[Any, ...]  # ("acquire", [Bucket], amounts, floors) | ("adjust", Bucket, delta) | ...
 
@@ -101,52 +110,100 @@ class Recorder(Store):
         self.calls.append(("cooldowns", list(names)))
         return self.memory.cooldowns(names)
 
+    def adjust_later(self, bucket: BucketRef, delta: float, now: float) -> None:
+        self.calls.append(("adjust_later", (bucket.name, bucket.capacity, bucket.rate), delta))
+        self.memory.adjust(bucket, delta, now)
+
+    def clamp_later(self, bucket: BucketRef, level: float, now: float) -> None:
+        self.calls.append(("clamp_later", (bucket.name, bucket.capacity, bucket.rate), level))
+        self.memory.clamp(bucket, level, now)
+
+    def flush(self) -> None:
+        self.calls.append(("flush",))
+
     def exclusive(self) -> bool:
         return False  # as with Redis: no stall marks
 
 
+# How a store is called, for counting its round trips: ``per_name`` reads an admission's
+# cooldowns one call each and sends every correction on its own (a store with the interface's
+# defaults); ``batched`` reads them in one call; ``carried`` is the Redis store: cooldowns read
+# once and reused until one changes, corrections held back and carried by the next call.
+MODES = ("per_name", "batched", "carried")
+
+
 class Counting(Store):
     """The memory store, counting the calls (round trips, on a store such as Redis) made of it,
-    by method. ``batched=False``: the cooldowns an admission reads in one :meth:`cooldowns`
-    call are counted as one ``cooldown`` call each (as the engine read them before they were
-    batched, and as a store written without ``cooldowns`` still serves them)."""
+    by method, as a store of ``mode`` (see MODES) would make them. In ``carried`` mode a held
+    correction costs nothing, the next call carries it (``acquire``, ``acquire_leased``,
+    ``settle_lease``) or sends it first (one more call); cooldowns once read cost nothing until
+    a cooldown changes (one engine: only its own, which it writes into what it read)."""
 
-    def __init__(self, batched: bool = True, exclusive: bool = True) -> None:
+    def __init__(self, mode: str = "carried", exclusive: bool = True) -> None:
         self.memory = MemoryStore()
         self.calls: Counter[str] = Counter()
-        self._batched = batched
+        self._mode = mode
         self._exclusive = exclusive
+        self._held = 0
+        self._read: set[str] = set()
+
+    def _send(self, method: str, carries: bool = False) -> None:
+        """Count a call of ``method``, and the corrections it sends first if it cannot carry
+        them."""
+        if self._held and not carries:
+            self.calls["flush"] += 1
+        self._held = 0
+        self.calls[method] += 1
+
+    def adjust_later(self, bucket: BucketRef, delta: float, now: float) -> None:
+        if self._mode != "carried":
+            self.adjust(bucket, delta, now)
+            return
+        self._held += 1
+        self.memory.adjust(bucket, delta, now)
+
+    def clamp_later(self, bucket: BucketRef, level: float, now: float) -> None:
+        if self._mode != "carried":
+            self.clamp(bucket, level, now)
+            return
+        self._held += 1
+        self.memory.clamp(bucket, level, now)
+
+    def flush(self) -> None:
+        if self._held:
+            self._send("flush")
 
     def acquire(self, buckets: Any, amounts: Any, floors: Any, now: float) -> float:
-        self.calls["acquire"] += 1
+        self._send("acquire", carries=True)
         return self.memory.acquire(buckets, amounts, floors, now)
 
     def acquire_leased(
         self, buckets: Any, amounts: Any, floors: Any, now: float, leased: int, until: float
     ) -> tuple[float, str]:
-        self.calls["acquire_leased"] += 1
+        self._send("acquire_leased", carries=True)
         return self.memory.acquire_leased(buckets, amounts, floors, now, leased, until)
 
     def adjust(self, bucket: BucketRef, delta: float, now: float) -> float:
-        self.calls["adjust"] += 1
+        self._send("adjust")
         return self.memory.adjust(bucket, delta, now)
 
     def settle_lease(
         self, lease: str, buckets: Any, held: Any, kept: Any, now: float
     ) -> list[float]:
-        self.calls["settle_lease"] += 1
+        self._send("settle_lease", carries=True)
         return self.memory.settle_lease(lease, buckets, held, kept, now)
 
     def clamp(self, bucket: BucketRef, level: float, now: float) -> None:
-        self.calls["clamp"] += 1
+        self._send("clamp")
         self.memory.clamp(bucket, level, now)
 
     def levels(self, buckets: Any, now: float) -> list[float]:
-        self.calls["levels"] += 1
+        self._send("levels")
         return self.memory.levels(buckets, now)
 
     def set_cooldown(self, name: str, until: float) -> None:
-        self.calls["set_cooldown"] += 1
+        self._send("set_cooldown")
+        self._read.add(name)
         self.memory.set_cooldown(name, until)
 
     def cooldown(self, name: str) -> float:
@@ -154,40 +211,53 @@ class Counting(Store):
         return self.memory.cooldown(name)
 
     def cooldowns(self, names: Sequence[str]) -> list[float]:
-        if not self._batched:
+        if self._mode == "per_name":
             return [self.cooldown(name) for name in names]
-        self.calls["cooldowns"] += 1
+        if self._mode == "batched" or not self._read.issuperset(names):
+            self.calls["cooldowns"] += 1
+            self._read.update(names)
         return self.memory.cooldowns(names)
 
     def claim(self, name: str, until: float, now: float) -> bool:
-        self.calls["claim"] += 1
+        self._send("claim")
         return self.memory.claim(name, until, now)
 
     def reap(self, now: float, most: int) -> int:
-        self.calls["reap"] += 1
+        self._send("reap")
         return self.memory.reap(now, most)
 
     def exclusive(self) -> bool:
         return self._exclusive
 
 
-def admission_calls(policy: str, batched: bool, requests: int = 60) -> float:
-    """Store calls per admission: the mean over ``requests`` requests of the clinic's domains,
-    each admitted at once on an idle engine (``policy``, a file in policies/), of the calls its
-    ``Submit`` made."""
+def admission_calls(policy: str, mode: str, requests: int = 60) -> tuple[float, float]:
+    """Store calls per admission and per settlement: the means over ``requests`` requests of
+    the clinic's domains, each admitted at once on an idle engine (``policy``, a file in
+    policies/) and answered 0.2 s later, of the calls its ``Submit`` and its ``Settled`` made
+    (the settlement's with rate-limit headers, as OpenAI sends them)."""
     config = compile_policy(load_policy(ROOT / "policies" / policy).policy)
-    store = Counting(batched, exclusive=False)
+    store = Counting(mode, exclusive=False)
     engine = Engine(config, store, seed=0)
-    counts = []
+    admits, settles = [], []
     for i in range(requests):
+        now = T0 + i * 0.5
         before = store.calls.total()
-        actions = engine.handle(Submit(f"r{i}", DOMAINS[i % len(DOMAINS)], T0 + i * 0.5, 200, 100))
-        if any(isinstance(a, Send) for a in actions):
-            counts.append(store.calls.total() - before)
-    return statistics.fmean(counts)
+        actions = engine.handle(Submit(f"r{i}", DOMAINS[i % len(DOMAINS)], now, 200, 100))
+        sends = [a for a in actions if isinstance(a, Send)]
+        if not sends:
+            continue
+        admits.append(store.calls.total() - before)
+        before = store.calls.total()
+        engine.handle(
+            Settled(
+                sends[0].request_id, now + 0.2, 200, 80, attempt=sends[0].attempt, headers=HEADERS
+            )
+        )
+        settles.append(store.calls.total() - before)
+    return statistics.fmean(admits), statistics.fmean(settles)
 
 
-def simulated_calls(policy: str, batched: bool, hours: float = 24.0) -> tuple[float, Counter[str]]:
+def simulated_calls(policy: str, mode: str, hours: float = 24.0) -> tuple[float, Counter[str]]:
     """Store calls per request over the clinic day (``simulations/clinic-day.yaml``, its first
     ``hours``) simulated with ``policy`` (a file in policies/) on a counting memory store that
     says it is shared (not exclusive), as the Redis store does: the engine then calls it as it
@@ -202,34 +272,37 @@ def simulated_calls(policy: str, batched: bool, hours: float = 24.0) -> tuple[fl
     horizon = hours * 3600
     arrivals = list(islice((a for a in traffic.arrivals(0) if a.time < horizon), 2_000_000))
     sim = Simulation(load_policy(ROOT / "policies" / policy).policy, iter(arrivals), T0, 0)
-    store = Counting(batched, exclusive=False)
+    store = Counting(mode, exclusive=False)
     sim.engine = Engine(sim.engine.config, store, 0)
     sim.run(until=horizon + 7200)
     return store.calls.total() / max(len(arrivals), 1), store.calls
 
 
 def print_store_calls(hours: float = 24.0) -> dict[str, Any]:
-    """The store calls (round trips, on Redis) an engine on a shared store makes per admission
-    and per request (the clinic day), for clinic-merged and clinic-single: with a store that
-    reads cooldowns one call per name (``per_name``: a store without :meth:`Store.cooldowns`)
-    and with one that reads a head's cooldowns in one call (``batched``), side by side."""
+    """The store calls (round trips, on Redis) an engine on a shared store makes per admission,
+    per settlement and per request (the clinic day), for clinic-merged and clinic-single, with
+    a store called in each of MODES, side by side."""
     out: dict[str, Any] = {}
     for policy in ("clinic-merged.yaml", "clinic-single.yaml"):
         row: dict[str, Any] = {}
-        for label, batched in (("per_name", False), ("batched", True)):
-            per_request, by_method = simulated_calls(policy, batched, hours)
-            row[label] = {
-                "calls_per_admission": admission_calls(policy, batched),
+        for mode in MODES:
+            per_request, by_method = simulated_calls(policy, mode, hours)
+            admit, settle = admission_calls(policy, mode)
+            row[mode] = {
+                "calls_per_admission": admit,
+                "calls_per_settlement": settle,
                 "calls_per_request": per_request,
                 "by_method": dict(by_method),
             }
         out[policy] = row
-        b, a = row["per_name"], row["batched"]
+        cells = "; ".join(
+            f"{mode}: {row[mode]['calls_per_admission']:.2f} + "
+            f"{row[mode]['calls_per_settlement']:.2f}, {row[mode]['calls_per_request']:.2f}"
+            for mode in MODES
+        )
         print(
-            f"store calls, {policy:18s} cooldowns per name -> batched: per admission "
-            f"{b['calls_per_admission']:.2f} -> {a['calls_per_admission']:.2f}; per request "
-            f"(clinic day, {hours:g} h) {b['calls_per_request']:.2f} -> "
-            f"{a['calls_per_request']:.2f}"
+            f"store calls, {policy:18s} (per admission + per settlement, per request over "
+            f"{hours:g} h of the clinic day) {cells}"
         )
     return out
 
@@ -250,7 +323,11 @@ def record(requests: int = 60) -> list[dict[str, list[Call]]]:
         if not sends:
             continue
         store.calls = []
-        engine.handle(Settled(sends[0].request_id, now + 0.2, 200, 80, attempt=sends[0].attempt))
+        engine.handle(
+            Settled(
+                sends[0].request_id, now + 0.2, 200, 80, attempt=sends[0].attempt, headers=HEADERS
+            )
+        )
         out.append({"admit": admitted, "settle": store.calls})
     return out
 
@@ -271,8 +348,12 @@ def _plan(recorded: list[dict[str, list[Call]]], engine_calls: bool) -> list[lis
                 calls.append(("acquire", [_bucket(b) for b in call[1]], call[2], call[3]))
             elif kind == "adjust":
                 calls.append(("adjust", _bucket(call[1]), call[2]))
-            elif engine_calls and kind == "clamp":
-                calls.append(("clamp", _bucket(call[1]), call[2] * SCALE))
+            elif engine_calls and kind in ("adjust_later",):
+                calls.append((kind, _bucket(call[1]), call[2]))
+            elif engine_calls and kind in ("clamp", "clamp_later"):
+                calls.append((kind, _bucket(call[1]), call[2] * SCALE))
+            elif engine_calls and kind == "flush":
+                calls.append(call)
             elif engine_calls and kind == "levels":
                 calls.append(("levels", [_bucket(b) for b in call[1]]))
             elif engine_calls and kind in ("cooldown", "cooldowns", "set_cooldown"):
@@ -325,6 +406,15 @@ def _worker(
     store = _store(kind, url, namespace)
     clock = time.perf_counter_ns
     wall = time.time
+    trips = [0]
+    if isinstance(store, RedisStore):  # count the round trips (every command is one)
+        execute = store._execute
+
+        def counted(*command: Any) -> Any:
+            trips[0] += 1
+            return execute(*command)
+
+        store._execute = counted  # type: ignore[method-assign]
 
     def admit(calls: list[Call]) -> int:
         now = wall()
@@ -337,6 +427,12 @@ def _worker(
                 store.adjust(call[1], call[2], now)
             elif what == "clamp":
                 store.clamp(call[1], call[2], now)
+            elif what == "adjust_later":
+                store.adjust_later(call[1], call[2], now)
+            elif what == "clamp_later":
+                store.clamp_later(call[1], call[2], now)
+            elif what == "flush":
+                store.flush()
             elif what == "levels":
                 store.levels(call[1], now)
             elif what == "cooldown":
@@ -350,6 +446,7 @@ def _worker(
     for i in range(300):  # warm up: connections, scripts loaded, caches
         admit(plans[i % len(plans)])
     barrier.wait()
+    trips[0] = 0
     latencies: list[int] = []
     n = 0
     start = time.perf_counter()
@@ -359,7 +456,7 @@ def _worker(
         n += 1
         if n % 64 == 0 and time.perf_counter() >= deadline:
             break
-    results.put((n, time.perf_counter() - start, latencies))
+    results.put((n, time.perf_counter() - start, latencies, trips[0]))
 
 
 def run(
@@ -375,12 +472,15 @@ def run(
     ]
     for w in workers:
         w.start()
-    got: list[tuple[int, float, list[int]]] = [results.get(timeout=seconds + 120) for _ in workers]
+    got: list[tuple[int, float, list[int], int]] = [
+        results.get(timeout=seconds + 120) for _ in workers
+    ]
     for w in workers:
         w.join(timeout=30)
-    admissions = sum(n for n, _, _ in got)
-    elapsed = max(e for _, e, _ in got)
-    latencies = sorted(x / 1e6 for _, _, lat in got for x in lat)  # ms
+    admissions = sum(n for n, _, _, _ in got)
+    elapsed = max(e for _, e, _, _ in got)
+    latencies = sorted(x / 1e6 for _, _, lat, _ in got for x in lat)  # ms
+    trips = sum(t for _, _, _, t in got)
 
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))]
@@ -392,6 +492,8 @@ def run(
         "seconds": elapsed,
         "admissions_per_s": admissions / elapsed,
         "calls_per_admission": statistics.mean(len(p) for p in plans),
+        # Round trips to Redis per request (admission and settlement), counted; 0 for memory.
+        "round_trips_per_request": trips / max(admissions, 1),
         "latency_ms": {
             "p50": pct(50),
             "p90": pct(90),
@@ -465,7 +567,8 @@ def main() -> None:
             print(
                 f"{kind:19s} {procs} proc{'s' if procs > 1 else ' '} "
                 f"{r['admissions_per_s']:>10,.0f} admissions/s  "
-                f"({r['calls_per_admission']:.1f} store calls each)  latency ms: "
+                f"({r['calls_per_admission']:.1f} store calls, "
+                f"{r['round_trips_per_request']:.2f} round trips each)  latency ms: "
                 f"p50 {lat['p50']:.3f}  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}  "
                 f"max {lat['max']:.1f}"
             )

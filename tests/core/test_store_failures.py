@@ -158,7 +158,8 @@ def test_settled_completes_despite_the_store_and_corrects_nothing_twice() -> Non
     store = FailingStore()
     d = Driver(_engine(BUDGETS, store))
     rid, _ = d.submit("urgent")
-    store.fail_from, store.only, store.calls = 2, "adjust", 0  # the second correction fails
+    # The tokens' correction fails (the first: the limits are corrected before the budget)
+    store.fail_from, store.only, store.calls = 1, "adjust", 0
     got = d.settle(rid, prompt=100, completion=50)
     assert [type(a).__name__ for a in got] == ["StoreFault", "Complete"]
     assert got[1].cost_usd == pytest.approx(100 * 0.15e-6 + 50 * 0.60e-6)

@@ -126,16 +126,19 @@ def store(make_store: Callable[[], Store]) -> Store:
 
 
 class RedisServer:
-    """A ``redis-server`` of the test's own on a free port (no persistence): killed, paused and
-    restarted at will. The shared Redis on 6379 is never touched."""
+    """A ``redis-server`` of the test's own on a free port: killed, paused and restarted at
+    will. The shared Redis on 6379 is never touched. ``persist``: with an append-only file
+    written before each reply (``appendfsync always``), so a restart, even after SIGKILL, keeps
+    every write it acknowledged; else nothing is kept (it restarts empty)."""
 
-    def __init__(self, folder: Path, password: str | None = None) -> None:
+    def __init__(self, folder: Path, password: str | None = None, persist: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             need("redis-server is not on PATH (install Redis to run the fault tests)")
         self.binary = binary
         self.folder = folder
         self.password = password
+        self.persist = persist
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -149,7 +152,15 @@ class RedisServer:
         assert self.proc is None, "already running"
         self.starts += 1
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no", "--dir", str(self.folder)]
+        args += ["--save", "", "--dir", str(self.folder)]
+        args += (
+            ["--appendonly", "yes", "--appendfsync", "always"]
+            if self.persist
+            else [
+                "--appendonly",
+                "no",
+            ]
+        )
         if self.password:
             args += ["--requirepass", self.password]
         with (self.folder / f"redis-{self.starts}.log").open("wb") as log:

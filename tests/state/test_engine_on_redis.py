@@ -241,3 +241,42 @@ def test_a_busy_clinic_minute_decides_the_same(redis_stores: Callable[[], Store]
 @pytest.mark.parametrize("which", range(len(CONFIGS)))
 def test_the_policies_here_compile(which: int) -> None:
     assert CONFIGS[which].buckets
+
+
+def test_an_admission_and_a_settlement_are_one_round_trip_each(
+    redis_stores: Callable[[], Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Redis, a clinic request that goes out at once costs one round trip to be admitted
+    (its cooldowns, once read, are reused) and one to be settled with the provider's headers
+    (the limits' corrections carried by the budget's settlement)."""
+    store: Any = redis_stores()
+    engine = Engine(CONFIGS[1], store, 0)
+    trips: list[str] = []
+    execute = store._execute
+
+    def counted(*command: Any) -> Any:
+        trips.append(str(command[0]))
+        return execute(*command)
+
+    monkeypatch.setattr(store, "_execute", counted)
+    headers = {
+        "x-ratelimit-limit-requests": "10000",
+        "x-ratelimit-remaining-requests": "9990",
+        "x-ratelimit-limit-tokens": "2000000",
+        "x-ratelimit-remaining-tokens": "1990000",
+    }
+    admitted, settled = [], []
+    for i, domain in enumerate(["diagnosis", "xray", "treatment", "chat", "diagnosis"] * 4):
+        now = T0 + i
+        before = len(trips)
+        sends = [
+            a for a in engine.handle(Submit(f"r{i}", domain, now, 300, 100)) if isinstance(a, Send)
+        ]
+        assert sends
+        admitted.append(len(trips) - before)
+        before = len(trips)
+        engine.handle(Settled(f"r{i}", now + 0.5, 300, 80, headers=headers))
+        settled.append(len(trips) - before)
+    assert settled == [1] * len(settled)
+    assert admitted[-10:] == [1] * 10  # once each pool's cooldowns have been read
+    assert sum(admitted) <= len(admitted) + 4

@@ -291,3 +291,39 @@ def test_two_reapers_at_once_give_each_hold_back_once(
             reaped = list(pool.map(reap, stores))
     assert sum(reaped) == 200
     assert first.levels([budget], T0 + 20.0) == [500.0]
+
+
+# ---------------------------------------------------------------------- limits learnt
+
+
+def _burst(engine: Engine, prefix: str, now: float, most: int = 400) -> int:
+    """How many of ``most`` chat requests submitted at ``now`` go out at once."""
+    sent = 0
+    for i in range(most):
+        sent += len(_of(engine.handle(Submit(f"{prefix}{i}", "chat", now, 10, 10)), Send))
+    return sent
+
+
+def test_each_replica_learns_a_lower_limit_from_its_own_first_answer(
+    fleet: Callable[[int], list[Engine]],
+) -> None:
+    """The provider allows 600 requests a minute where the policy says 10,000. Limits learnt
+    from headers are each engine's own (not shared through the store), so the fleet converges
+    as each replica gets its first answer: A learns from its own; until B has its first, B
+    refills at the policy's rate from the level A's answer set in the shared bucket (A's
+    clamp), so what B alone lets out meanwhile is bounded by (policy rate - real rate) x the
+    time to its first answer; from then on, both keep to the provider's limit."""
+    a, b = fleet(2)
+    headers = {"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "0"}
+    out = a.handle(Submit("a0", "chat", T0, 10, 10))
+    a.handle(Settled("a0", T0 + 1.0, 10, 10, headers=headers))
+    assert _of(out, Send)
+    # A learnt 10 a second: at T0+1 the provider had 0 left when it took a0 a second before.
+    assert _burst(a, "a-", T0 + 2.0) == 20
+    # B has not: it refills at 10,000 / 60 a second from the level A's burst left (0 at T0+2).
+    early = _burst(b, "b-", T0 + 2.5)
+    assert 0 < early <= 10_000 / 60 * 0.5 + 1
+    # B's first answer: learnt. What waits in the queues goes out as room comes (counted).
+    then = len(_of(b.handle(Settled("b-0", T0 + 3.0, 10, 10, headers=headers)), Send))
+    # Both at 10 a second now: 5 left at T0+3 (B's clamp), 50 more by T0+8, shared.
+    assert then + _burst(a, "a+", T0 + 8.0) + _burst(b, "b+", T0 + 8.0) == 55

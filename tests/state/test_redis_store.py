@@ -48,6 +48,7 @@ def test_keys_are_namespaced_and_one_namespace_is_one_cluster_slot(
             base + "bucket:" + ORG.name,
             base + "bucket:" + BUDGET.name,
             base + "cooldown:project:clinical/gpt-4o",
+            base + "cooldown-gen",
         ]
     )
     slots = {key_slot(k.encode()) for k in keys}
@@ -90,6 +91,73 @@ def test_cooldowns_are_read_in_one_round_trip(
     assert [c[0] for c in sent] == ["MGET"]
     assert store.cooldowns([]) == []  # nothing to read: no round trip
     assert len(sent) == 1
+
+
+def _counting(store: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """The commands ``store`` sends from now on (each one round trip)."""
+    sent: list[tuple[Any, ...]] = []
+    execute = store._execute
+
+    def counted(*command: Any) -> Any:
+        sent.append(command)
+        return execute(*command)
+
+    monkeypatch.setattr(store, "_execute", counted)
+    return sent
+
+
+def test_cooldowns_read_once_are_reused_until_a_replica_changes_one(
+    redis_stores: RedisStores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = redis_stores()
+    b = redis_stores.twin(a)
+    names = ["key:k1", "project:p/gpt-4o"]
+    assert a.cooldowns(names) == [0.0, 0.0]
+    sent = _counting(a, monkeypatch)
+    assert a.acquire([ORG], [1.0], [0.0], T) == 0.0
+    assert a.cooldowns(names) == [0.0, 0.0]  # nothing changed: no round trip
+    a.set_cooldown("key:k1", T + 5.0)  # its own change is written into what it read
+    assert a.cooldowns(names) == [T + 5.0, 0.0]
+    assert [c[0] for c in sent] == ["EVALSHA", "EVALSHA"]  # the acquire and the set
+    b.set_cooldown("project:p/gpt-4o", T + 9.0)  # another replica's change...
+    assert a.cooldowns(names) == [T + 5.0, 0.0]  # ...is not seen before a's next reply,
+    assert a.acquire([ORG], [1.0], [0.0], T) == 0.0  # whose generation shows it changed:
+    assert a.cooldowns(names) == [T + 5.0, T + 9.0]  # read again, once
+    assert [c[0] for c in sent][2:] == ["EVALSHA", "MGET"]
+    a.set_cooldown("key:k1", T + 1.0)  # not later: nothing changes
+    assert a.cooldowns(names) == [T + 5.0, T + 9.0]
+
+
+def test_held_corrections_travel_with_the_next_call_and_apply_first(
+    redis_stores: RedisStores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, memory = redis_stores(), MemoryStore()
+    lease_bucket = BucketRef("budget:b", 10.0, 0.0)
+    for s in (store, memory):
+        assert s.acquire([PROJECT, ORG], [5_000.0, 3.0], [0.0, 0.0], T) == 0.0
+    sent = _counting(store, monkeypatch)
+    for s in (store, memory):
+        s.adjust_later(PROJECT, 1_200.0, T + 1.0)  # unused tokens given back
+        s.clamp_later(ORG, 9_000.0, T + 1.0)  # the provider says less is left
+        s.adjust_later(PROJECT, -100.0, T + 1.5)
+    assert sent == []  # held back
+    wait, lease = store.acquire_leased(
+        [PROJECT, lease_bucket], [10.0, 2.0], [0.0, 0.0], T + 2.0, 1, T + 60.0
+    )
+    memory.acquire([PROJECT, lease_bucket], [10.0, 2.0], [0.0, 0.0], T + 2.0)
+    assert (wait, len(sent)) == (0.0, 1)  # one round trip for the corrections and the take
+    assert store.levels([PROJECT, ORG], T + 2.0) == memory.levels([PROJECT, ORG], T + 2.0)
+    store.clamp_later(ORG, 8_000.0, T + 3.0)
+    memory.clamp_later(ORG, 8_000.0, T + 3.0)
+    before = len(sent)
+    store.settle_lease(lease, [lease_bucket], [2.0], [0.5], T + 3.0)
+    assert len(sent) == before + 1
+    store.adjust_later(PROJECT, 7.0, T + 4.0)
+    memory.adjust_later(PROJECT, 7.0, T + 4.0)
+    store.flush()
+    store.flush()  # nothing held: no round trip
+    assert len(sent) == before + 2
+    assert store.levels([PROJECT, ORG], T + 4.0) == memory.levels([PROJECT, ORG], T + 4.0)
 
 
 def test_the_prefix_is_a_prefix(redis_stores: RedisStores) -> None:

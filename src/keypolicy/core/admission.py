@@ -462,7 +462,7 @@ class Admission:
         if wait == 0.0:
             for ref, whole, part in zip(plan.refs, full, checked, strict=True):
                 if whole > part:
-                    self.store.adjust(ref, part - whole, now)
+                    self.store.adjust_later(ref, part - whole, now)
             return 0.0
         if not holds:
             return wait
@@ -512,7 +512,7 @@ class Admission:
         refunds = self._refunds
         for b, amount in req.charges:
             if refunds[b] and amount != used:
-                self.store.adjust(self.buckets[b], amount - used, now)
+                self.store.adjust_later(self.buckets[b], amount - used, now)
 
     def refund(self, req: Pending, now: float) -> None:
         """Give back what a refused attempt took that the provider did not count: everything,
@@ -521,7 +521,7 @@ class Admission:
         for b, amount in req.charges:
             ref = self.buckets[b]
             if not (keep and ref.dimension == "rpm"):
-                self.store.adjust(ref, amount, now)
+                self.store.adjust_later(ref, amount, now)
         req.charges = []
 
     def learn(
@@ -575,7 +575,7 @@ class Admission:
             # The provider counted "remaining" when it admitted the attempt; the bucket has
             # refilled since. Our own later admissions are already in our level.
             since = max(now - req.sent_at, 0.0)
-            self.store.clamp(ref, remaining + ref.rate * since, now)
+            self.store.clamp_later(ref, remaining + ref.rate * since, now)
 
     def after_rate_limit(
         self,
@@ -611,7 +611,7 @@ class Admission:
                 and ref.tokens == (limit == "tokens")
                 and ref.dimension in ("rpm", "tpm")
             ):
-                self.store.clamp(ref, amount - ref.rate * delay, now)
+                self.store.clamp_later(ref, amount - ref.rate * delay, now)
 
     def learn_burst(
         self,
@@ -733,7 +733,7 @@ class Admission:
             ref = replace(ref, capacity=capacity, sliced=True)
             self._bursts[b] = True
         self.buckets[b] = ref
-        self.store.clamp(ref, ref.capacity, now)  # a level above the new capacity is cut
+        self.store.clamp_later(ref, ref.capacity, now)  # a level above the new capacity is cut
         self._plans.clear()
         self._combined.clear()
         self.epoch += 1

@@ -149,6 +149,10 @@ class Engine:
         elif not isinstance(event, Advance):
             raise TypeError(f"not an engine event: {event!r}")
         self._tick(now, out)
+        try:
+            self.store.flush()  # corrections still held back (none, mostly: a call carried them)
+        except Exception as exc:  # a store failure: see handle
+            self._fault("", "applying the limits' corrections", exc, now, out)
         return out
 
     def reap(self, now: float, out: list[Action] | None = None) -> int:
@@ -626,10 +630,17 @@ class Engine:
             self.config.batch_discount,
         )
         # The answer came back: whatever the store does, the request completes (below), so
-        # the same answer given again finds it gone and corrects nothing twice. The budgets
-        # (money) and the limits (refilled within a minute) are corrected apart, so that a
-        # failure in one does not cost the other.
+        # the same answer given again finds it gone and corrects nothing twice. The limits'
+        # corrections (unused tokens, what the headers say) come first: a shared store holds
+        # them back (Store.adjust_later) and carries them with the budget's settlement, one
+        # round trip for the whole answer (a failure of that trip loses both).
         lease = self._leases.pop(req.id, "") if self._leases else ""
+        try:
+            self._admission.settle(req, prompt + completion, now)
+            if req.key >= 0 and (ev.headers or ev.rate_limits is not None):
+                self._admission.learn(req, ev.headers, now, ev.rate_limits)
+        except Exception as exc:  # a store failure: see handle
+            self._fault(req.id, "correcting its token charges", exc, now, out)
         try:
             levels = self._budgets.settle(req.holds, cost, now, lease)
             for budget, threshold, spent in self._budgets.crossed(req.holds, levels, cost, now):
@@ -637,12 +648,6 @@ class Engine:
                 out.append(Alert(b.name, threshold, spent, b.usd, now))
         except Exception as exc:  # a store failure: see handle
             self._fault(req.id, "settling its budget hold to its cost", exc, now, out)
-        try:
-            self._admission.settle(req, prompt + completion, now)
-            if req.key >= 0 and (ev.headers or ev.rate_limits is not None):
-                self._admission.learn(req, ev.headers, now, ev.rate_limits)
-        except Exception as exc:  # a store failure: see handle
-            self._fault(req.id, "correcting its token charges", exc, now, out)
         key = self.config.keys[req.key] if req.key >= 0 else None
         self._finish(
             req,

@@ -56,7 +56,8 @@ class Store:
     """Shared counters. All amounts are in the bucket's units; all times in epoch seconds.
 
     The interface every store implements (subclasses override every method but
-    :meth:`exclusive` and :meth:`cooldowns`). A base class, not a protocol: compiled, the
+    :meth:`exclusive`, :meth:`cooldowns` and the corrections held back: :meth:`adjust_later`,
+    :meth:`clamp_later`, :meth:`flush`). A base class, not a protocol: compiled, the
     engine's calls into the store are direct. Stores written in plain Python may subclass it too.
     """
 
@@ -106,6 +107,26 @@ class Store:
     def exclusive(self) -> bool:
         """Whether one engine alone changes this store (then it sees every change itself)."""
         return False
+
+    # ------------------------------------------------------------ corrections held back
+
+    def adjust_later(self, bucket: BucketRef, delta: float, now: float) -> None:
+        """:meth:`adjust`, whose new level the caller does not need: a store that pays a round
+        trip per call may hold it back and carry it with its next call (or :meth:`flush`). Every
+        later call, of any kind, finds it applied first, in the order given.
+
+        Default: adjusted at once.
+        """
+        self.adjust(bucket, delta, now)
+
+    def clamp_later(self, bucket: BucketRef, level: float, now: float) -> None:
+        """:meth:`clamp`, held back as :meth:`adjust_later` may be. Default: clamped at once."""
+        self.clamp(bucket, level, now)
+
+    def flush(self) -> None:
+        """Apply the corrections held back (one round trip, if any are). The engine calls it
+        at the end of each event it handles, so none outlives the event. Default: nothing is
+        ever held back."""
 
     # -------------------------------------------------------------- replicas sharing the store
 

@@ -438,6 +438,16 @@ class State(_Model):
         description="Prefix of the keys in Redis. Unset: the organization's id, else the "
         "policy's name: policies on the same provider organization share its limits.",
     )
+    on_error: Literal["fail_closed", "local"] = Field(
+        "fail_closed",
+        description="When the shared store fails: fail_closed refuses calls until it answers; "
+        "local goes on with this replica's share (1/replicas) of every limit and budget.",
+    )
+    replicas: int | None = Field(
+        None,
+        ge=1,
+        description="How many replicas share the state (on_error: local gives each 1/replicas).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -454,6 +464,11 @@ class State(_Model):
         scheme = self.url.split("://", 1)[0] if "://" in self.url else self.url
         if scheme not in _STATE_SCHEMES:
             raise ValueError(f"state is 'memory' or a redis://HOST:PORT/DB URL, not {self.url!r}")
+        if self.on_error == "local" and self.replicas is None:
+            raise ValueError(
+                "state.on_error: local needs state.replicas, how many replicas share the state "
+                "(each goes on with 1/replicas of every limit and budget while it is down)"
+            )
         return self
 
 

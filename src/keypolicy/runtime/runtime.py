@@ -35,7 +35,8 @@ from keypolicy.runtime.clock import Clock, WallClock
 from keypolicy.runtime.conductor import Conductor
 from keypolicy.runtime.secrets import PLACEHOLDER, KeyRing, environment
 from keypolicy.runtime.transport import AsyncPolicyTransport, PolicyTransport
-from keypolicy.state import open_store
+from keypolicy.state import MemoryStore, open_store
+from keypolicy.state.fallback import FallbackStore
 
 __all__ = ["STATE_ENV", "Runtime", "policy_store"]
 
@@ -54,7 +55,9 @@ def policy_store(policy: Policy, environ: Mapping[str, str]) -> Store:
     """The store the policy's ``state:`` names: the URL in its ``url_env`` variable, else in
     ``$KEYPOLICY_STATE``, else its ``url`` (``memory`` by default). Its keys are namespaced by
     ``state.namespace``, else the organization's id, else the policy's name, so that every
-    policy on one provider organization shares its limits."""
+    policy on one provider organization shares its limits. With ``state.on_error: local``, a
+    :class:`~keypolicy.state.fallback.FallbackStore` around it (each replica on its own share
+    while the shared store is down)."""
     state = policy.state
     if state.url_env is not None:
         url = environ.get(state.url_env)
@@ -69,6 +72,8 @@ def policy_store(policy: Policy, environ: Mapping[str, str]) -> Store:
     namespace = state.namespace or (org.id if org is not None and org.id else policy.name)
     store = open_store(url, namespace=namespace)
     _check_clock(store)
+    if state.on_error == "local" and not isinstance(store, MemoryStore):
+        return FallbackStore(store, 1.0 / (state.replicas or 1))
     return store
 
 

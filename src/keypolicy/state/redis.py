@@ -1,13 +1,26 @@
 """The Redis store: the state replicas share, with the memory store's semantics exactly.
 
-Every method is one round trip: a Lua script run by ``EVALSHA`` (registered with redis-py's
-``register_script``; loaded again on ``NOSCRIPT``, after a Redis restart say), or for
-``cooldown`` a plain ``GET`` (``cooldowns``: one ``MGET``). Each is atomic: ``acquire`` takes
-from all its buckets or from none, whatever other replicas do at the same moment. The scripts
-carry out :class:`keypolicy.state.memory.MemoryStore`'s arithmetic step for step (same operations
-in the same order, same capping: a new bucket starts full, a missing bucket is a full one, a
-refusal writes nothing, times that go backwards refill nothing), so an engine makes the same
-decisions on either store; ``tests/state/`` holds the two to it, float for float.
+Every method is at most one round trip: a Lua script run by ``EVALSHA`` (registered with
+redis-py's ``register_script``; loaded again on ``NOSCRIPT``, after a Redis restart say), or
+for ``cooldowns`` one ``MGET``. Each is atomic: ``acquire`` takes from all its buckets or from
+none, whatever other replicas do at the same moment. Two things save round trips, so that an
+admission is one (the take) and a settlement one (the budget's):
+
+- **Cooldowns read are kept** until one changes. Every change sets the namespace's cooldown
+  generation (``...:cooldown-gen``) to a new random token, and every take returns the token: a
+  store whose cooldowns were read at another token reads them again (one ``MGET``, with the
+  token); its own changes it writes into what it read. So a cooldown another replica sets is
+  seen once this store's next call has come back after it: at most one call late.
+- **Corrections are carried** (``adjust_later``, ``clamp_later``): held in the store object and
+  applied, in order, by the script of its next ``acquire``, ``acquire_leased`` or
+  ``settle_lease`` before its own work (any other call sends them first; ``flush`` sends them on
+  their own). The engine holds a settlement's limit corrections back and then settles the
+  budget, and flushes at the end of every event, so none waits past the event that made it.
+
+The scripts carry out :class:`keypolicy.state.memory.MemoryStore`'s arithmetic step for step
+(same operations in the same order, same capping: a new bucket starts full, a missing bucket is
+a full one, a refusal writes nothing, times that go backwards refill nothing), so an engine
+makes the same decisions on either store; ``tests/state/`` holds the two to it, float for float.
 
 Decisions, and why:
 
@@ -25,11 +38,12 @@ Decisions, and why:
 - **Keys** are ``PREFIX{NAMESPACE}:bucket:NAME`` and ``PREFIX{NAMESPACE}:cooldown:NAME``
   (default prefix ``keypolicy:``), and for replicas' coordination ``...:claim:NAME``, a lease's
   record ``...:lease:ID`` (JSON: its buckets' keys, capacities, rates and amounts as exact text),
-  the sorted set ``...:leases`` of open leases scored by their end, and the counter
-  ``...:lease-seq`` that numbers them. ``NAME`` is the engine's own, already per project or
-  organization, model and dimension (``limit:project:clinical/gpt-4o/tpm``) or per budget and
-  period (``budget:clinic-monthly:2026-11``); replicas, and policies, that use one namespace
-  share those buckets. The namespace is the *hash tag* (``{...}``): Redis Cluster puts every key
+  the sorted set ``...:leases`` of open leases scored by their end, the counter
+  ``...:lease-seq`` that numbers them, and ``...:cooldown-gen`` (above). ``NAME`` is the
+  engine's own, already per project or organization, model and dimension
+  (``limit:project:clinical/gpt-4o/tpm``) or per budget and period
+  (``budget:clinic-monthly:2026-11``); replicas, and policies, that use one namespace share
+  those buckets. The namespace is the *hash tag* (``{...}``): Redis Cluster puts every key
   with the same tag in one slot, and a script may only touch keys of one slot. One ``acquire``
   takes from the project's buckets, the organization's and the budgets' together, so nothing
   finer than the whole namespace works for all of them; one tag per namespace (use the
@@ -83,7 +97,9 @@ from __future__ import annotations
 import math
 import os
 import statistics
+import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -167,6 +183,32 @@ local function write(key, level, at, capacity, rate, now, margin, still, longest
 end
 """
 
+# Corrections the caller held back (Store.adjust_later / clamp_later), carried by this call and
+# applied first, in order: the last ARGV is their count n, the n keys at the end of KEYS their
+# buckets, and the 5 * n ARGV before the count their kind ('a': adjust, 'c': clamp), now,
+# capacity, rate and value. As ``_ADJUST`` and ``_CLAMP`` below, step for step. Returns n.
+_CARRIED = """
+local function carried(margin, still, longest)
+  local n = tonumber(ARGV[#ARGV])
+  if n == 0 then return 0 end
+  local k0, a0 = #KEYS - n, #ARGV - 1 - 5 * n
+  for i = 1, n do
+    local key, j = KEYS[k0 + i], a0 + (i - 1) * 5
+    local now, capacity = tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3])
+    local rate, value = tonumber(ARGV[j + 4]), tonumber(ARGV[j + 5])
+    local level, at = current(key, capacity, rate, now)
+    if ARGV[j + 1] == 'a' then
+      level = level + value
+      if not (level < capacity) then level = capacity end
+    elseif value < level then
+      level = value
+    end
+    write(key, level, at, capacity, rate, now, margin, still, longest)
+  end
+  return n
+end
+"""
+
 # ``take`` is MemoryStore.acquire: KEYS[1..n] are the buckets; ARGV: now, margin, still, longest,
 # then capacity, rate, amount, floor per bucket. Returns the wait (0 when taken).
 _TAKE = """
@@ -221,16 +263,20 @@ local function take(n, now, margin, still, longest)
 end
 """
 
-# KEYS: the buckets. ARGV: as ``take``'s. Returns the wait ('0' when taken).
+# KEYS: the buckets, the cooldowns' generation, the corrections carried. ARGV: as ``take``'s,
+# then the corrections. Returns {the wait ('0' when taken), the cooldowns' generation}.
 _ACQUIRE = (
     _COMMON
+    + _CARRIED
     + _TAKE
     + """
 local now = tonumber(ARGV[1])
 local margin, still, longest = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local wait = take(#KEYS, now, margin, still, longest)
-if wait > 0 then return fmt(wait) end
-return '0'
+local n = #KEYS - carried(margin, still, longest) - 1
+local wait = take(n, now, margin, still, longest)
+local gen = redis.call('GET', KEYS[n + 1]) or ''
+if wait > 0 then return {fmt(wait), gen} end
+return {'0', gen}
 """
 )
 
@@ -250,19 +296,22 @@ local function give(key, capacity, rate, delta, now, margin, still, longest)
 end
 """
 
-# KEYS: the buckets, then the leases' index and counter. ARGV: as ``take``'s, then the index of
-# the first bucket leased (from 0), the lease's end (exact text), its record's time to live
-# (ms), the prefix of lease keys. Returns {wait, ''} or {'0', ID}.
+# KEYS: the buckets, then the leases' index and counter, the cooldowns' generation, the
+# corrections carried. ARGV: as ``take``'s, then the index of the first bucket leased (from 0),
+# the lease's end (exact text), its record's time to live (ms), the prefix of lease keys, then
+# the corrections. Returns {wait, '', generation} or {'0', ID, generation}.
 _ACQUIRE_LEASED = (
     _COMMON
+    + _CARRIED
     + _TAKE
     + _LEASES
     + """
-local n = #KEYS - 2
 local now = tonumber(ARGV[1])
 local margin, still, longest = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local n = #KEYS - carried(margin, still, longest) - 3
 local wait = take(n, now, margin, still, longest)
-if wait > 0 then return {fmt(wait), ''} end
+local gen = redis.call('GET', KEYS[n + 3]) or ''
+if wait > 0 then return {fmt(wait), '', gen} end
 local base = 4 + n * 4
 local first, ttl = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 3])
 local record = {}
@@ -275,22 +324,25 @@ redis.call('SET', ARGV[base + 4] .. id, cjson.encode(record), 'PX', ttl)
 redis.call('ZADD', KEYS[n + 1], ARGV[base + 2], id)
 extend(KEYS[n + 1], ttl)
 extend(KEYS[n + 2], ttl)
-return {'0', id}
+return {'0', id, gen}
 """
 )
 
-# KEYS: the leases' index, the lease's key, its buckets. ARGV: now, margin, still, longest, the
-# lease's ID, then capacity, rate, held, kept per bucket. Returns the levels.
+# KEYS: the leases' index, the lease's key, its buckets, the corrections carried. ARGV: now,
+# margin, still, longest, the lease's ID, then capacity, rate, held, kept per bucket, then the
+# corrections. Returns the levels.
 _SETTLE_LEASE = (
     _COMMON
+    + _CARRIED
     + _LEASES
     + """
 local now = tonumber(ARGV[1])
 local margin, still, longest = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local last = #KEYS - carried(margin, still, longest)
 local stood = redis.call('ZREM', KEYS[1], ARGV[5]) == 1
 redis.call('DEL', KEYS[2])
 local out = {}
-for i = 3, #KEYS do
+for i = 3, last do
   local j = 5 + (i - 3) * 4
   local capacity, rate = tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
   local held, kept = tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
@@ -387,14 +439,29 @@ return out
 """
 )
 
-# KEYS: the cooldown. ARGV: until (exact text), time to live in ms. Keeps the later.
+# KEYS: the cooldown, the cooldowns' generation. ARGV: until (exact text), time to live in ms,
+# a new generation, its time to live in ms. Keeps the later; when it changes the cooldown, the
+# generation too. Returns {the generation before, 1 if changed else 0}.
 _SET_COOLDOWN = """
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local gen = redis.call('GET', KEYS[2]) or ''
 if tonumber(ARGV[1]) > cur then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+  return {gen, 1}
 end
-return 1
+return {gen, 0}
 """
+
+# KEYS: the corrections carried. ARGV: margin, still, longest, the corrections. Returns n.
+_APPLY = (
+    _COMMON
+    + _CARRIED
+    + """
+return carried(tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+"""
+)
+
 
 def _import_redis() -> Any:
     try:
@@ -458,10 +525,23 @@ class RedisStore(Store):
         self._acquire_leased: Script = client.register_script(_ACQUIRE_LEASED)
         self._settle_lease: Script = client.register_script(_SETTLE_LEASE)
         self._reap: Script = client.register_script(_REAP)
+        self._apply: Script = client.register_script(_APPLY)
         self._expiry = (repr(float(expiry_margin)), repr(STILL_TTL_S), repr(LONGEST_TTL_S))
         self._margin = float(expiry_margin)
         self._keys: dict[str, str] = {}
         self._latest = -math.inf  # the latest ``now`` handed to this store (cooldowns' expiry)
+        # Corrections held back (adjust_later, clamp_later): their keys, and their arguments as
+        # the scripts' ``carried`` reads them; sent with the next call.
+        self._held_keys: list[str] = []
+        self._held_args: list[str] = []
+        self._held_lock = threading.Lock()
+        # The cooldowns read (name -> end), valid while the namespace's cooldown generation
+        # (``_gen_key``: a token set anew whenever a cooldown changes) is the one they were read
+        # at (``_cool_gen``) and the latest any reply showed (``_seen_gen``). None: not read.
+        self._gen_key = f"{self._base}cooldown-gen"
+        self._cool: dict[str, float] = {}
+        self._cool_gen: str | None = None
+        self._seen_gen: str | None = None
 
     @classmethod
     def from_url(
@@ -570,7 +650,10 @@ class RedisStore(Store):
                 repr(float(floor)),
             )
         keys = [self.bucket_key(b.name) for b in buckets]
-        return float(self._run(self._acquire, keys, args, "acquire"))
+        keys.append(self._gen_key)
+        wait, gen = self._run(self._acquire, keys, args, "acquire", carry=True)
+        self._seen_gen = _text(gen)
+        return float(wait)
 
     def adjust(self, bucket: BucketRef, delta: float, now: float) -> float:
         """See :meth:`keypolicy.core.store.Store.adjust`."""
@@ -593,7 +676,9 @@ class RedisStore(Store):
         return [float(x) for x in self._run(self._levels, keys, args, "read levels")]
 
     def set_cooldown(self, name: str, until: float) -> None:
-        """See :meth:`keypolicy.core.store.Store.set_cooldown`: keeps the later, atomically."""
+        """See :meth:`keypolicy.core.store.Store.set_cooldown`: keeps the later, atomically;
+        a change also sets the namespace's cooldown generation anew (so every replica's cached
+        cooldowns go stale)."""
         if self._latest > -math.inf:
             left = until - self._latest
             secs = (left if left > 0 else 0.0) + self._margin
@@ -602,30 +687,73 @@ class RedisStore(Store):
         else:
             secs = STILL_TTL_S
         ms = max(1, math.ceil(secs * 1000))
-        key = self.cooldown_key(name)
-        self._run(self._set_cooldown, [key], [repr(float(until)), str(ms)], "set a cooldown")
+        gen = uuid.uuid4().hex
+        keys = [self.cooldown_key(name), self._gen_key]
+        args = [repr(float(until)), str(ms), gen, str(_ms(LONGEST_TTL_S))]
+        before, changed = self._run(self._set_cooldown, keys, args, "set a cooldown")
+        if not int(changed):
+            return
+        if self._cool_gen is not None and _text(before) == self._cool_gen:
+            # Nobody changed a cooldown since they were read: the cache stays whole.
+            ended = self._cool.get(name, 0.0)
+            self._cool[name] = until if until > ended else ended
+            self._cool_gen = gen
+        self._seen_gen = gen
 
     def cooldown(self, name: str) -> float:
-        """See :meth:`keypolicy.core.store.Store.cooldown`."""
-        try:
-            value = self._execute("GET", self.cooldown_key(name))
-        except self._errors as exc:
-            raise self._unavailable("read a cooldown", exc) from None
-        return 0.0 if value is None else float(value)
+        """See :meth:`keypolicy.core.store.Store.cooldown` (and :meth:`cooldowns`)."""
+        return self.cooldowns((name,))[0]
 
     def cooldowns(self, names: Sequence[str]) -> list[float]:
-        """See :meth:`keypolicy.core.store.Store.cooldowns`: one ``MGET``."""
+        """See :meth:`keypolicy.core.store.Store.cooldowns`: no round trip while the cooldowns
+        read before are still current, else one ``MGET`` (with the generation).
+
+        Current means: the namespace's cooldown generation is the one they were read at, as of
+        this store's latest reply that shows it (every ``acquire`` does; a cooldown this store
+        sets itself is written into them). So an admission sees a cooldown another replica set
+        once this replica's next call has come back after it: at most one call late.
+        """
         if not names:
             return []
+        cache = self._cool
+        if self._cool_gen is not None and self._cool_gen == self._seen_gen:
+            try:
+                return [cache[name] for name in names]
+            except KeyError:
+                pass
         try:
-            values = self._execute("MGET", *[self.cooldown_key(name) for name in names])
+            values = self._execute(
+                "MGET", *[self.cooldown_key(name) for name in names], self._gen_key
+            )
         except self._errors as exc:
             raise self._unavailable("read cooldowns", exc) from None
-        return [0.0 if value is None else float(value) for value in values]
+        gen = _text(values[-1]) if values[-1] is not None else ""
+        if gen != self._cool_gen:
+            cache.clear()
+        ends = [0.0 if value is None else float(value) for value in values[:-1]]
+        for name, end in zip(names, ends, strict=True):
+            cache[name] = end
+        self._cool_gen = self._seen_gen = gen
+        return ends
 
     def exclusive(self) -> bool:
         """See :meth:`keypolicy.core.store.Store.exclusive`: other replicas change it too."""
         return False
+
+    def adjust_later(self, bucket: BucketRef, delta: float, now: float) -> None:
+        """See :meth:`keypolicy.core.store.Store.adjust_later`: held back, and carried by the
+        next call (``acquire``, ``acquire_leased`` and ``settle_lease`` carry it in their own
+        script; any other call sends it first)."""
+        self._hold("a", bucket, delta, now)
+
+    def clamp_later(self, bucket: BucketRef, level: float, now: float) -> None:
+        """See :meth:`keypolicy.core.store.Store.clamp_later`: held back as ``adjust_later``."""
+        self._hold("c", bucket, level, now)
+
+    def flush(self) -> None:
+        """See :meth:`keypolicy.core.store.Store.flush`: one script, if anything is held."""
+        if self._held_keys:
+            self._run(self._apply, [], list(self._expiry), "apply corrections", carry=True)
 
     def claim(self, name: str, until: float, now: float) -> bool:
         """See :meth:`keypolicy.core.store.Store.claim`: one script (not ``SET NX PX``, whose
@@ -667,9 +795,10 @@ class RedisStore(Store):
         ttl = _ms((left if left > 0 else 0.0) + STILL_TTL_S)
         args += (str(max(leased, 0)), repr(float(until)), str(ttl), self.lease_key(""))
         keys = [self.bucket_key(b.name) for b in buckets]
-        keys += (self.leases_key(), f"{self._base}lease-seq")
-        wait, lease = self._run(self._acquire_leased, keys, args, "acquire")
-        return float(wait), lease.decode() if isinstance(lease, bytes) else str(lease)
+        keys += (self.leases_key(), f"{self._base}lease-seq", self._gen_key)
+        wait, lease, gen = self._run(self._acquire_leased, keys, args, "acquire", carry=True)
+        self._seen_gen = _text(gen)
+        return float(wait), _text(lease)
 
     def settle_lease(
         self,
@@ -693,7 +822,7 @@ class RedisStore(Store):
             )
         keys = [self.leases_key(), self.lease_key(lease)]
         keys += [self.bucket_key(b.name) for b in buckets]
-        got = self._run(self._settle_lease, keys, args, "settle a lease")
+        got = self._run(self._settle_lease, keys, args, "settle a lease", carry=True)
         return [float(x) for x in got]
 
     def reap(self, now: float, most: int) -> int:
@@ -732,9 +861,35 @@ class RedisStore(Store):
         ]
         return self._run(script, [self.bucket_key(bucket.name)], args, doing)
 
-    def _run(self, script: Script, keys: list[str], args: list[str], doing: str) -> Any:
+    def _hold(self, kind: str, bucket: BucketRef, value: float, now: float) -> None:
+        if now > self._latest:  # noqa: PLR1730 (cheaper than max())
+            self._latest = now
+        with self._held_lock:
+            self._held_keys.append(self.bucket_key(bucket.name))
+            self._held_args += (
+                kind,
+                repr(float(now)),
+                repr(float(bucket.capacity)),
+                repr(float(bucket.rate)),
+                repr(float(value)),
+            )
+
+    def _run(
+        self, script: Script, keys: list[str], args: list[str], doing: str, carry: bool = False
+    ) -> Any:
         """``EVALSHA``; on ``NOSCRIPT`` (a restarted or flushed Redis: the script did not run),
-        load it and run it again."""
+        load it and run it again. ``carry``: the script applies the corrections held back first
+        (they are appended to ``keys`` and ``args``); else any held are sent first, on their
+        own. Either way they are sent once: lost if that call fails."""
+        if carry:
+            with self._held_lock:
+                held_keys, held_args = self._held_keys, self._held_args
+                self._held_keys, self._held_args = [], []
+            keys += held_keys
+            args += held_args
+            args.append(str(len(held_keys)))
+        elif self._held_keys:
+            self.flush()
         try:
             try:
                 return self._execute("EVALSHA", script.sha, len(keys), *keys, *args)
@@ -836,6 +991,11 @@ def clock_offset(
         offsets.append(seconds + micros / 1e6 - (before + after) / 2)
         trips.append(after - before)
     return ClockOffset(statistics.median(offsets), statistics.median(trips), samples)
+
+
+def _text(value: Any) -> str:
+    """A script's reply as text (redis-py gives bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _ms(secs: float) -> int:

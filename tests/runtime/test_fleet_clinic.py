@@ -148,7 +148,7 @@ def test_the_clinic_policy_holds_across_four_processes(tmp_path: Path, namespace
         for _ in range(PROCESSES):
             assert ready.acquire(timeout=25), "a replica did not start"
         go.set()
-        results = [out.get(timeout=60) for _ in processes]
+        results = [out.get(timeout=120) for _ in processes]
         for process in processes:
             process.join(10)
     finally:

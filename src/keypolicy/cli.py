@@ -553,7 +553,7 @@ def compare(
     max_tokens: MaxTokensOpt = None,
     speedup: SpeedupOpt = 1.0,
     seed: SeedOpt = 0,
-    runs: RunsOpt = 1,
+    runs: RunsOpt = 3,
     json_out: JsonOpt = None,
     provider_factor: FactorOpt = 1.0,
     assume: AssumeOpt = None,

@@ -265,6 +265,8 @@ class Metrics:
         self.queued = _PerMinute("q")  # by class
         self.spend = _PerMinute("d")  # by domain
         self.waits = _PerMinute("d")  # the longest wait, by class
+        self.refused = _PerMinute("q")  # requests refused (by the policy or a budget), by domain
+        self.used_tokens = _PerMinute("d")  # tokens answered requests used, by project/model
         self.alerts: list[dict[str, Any]] = []
         self.minutes = 0
         self._series_names: dict[str, dict[str, str]] = {}  # project -> model -> "project/model"
@@ -279,14 +281,19 @@ class Metrics:
         """A request arrived."""
         self.arrivals.add(domain, self._minute(at), 1)
 
-    def admitted(self, project: str, model: str, tokens: int, at: float) -> None:
-        """An attempt went out, charging ``tokens`` against the project's limits."""
+    def _series_name(self, project: str, model: str) -> str:
+        """``project/model``, made once per pair."""
         names = self._series_names.get(project)
         if names is None:
             names = self._series_names[project] = {}
         series = names.get(model)
         if series is None:
             series = names[model] = f"{project}/{model}"
+        return series
+
+    def admitted(self, project: str, model: str, tokens: int, at: float) -> None:
+        """An attempt went out, charging ``tokens`` against the project's limits."""
+        series = self._series_name(project, model)
         minute = self._minute(at)
         self.admitted_tokens.add(series, minute, tokens)
         self.admitted_requests.add(series, minute, 1)
@@ -329,6 +336,11 @@ class Metrics:
         self.spend.add(r.domain, minute, r.cost_usd)
         if r.outcome == "ok":
             self.waits.most(self._priority_of.get(r.domain, "?"), minute, r.wait_s)
+            if r.project:
+                used = r.prompt_tokens + r.completion_tokens
+                self.used_tokens.add(self._series_name(r.project, r.model), minute, used)
+        elif r.outcome in ("rejected", "budget_exhausted"):
+            self.refused.add(r.domain, minute, 1)
 
     def summary(self) -> dict[str, Any]:
         """The summary of this run (see README.md for the schema)."""
@@ -392,4 +404,6 @@ class Metrics:
             "queued": self.queued.dense(self.minutes),
             "spend_usd": self.spend.dense(self.minutes),
             "max_wait_s": self.waits.dense(self.minutes),
+            "refused": self.refused.dense(self.minutes),
+            "used_tokens": self.used_tokens.dense(self.minutes),
         }

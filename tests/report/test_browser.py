@@ -8,6 +8,7 @@ page checks that both detectors do see a request and a console error.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import struct
@@ -21,6 +22,7 @@ import pytest
 from keypolicy.policy.model import Policy
 from keypolicy.report import render_report
 from tests.report.builders import clinic_like
+from tests.report.pdfpages import Page, pages
 
 TIMEOUT_S = 90
 FLAGS = [
@@ -143,3 +145,124 @@ def test_the_detectors_see_a_request_and_a_console_error(chromium: str, tmp_path
     stderr, requests = _run(chromium, tmp_path, canary, f"--screenshot={tmp_path / 'c.png'}")
     assert requests == ["http://canary.invalid/x.png"]
     assert any("Uncaught ReferenceError" in line for line in _console(stderr))
+
+
+# What the page looks like, measured inside Chromium: a copy of the report with a script that
+# measures the layout and writes it into the page, read back with --dump-dom (the report itself
+# has no script).
+PROBE = """
+<script>
+window.addEventListener("load", () => {
+  const main = document.querySelector("main").getBoundingClientRect();
+  const scrolled = (el) => el.closest(".scroll, svg, pre") !== null;
+  const over = [];
+  for (const el of document.querySelectorAll("main *")) {
+    if (scrolled(el)) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width && r.right > main.right + 1) over.push(el.tagName + "." + el.className);
+  }
+  for (const box of document.querySelectorAll(".scroll")) {
+    const r = box.getBoundingClientRect();
+    if (r.right > main.right + 1) over.push("scroll box");
+  }
+  const ticks = [...document.querySelectorAll("svg.chart .tick")].map((t) => {
+    const svg = t.ownerSVGElement;
+    const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+    return parseFloat(getComputedStyle(t).fontSize) * scale;
+  }).filter((size) => size > 0);
+  const verdict = document.querySelector(".verdict").getBoundingClientRect();
+  const headline = document.querySelector("table.headline tbody tr").getBoundingClientRect();
+  const out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify({
+    width: window.innerWidth,
+    height: window.innerHeight,
+    pageWidth: document.documentElement.scrollWidth,
+    over: over.slice(0, 20),
+    smallestTick: Math.min(...ticks),
+    verdictBottom: verdict.bottom,
+    firstNumberBottom: headline.bottom,
+    recommended: document.getElementById("recommended").textContent,
+  });
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def _probe(chromium: str, tmp: Path, page: Path, width: int, height: int) -> dict[str, Any]:
+    probed = tmp / f"probe-{width}.html"
+    probed.write_text(
+        page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8"
+    )
+    result = subprocess.run(
+        [
+            chromium,
+            *FLAGS,
+            f"--user-data-dir={tmp / f'profile-probe-{width}'}",
+            f"--window-size={width},{height}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = re.search(r'<pre id="probe">(.*?)</pre>', result.stdout, re.S)
+    assert found, result.stdout[-2000:]
+    data: dict[str, Any] = json.loads(html.unescape(found.group(1)))
+    return data
+
+
+@pytest.fixture(scope="module")
+def decided(tmp_path_factory: pytest.TempPathFactory, clinic: dict[str, Policy]) -> Path:
+    """The clinic comparison with a decision to show: clinic-separate refuses x-rays."""
+    results = {name: clinic_like(p, seed) for seed, (name, p) in enumerate(clinic.items())}
+    for name, summary in results.items():
+        for domain in summary["domains"].values():
+            domain["rejected"] = 0
+        if name == "clinic-separate":
+            summary["domains"]["xray"]["rejected"] = 154
+        summary["totals"]["rejected"] = sum(d["rejected"] for d in summary["domains"].values())
+    return render_report(
+        results, tmp_path_factory.mktemp("decided") / "compare.html", policies=clinic
+    )
+
+
+@pytest.mark.parametrize(("width", "height"), [(1400, 900), (800, 1000)])
+def test_the_first_screen_holds_the_decision_and_nothing_overflows(
+    chromium: str, decided: Path, tmp_path: Path, width: int, height: int
+) -> None:
+    probe = _probe(chromium, tmp_path, decided, width, height)
+    assert probe["width"] == width
+    assert probe["recommended"] == "clinic-merged"
+    assert probe["verdictBottom"] <= height  # the recommendation and its reasons
+    if width >= 1400:
+        assert probe["firstNumberBottom"] <= height  # and the numbers begin on the first screen
+    assert probe["over"] == []  # nothing sticks out of the page's column
+    assert probe["pageWidth"] <= width  # no sideways scrolling of the page itself
+    assert probe["smallestTick"] >= 8  # axis text stays readable (px)
+
+
+def _print(chromium: str, tmp: Path, page: Path) -> list[Page]:
+    pdf = tmp / f"{page.stem}.pdf"
+    _run(chromium, tmp, page, f"--print-to-pdf={pdf}", "--no-pdf-header-footer")
+    return pages(pdf)
+
+
+def test_the_print_has_a_short_summary_and_no_near_empty_page(
+    chromium: str, decided: Path, tmp_path: Path
+) -> None:
+    printed = _print(chromium, tmp_path, decided)
+    assert len(printed) >= 5
+    for number, page in enumerate(printed, 1):
+        assert page.filled >= 0.2, f"page {number} of {len(printed)} is {page.filled:.0%} filled"
+    # The summary is what comes before the appendix (which starts on a page of its own).
+    text = decided.read_text(encoding="utf-8")
+    start = text.index('<section id="appendix"')
+    summary = tmp_path / "summary.html"
+    summary.write_text(text[:start] + "</main></body></html>", encoding="utf-8")
+    assert 1 <= len(_print(chromium, tmp_path, summary)) <= 3

@@ -1,4 +1,5 @@
-"""The headline's five numbers and its paragraph, from hand-made summaries."""
+"""The headline table (the numbers that decide, a column per option) and the one-option
+paragraph, from hand-made summaries."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ import pytest
 
 from keypolicy.policy.model import Policy
 from keypolicy.report.facts import Variant
-from keypolicy.report.headline import answer, headline_numbers, rank
+from keypolicy.report.headline import answer, headline_table
+from keypolicy.report.tables import Table, compare_table
 from tests.report.builders import multi_run, row, summary
 
 CHAT_OUT = "2026-11-18T19:51:00-05:00"
 
 
-def troubled_day() -> dict[str, Any]:
+def troubled_day(name: str = "clinic-separate") -> dict[str, Any]:
     """clinic-separate's domains: x-ray rejects, chat's budget runs out, scheduling waits."""
     return summary(
-        "clinic-separate",
+        name,
         {
             "diagnosis": row(1000, cost=100.0),
             "xray": row(500, rejected=20, p95=3.0, p99=4.5, cost=50.0),
@@ -50,99 +52,119 @@ def clean_day(name: str = "clinic-merged") -> dict[str, Any]:
     )
 
 
-def _texts(v: Variant) -> list[tuple[str, str, str]]:
-    return [(n.label, n.text, n.detail) for n in headline_numbers(v)]
+def _rows(table: Table) -> dict[str, list[tuple[str, str, bool]]]:
+    """Each row's cells as (text, detail, starred)."""
+    return {r.label: [(c.text, c.sub, c.best) for c in r.cells] for r in table.rows}
 
 
-def test_five_numbers_of_a_troubled_day(clinic: dict[str, Policy]) -> None:
+def test_the_numbers_of_a_troubled_day(clinic: dict[str, Policy]) -> None:
     v = Variant("clinic-separate", troubled_day(), clinic["clinic-separate"])
-    assert _texts(v) == [
-        ("Critical p95 wait", "3 s", "worst of diagnosis, xray"),
-        ("Upstream 429s", "0", "0 retries"),
-        ("Rejected", "320", "5% of 6,200 requests"),
-        ("Cost per day", "$244.00", "$244.00 over 24 h simulated"),
-        ("First budget out", "19:51", "chat-daily"),
+    rows = _rows(headline_table([v]))
+    assert rows["Critical requests refused"] == [("20", "of 1,900 (xray 20)", False)]
+    assert rows["Requests refused"] == [("320", "5% of 6,200", False)]
+    assert rows["Worst p99 wait against max_wait"] == [
+        ("4.5 s of 5 s", "xray, 90% of its max_wait", False)
     ]
+    assert "Upstream 429s" not in rows  # none anywhere: a number that cannot differ
+    assert rows["Cost per 1,000 served requests"] == [("$41.50", "5,880 served", False)]
+    assert rows["Cost per month (30 days)"] == [("$7,320", "$244.00 a day", False)]
+    assert rows["Budget runway (shortest)"] == [
+        ("83% of a day", "chat-daily: runs out at 19:51", False)
+    ]
+    assert rows["Headroom"] == [("not computed", "see the note below", False)]
 
 
-def test_five_numbers_of_several_runs_carry_intervals(clinic: dict[str, Policy]) -> None:
+def test_several_runs_carry_intervals(clinic: dict[str, Policy]) -> None:
     v = Variant("clinic-separate", multi_run(troubled_day()), clinic["clinic-separate"])
-    assert _texts(v) == [
-        ("Critical p95 wait", "3 s ± 0.3 s", "worst of diagnosis, xray"),
-        ("Upstream 429s", "0", "0 retries"),
-        ("Rejected", "320 ± 32", "5% of 6,200 requests"),
-        ("Cost per day", "$244.00 ± $24.40", "$244.00 over 24 h simulated"),
-        ("First budget out", "19:51", "chat-daily, in 2 of 3 runs"),
-    ]
+    table = headline_table([v])
+    cells = {r.label: r.cells[0] for r in table.rows}
+    assert (cells["Requests refused"].text, cells["Requests refused"].ci) == ("320", "± 32")
+    assert cells["Cost per month (30 days)"].ci == "± $732"
+    assert cells["Budget runway (shortest)"].sub == "chat-daily: runs out at 19:51, in 2 of 3 runs"
 
 
-def test_without_a_policy_the_wait_is_everyone_s() -> None:
+def test_without_a_policy_nothing_is_guessed() -> None:
     v = Variant("records.csv", troubled_day(), None)
-    wait, *_, budget = headline_numbers(v)
-    assert (wait.label, wait.text, wait.detail) == (
-        "p95 wait, all requests",
-        "60 s",
-        "no priority classes known",
-    )
-    assert (budget.text, budget.detail) == ("19:51", "chat's budget")
+    rows = _rows(headline_table([v]))
+    assert rows["Critical requests refused"] == [("–", "no priority classes known", False)]
+    assert rows["Worst p99 wait against max_wait"] == [("–", "no max_wait known", False)]
+    assert rows["Budget runway (shortest)"] == [("–", "no policy given", False)]
+
+
+def test_stars_only_where_options_differ_beyond_rounding(clinic: dict[str, Policy]) -> None:
+    noisy = clean_day("clinic-single")
+    noisy["totals"]["cost_usd"] += 0.000001  # rounding noise: no star
+    variants = [
+        Variant("clinic-separate", troubled_day(), clinic["clinic-separate"]),
+        Variant("clinic-merged", clean_day(), clinic["clinic-merged"]),
+        Variant("clinic-single", noisy, clinic["clinic-single"]),
+    ]
+    rows = _rows(headline_table(variants))
+    assert [best for *_, best in rows["Critical requests refused"]] == [False, True, True]
+    # separate serves fewer requests for its money: per served request, it is not cheaper
+    assert [best for *_, best in rows["Cost per 1,000 served requests"]] == [False, True, True]
+    # a month's cost is never starred: the option that refuses spends less by serving fewer
+    assert not any(best for *_, best in rows["Cost per month (30 days)"])
+
+
+def test_stars_need_a_difference_beyond_the_runs_noise(clinic: dict[str, Policy]) -> None:
+    a, b = multi_run(troubled_day()), multi_run(troubled_day())
+    b["domains"]["xray"]["rejected"] = {"mean": 25.0, "ci95": 4.0, "min": 21, "max": 29}
+    variants = [
+        Variant("clinic-separate", a, clinic["clinic-separate"]),
+        Variant("clinic-merged", b, clinic["clinic-merged"]),
+    ]
+    rows = _rows(headline_table(variants))
+    assert not any(best for *_, best in rows["Critical requests refused"])  # 20 ± 2 vs 25 ± 4
+    b["domains"]["xray"]["rejected"] = {"mean": 40.0, "ci95": 4.0, "min": 36, "max": 44}
+    rows = _rows(headline_table(variants))
+    assert [best for *_, best in rows["Critical requests refused"]] == [True, False]
 
 
 def test_answer_for_one_variant_names_what_goes_wrong(clinic: dict[str, Policy]) -> None:
     v = Variant("clinic-separate", troubled_day(), clinic["clinic-separate"])
     assert answer([v]) == (
-        "clinic-separate serves 5,880 of 6,200 requests but rejects 320 requests "
-        "(chat 300, xray 20), makes scheduling wait 2 min at p99 and runs out of chat-daily at "
-        "19:51. The day costs $244.00."
+        "clinic-separate serves 5,880 of 6,200 requests but refuses 320 requests "
+        "(chat 300, xray 20), makes scheduling wait 2 min at p99 and runs out of budget "
+        "chat-daily at 19:51. The day costs $244.00."
     )
 
 
 def test_answer_for_a_clean_day(clinic: dict[str, Policy]) -> None:
     v = Variant("clinic-merged", clean_day(), clinic["clinic-merged"])
     assert answer([v]) == (
-        "clinic-merged serves all 6,200 requests with no upstream 429s and no budget running "
-        "out; critical requests wait 0 s at p95. The day costs $244.00."
+        "clinic-merged serves all 6,200 requests with no upstream 429s and every budget "
+        "lasting its period; critical requests wait 0 s at p95. The day costs $244.00."
     )
 
 
-def test_answer_for_a_comparison_picks_the_best(clinic: dict[str, Policy]) -> None:
-    variants = [
-        Variant("clinic-separate", troubled_day(), clinic["clinic-separate"]),
-        Variant("clinic-merged", clean_day(), clinic["clinic-merged"]),
-    ]
-    assert [v.name for v in rank(variants)] == ["clinic-merged", "clinic-separate"]
-    assert answer(variants) == (
-        "clinic-merged does best: it serves all 6,200 requests with no upstream 429s and no "
-        "budget running out; critical requests wait 0 s at p95. clinic-separate rejects 320 "
-        "requests (chat 300, xray 20), makes scheduling wait 2 min at p99 and runs out of "
-        "chat-daily at 19:51. The day costs about the same in each: $244.00."
+@pytest.mark.parametrize("lasts", [True, False])
+def test_a_clean_day_claims_budgets_last_only_when_they_do(
+    clinic: dict[str, Policy], lasts: bool
+) -> None:
+    day = clean_day()
+    if not lasts:  # $12,500 a month at $500 a day lasts 25 of the month's 30 days
+        day["domains"]["diagnosis"]["cost_usd"] = 356.0
+        day["totals"]["cost_usd"] = 500.0
+    text = answer([Variant("clinic-merged", day, clinic["clinic-merged"])])
+    assert ("every budget lasting its period" in text) is lasts
+    assert ("runs out of budget clinic-monthly on day 26 of 30" in text) is not lasts
+
+
+def test_the_side_by_side_table_stars_only_real_differences(clinic: dict[str, Policy]) -> None:
+    merged, single = clean_day(), clean_day("clinic-single")
+    single["domains"]["diagnosis"]["cost_usd"] = 100.000001  # rounding noise: the same text
+    single["domains"]["xray"]["cost_usd"] = 60.0  # a real difference
+    single["totals"]["cost_usd"] += 8.000001
+    table = compare_table(
+        [
+            Variant("clinic-merged", merged, clinic["clinic-merged"]),
+            Variant("clinic-single", single, clinic["clinic-single"]),
+        ]
     )
-
-
-def test_answer_for_equals_says_how_they_differ(clinic: dict[str, Policy]) -> None:
-    variants = [
-        Variant("clinic-merged", clean_day(), clinic["clinic-merged"]),
-        Variant("clinic-single", clean_day("clinic-single"), clinic["clinic-single"]),
-    ]
-    assert answer(variants) == (
-        "clinic-merged and clinic-single do equally well on this day: each serves all 6,200 "
-        "requests with no upstream 429s and no budget running out; critical requests wait 0 s "
-        "at p95. They differ in shape: clinic-merged has 3 projects, 3 pools and 6 keys; "
-        "clinic-single has 1 project, 1 pool and 6 keys. The day costs about the same in each: "
-        "$244.00."
-    )
-
-
-@pytest.mark.parametrize("shape", ["one run", "three runs"])
-def test_cheaper_because_it_rejects(clinic: dict[str, Policy], shape: str) -> None:
-    cheap = troubled_day()
-    cheap["totals"]["cost_usd"] = 200.0
-    if shape == "three runs":
-        cheap = multi_run(cheap)
-    variants = [
-        Variant("clinic-separate", cheap, clinic["clinic-separate"]),
-        Variant("clinic-merged", clean_day(), clinic["clinic-merged"]),
-    ]
-    assert answer(variants).endswith(
-        "The day costs $200.00 with clinic-separate and $244.00 with clinic-merged "
-        "(clinic-separate is cheaper because rejected requests cost nothing)."
-    )
+    cost = [r for r in table.rows if r.group == "cost" or r.label in ("xray", "all")]
+    labels = [r.label for r in table.rows]
+    assert "diagnosis" not in labels  # equal as shown: no row, no star
+    xray = next(r for r in cost if r.label == "xray")
+    assert [(c.text, c.best) for c in xray.cells] == [("$52.00", True), ("$60.00", False)]
+    assert "The same in every option, for every function:" in table.note

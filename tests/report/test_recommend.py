@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from keypolicy.policy.model import Policy
 from keypolicy.report.facts import Variant
 from keypolicy.report.limits import limit_findings
@@ -24,7 +26,7 @@ def test_one_variant_in_full(clinic: dict[str, Policy]) -> None:
     assert recommendations([v]) == [
         "chat-daily ($40.00 a day) runs out at 19:51; after that, requests of chat are "
         "rejected (300 in the day).",
-        "At $244.00 a day, clinic-monthly ($6,000 a month) lasts 25 of its 30 days: raise it "
+        "At $244.00 a day, clinic-monthly ($6,000 a month) lasts 24.6 of its 30 days: raise it "
         "to about $7,320 or cut spend.",
         "20 xray requests (4%) are rejected: 20 by the policy (no capacity in time, max_wait 5 s).",
         "300 chat requests (15%) are rejected: 300 after a budget ran out.",
@@ -71,10 +73,10 @@ def test_comparison_says_contrasts_and_shared_findings_once(clinic: dict[str, Po
         "clinic-single do not.",
     ]
     assert (
-        "In every variant, no upstream 429s: the policy keeps every project within its limits."
+        "In every option, no upstream 429s: the policy keeps every project within its limits."
     ) in found
     assert (
-        "In every variant, financial defers to the Batch API: all 800 requests at half price "
+        "In every option, financial defers to the Batch API: all 800 requests at half price "
         "($4.00 for the day), none left undone."
     ) in found
     assert (
@@ -123,26 +125,64 @@ def test_a_full_slice_next_to_idle_ones_strands_capacity(clinic: dict[str, Polic
     )
     v = Variant("clinic-separate", day, clinic["clinic-separate"])
     assert limit_findings(v) == [
-        "Demand on xray/gpt-4o reaches its TPM limit (350,000) in 2 minutes, first at 07:01; "
-        "20 requests of xray are rejected; meanwhile diagnosis/gpt-4o at 40% and "
+        "Reservations (prompt + max_tokens) on xray/gpt-4o reach its TPM limit (350,000) in 2 "
+        "minutes, first at 07:01; "
+        "20 requests of xray are rejected; at that minute diagnosis/gpt-4o at 40% and "
         "treatment/gpt-4o at 30% of their own limits, and the organization's gpt-4o use stays "
         "below its limit: fixed slices strand capacity a shared project would use."
     ]
 
 
-def test_a_shared_project_absorbing_its_peak(clinic: dict[str, Policy]) -> None:
-    series = _minutes({"clinical/gpt-4o": [100_000, 820_000, 300_000]})
+def test_siblings_are_quoted_at_the_minute_named_not_at_their_peak(
+    clinic: dict[str, Policy],
+) -> None:
+    series = _minutes(
+        {
+            "xray/gpt-4o": [0, 400_000, 0, 0, 0],
+            "diagnosis/gpt-4o": [50_000, 50_000, 80_000, 240_000, 0],  # peaks later, at 96%
+            "treatment/gpt-4o": [10_000, 20_000, 30_000, 0, 0],
+        }
+    )
     day = summary(
-        "clinic-merged",
-        {"xray": row(500), "diagnosis": row(900), "treatment": row(300), "chat": row(100)},
+        "clinic-separate",
+        {"xray": row(500, rejected=20), "diagnosis": row(900), "treatment": row(300)},
         series=series,
         start="2026-11-18T07:00:00-05:00",
     )
-    v = Variant("clinic-merged", day, clinic["clinic-merged"])
-    assert limit_findings(v) == [
-        "Demand on clinical/gpt-4o reaches its TPM limit (800,000) in 1 minute, first at "
-        "07:01; the queue absorbs it: no request of diagnosis, xray, treatment is rejected."
-    ]
+    [text] = limit_findings(Variant("clinic-separate", day, clinic["clinic-separate"]))
+    assert "first at 07:01" in text
+    assert "at that minute diagnosis/gpt-4o at 20% and treatment/gpt-4o at 10%" in text
+    assert "96%" not in text
+
+
+@pytest.mark.parametrize("waited", [0.0, 3.2])
+def test_the_queue_absorbs_a_peak_only_when_something_queued(
+    clinic: dict[str, Policy], waited: float
+) -> None:
+    series = _minutes({"clinical/gpt-4o": [100_000, 820_000, 300_000]})
+    xray = row(500, p99=waited)
+    day = summary(
+        "clinic-merged",
+        {"xray": xray, "diagnosis": row(900), "treatment": row(300), "chat": row(100)},
+        series=series,
+        start="2026-11-18T07:00:00-05:00",
+    )
+    [text] = limit_findings(Variant("clinic-merged", day, clinic["clinic-merged"]))
+    assert text.startswith(
+        "Reservations (prompt + max_tokens) on clinical/gpt-4o reach its TPM limit (800,000) in "
+        "1 minute, first at 07:01; "
+    )
+    if waited:
+        assert text.endswith(
+            "the queue absorbs it: requests of diagnosis, xray, treatment wait up to 3.2 s, "
+            "none rejected."
+        )
+    else:
+        assert "queue" not in text
+        assert text.endswith(
+            "no request of diagnosis, xray, treatment waited or was rejected: capacity saved in "
+            "quieter minutes absorbed it."
+        )
 
 
 def test_no_limit_reached_names_the_busiest(clinic: dict[str, Policy]) -> None:
@@ -150,7 +190,8 @@ def test_no_limit_reached_names_the_busiest(clinic: dict[str, Policy]) -> None:
     day = summary("clinic-merged", {"xray": row(500)}, series=series)
     v = Variant("clinic-merged", day, clinic["clinic-merged"])
     assert limit_findings(v) == [
-        "No project reaches a TPM limit; the busiest is clinical/gpt-4o at 50% of its limit "
+        "No project's reservations reach a TPM limit; the busiest is clinical/gpt-4o at 50% of "
+        "its limit "
         "(00:01)."
     ]
 

@@ -42,7 +42,7 @@ def test_report_from_records_tells_the_budget_story(tiny: Tiny) -> None:
     simulated, records, policy = tiny
     clock = simulated["domains"]["chat"]["budget_exhausted_at"][11:16]
     html = render_html({policy.name: records_summary(records, policy)}, {policy.name: policy})
-    assert f"runs out of chat-daily at {clock}" in html
+    assert f"runs out of budget chat-daily at {clock}" in html
     assert "Rebuilt from usage records" in html
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from keypolicy.cli import compare
 from keypolicy.policy.model import Policy
 from keypolicy.report import render_html, render_report
 from tests.report.builders import clinic_like, multi_run, row, summary
@@ -55,7 +57,8 @@ def test_tables_are_real_tables_and_print_is_styled(clinic_compare: str) -> None
 
 
 def test_the_policy_and_what_the_numbers_rest_on(clinic_compare: str) -> None:
-    assert clinic_compare.count('<pre class="policy">') == 3
+    assert clinic_compare.count('<pre class="policy">') == 1  # today's policy in full
+    assert clinic_compare.count('<pre class="policy diff">') == 2  # the others as a diff
     assert "env: CLINIC_KEY_XRAY" in clinic_compare  # the variable's name, never a secret
     for label in ("Runs and seeds", "Usage tier of the limits", "Pricing catalog", "keypolicy"):
         assert f"<dt>{label}</dt>" in clinic_compare
@@ -88,8 +91,8 @@ def test_several_runs_show_intervals(clinic: dict[str, Policy]) -> None:
         {"clinic-separate": clinic["clinic-separate"]},
     )
     assert "3 runs (numbers are means, ± 95% interval)" in html
-    assert "$244.00 ± $24.40" in html
-    assert '<span class="sub">± 32</span>' in html
+    assert '$7,320 <span class="ci">± $732</span>' in html  # a month's cost
+    assert '320 <span class="ci">± 32</span>' in html  # requests refused
 
 
 def test_render_report_writes_atomically(tmp_path: Path, clinic: dict[str, Policy]) -> None:
@@ -132,3 +135,18 @@ def test_queues_are_drawn_per_class_only_when_something_waited(
         for values in result["series"]["queued"].values():
             values[:] = [0] * len(values)
     assert 'id="fig-queues"' not in render_html(results, clinic)  # a flat line says nothing
+
+
+def test_a_cost_is_written_the_same_wherever_it_appears(clinic: dict[str, Policy]) -> None:
+    results = {name: clinic_like(p, seed) for seed, (name, p) in enumerate(clinic.items())}
+    results["clinic-separate"]["domains"]["financial"]["cost_usd"] = 3.8749  # $3.87, not $3.88
+    html = render_html(results, clinic)
+    assert "$3.87" in html
+    assert "$3.88" not in html
+    # the charts draw one run's series: their notes quote no total that could disagree
+    assert " in all;" not in html
+
+
+def test_compare_runs_three_seeds_by_default() -> None:
+    """The report's intervals need several runs: compare makes three unless told --runs 1."""
+    assert inspect.signature(compare).parameters["runs"].default == 3

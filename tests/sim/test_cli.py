@@ -85,7 +85,8 @@ def test_compare_runs_every_variant_on_the_same_arrivals(tiny: Path, tmp_path: P
     assert result.returncode == 0, result.stderr
     variants = json.loads(out.read_text())["variants"]
     assert list(variants) == ["clinic-separate", "clinic-merged", "clinic-single"]
-    counts = {name: v["totals"]["requests"] for name, v in variants.items()}
+    assert {v["runs"] for v in variants.values()} == {3}  # compare runs 3 seeds by default
+    counts = {name: v["totals"]["requests"]["mean"] for name, v in variants.items()}
     assert len(set(counts.values())) == 1  # common random numbers: the same arrivals
 
 

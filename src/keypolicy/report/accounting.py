@@ -9,7 +9,7 @@ from typing import Any
 from keypolicy.policy.units import format_duration
 from keypolicy.report.facts import Variant
 
-__all__ = ["accounting_rows", "range_sentence"]
+__all__ = ["accounting_rows", "assumed_rules", "range_sentence"]
 
 
 def _rules(rules: dict[str, Any]) -> str:
@@ -25,6 +25,14 @@ def _rules(rules: dict[str, Any]) -> str:
         sliced(rules.get("quantum_tokens"), "tokens"),
     ]
     return "; ".join(p for p in parts if p)
+
+
+def assumed_rules(v: Variant) -> str:
+    """How the simulated provider counted, as a person reads it ("" when the summary does not
+    say: records from the runtime)."""
+    provider = (v.summary.get("about") or {}).get("provider") or {}
+    rules = provider.get("simulated") or provider.get("assumed")
+    return _rules(rules) if rules else ""
 
 
 def accounting_rows(v: Variant) -> list[tuple[str, str]]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from keypolicy.report.budgets import BudgetView, budget_views
 from keypolicy.report.charts import HLine, Marker, Series, line_chart, nice_max
-from keypolicy.report.layout import STEP, Context, Figure, Panel, downsample
+from keypolicy.report.layout import Context, Figure, Panel, downsample
+from keypolicy.report.palette import LIMIT, OKABE_ITO, SHARE
 from keypolicy.report.values import money, percent
 
 __all__ = ["burndown_figure", "describe_period"]
 
-SPEND, LINE, SHARE = "#2f6db5", "#b42318", "#b7791f"
+SPEND, LINE = OKABE_ITO[0], LIMIT
 
 
 def describe_period(view: BudgetView, *, share: bool = True) -> str:
@@ -36,7 +37,7 @@ def _scope(view: BudgetView) -> str:
 
 
 def _panel(ctx: Context, name: str, view: BudgetView, y_max: float) -> Panel:
-    values = downsample(view.spent, STEP)
+    values = downsample(view.spent, ctx.step)
     spent = max(view.spent, default=0.0)
     markers = []
     if view.exhausted is not None and view.exhausted_minute is not None:
@@ -56,9 +57,10 @@ def _panel(ctx: Context, name: str, view: BudgetView, y_max: float) -> Panel:
     chart = ctx.chart(
         f"{name}: budget {view.name} ({_scope(view)})",
         f"Spend so far in the period against the {line_label}; {note}.",
-        STEP,
+        ctx.step,
         y_max,
         money,
+        minutes=ctx.spend_minutes,
     )
     svg = line_chart(
         chart,
@@ -99,4 +101,5 @@ def burndown_figure(ctx: Context) -> Figure | None:
         ctx.names,
         rows,
         [("spent", SPEND), ("budget", LINE), ("day's share of a longer budget", SHARE)],
+        summary=False,
     )

@@ -3,7 +3,10 @@
 No script, no external resource: each chart is one ``<svg>`` element with a ``<title>`` and a
 ``<desc>`` (the text alternative), scaled by its ``viewBox`` so it stays crisp on a screen and in
 print. The x axis is minutes since the start of the traffic, labelled with the time of day.
-Every text that comes from data is escaped here, since the result is marked safe for jinja2.
+Hovering shows the values without JavaScript: the plot is cut into invisible columns (a quarter
+of an hour, or the chart's step if longer), each with an SVG ``<title>`` that browsers show as a
+tooltip. Every text that comes from data is escaped here, since the result is marked safe for
+jinja2.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from markupsafe import Markup, escape
+
+from keypolicy.report.palette import LIMIT
 
 __all__ = [
     "Chart",
@@ -36,6 +41,7 @@ class Series:
     values: Sequence[float]
     color: str
     dash: bool = False
+    thin: bool = False  # a secondary line (reservations beside use)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +50,7 @@ class HLine:
 
     value: float
     label: str
-    color: str = "#b42318"
+    color: str = LIMIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +59,7 @@ class Marker:
 
     minute: float
     label: str
-    color: str = "#b42318"
+    color: str = LIMIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,7 @@ class Chart:
     width: int = 640
     height: int = 220
     y_unit: float = 1.0
+    tip_minutes: int = 15  # the width of a tooltip's column
 
 
 def _nice(value: float) -> float:
@@ -128,7 +135,7 @@ def _frame(chart: Chart) -> tuple[list[str], Callable[[float], float], Callable[
             f"{escape(chart.y_format(value))}</text>"
         )
     hours = max(chart.minutes // 60, 1)
-    every = 3 if hours > 12 else 1 if hours <= 4 else 2
+    every = next((e for e in (1, 2, 3, 4, 6, 12, 24) if hours / e <= 8), 48)
     first = (-chart.start_minute) % 60
     for minute in range(first, chart.minutes + 1, 60):
         hour = (chart.start_minute + minute) // 60
@@ -179,6 +186,39 @@ def _refs(
     return parts
 
 
+def _clock(minute: int) -> str:
+    return f"{minute // 60 % 24:02d}:{minute % 60:02d}"
+
+
+def _tips(
+    chart: Chart,
+    x: Callable[[float], float],
+    layers: Sequence[Series],
+    fold: Callable[[Sequence[float]], float] = max,
+) -> list[str]:
+    """Invisible columns, each with a ``<title>``: the time span and every series' value in it
+    (the highest of its points, or their sum for bars: ``fold``)."""
+    every = max(chart.tip_minutes // chart.step, 1)
+    points = max((len(s.values) for s in layers), default=0)
+    top, bottom = _TOP, chart.height - _BOTTOM
+    parts = []
+    for first in range(0, points, every):
+        start = first * chart.step
+        end = min(start + every * chart.step, chart.minutes)
+        values = [
+            f"{s.label} {chart.y_format(fold(s.values[first : first + every]))}"
+            for s in layers
+            if first < len(s.values)
+        ]
+        when = f"{_clock(chart.start_minute + start)}–{_clock(chart.start_minute + end)}"
+        parts.append(
+            f'<rect class="tip" x="{x(start):.1f}" y="{top}" width="{x(end) - x(start):.1f}" '
+            f'height="{bottom - top}"><title>{escape(when)}: {escape("; ".join(values))}'
+            "</title></rect>"
+        )
+    return parts
+
+
 def line_chart(
     chart: Chart,
     lines: Sequence[Series],
@@ -205,8 +245,10 @@ def line_chart(
                 f'{points} {last.split(",")[0]},{base}"/>'
             )
         dash = ' stroke-dasharray="5 3"' if line.dash else ""
-        parts.append(f'<polyline class="line" stroke="{color}"{dash} points="{points}"/>')
+        kind = "line thin" if line.thin else "line"
+        parts.append(f'<polyline class="{kind}" stroke="{color}"{dash} points="{points}"/>')
     parts.extend(_refs(chart, x, y, hlines, markers))
+    parts.extend(_tips(chart, x, lines))
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every data text above went through escape()
 
@@ -236,5 +278,6 @@ def stacked_bars(
             )
             bottom = top
     parts.extend(_refs(chart, x, y, hlines, markers))
+    parts.extend(_tips(chart, x, layers, sum))
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every data text above went through escape()

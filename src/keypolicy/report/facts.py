@@ -1,29 +1,18 @@
 """Facts about one variant that the headline and the recommendations rest on.
 
 Read from a summary and, when given, the policy it ran: which class each domain belongs to, how
-long each may wait, how it defers, which budget ran out first. Without a policy, a summary
+long each may wait, how it defers, which classes are critical. Without a policy, a summary
 rebuilt from records carries ``domain_priority`` ({domain: class}) and the facts make do.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from keypolicy.policy.model import Policy
-from keypolicy.report.budgets import budget_views, minute_of
-from keypolicy.report.values import Exhaustion, exhaustion, interval, mean
+from keypolicy.report.values import interval, mean
 
-__all__ = ["BudgetOut", "Variant"]
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetOut:
-    """A budget that ran out: its name (or a description), when, and how often."""
-
-    name: str
-    when: Exhaustion
-    minute: float
+__all__ = ["Variant"]
 
 
 class Variant:
@@ -72,10 +61,23 @@ class Variant:
         order: list[str] = self.summary.get("priority_order") or []
         return order[0] if order else None
 
+    def domains(self) -> list[str]:
+        """Every domain in the summary."""
+        return list(self.rows("domains"))
+
+    def critical_classes(self) -> list[str]:
+        """The classes whose refusals count as critical: the most urgent, and every class the
+        policy reserves headroom for (a reserve says "this work must get through"; the same
+        rule as :func:`keypolicy.sim.headroom.critical_classes`)."""
+        if self.policy is not None:
+            first = self.policy.priorities[0].name
+            return [p.name for p in self.policy.priorities if p.name == first or p.reserve > 0]
+        return [self.top_class] if self.top_class is not None else []
+
     def critical_domains(self) -> list[str]:
-        """Domains of the most urgent class that appear in the summary."""
-        top = self.top_class
-        return [d for d in self.rows("domains") if top is not None and self.priority_of(d) == top]
+        """Domains of the critical classes that appear in the summary."""
+        classes = self.critical_classes()
+        return [d for d in self.rows("domains") if self.priority_of(d) in classes]
 
     def max_wait(self, domain: str) -> float | None:
         """How long a request of ``domain`` may queue (seconds): its own, else its class's."""
@@ -106,25 +108,9 @@ class Variant:
         cell = self.rows("domains")[worst].get("wait_p95_s")
         return mean(cell), interval(cell), domains
 
-    def budgets_out(self) -> list[BudgetOut]:
-        """Budgets that ran out, the earliest first: the policy's (from the series and
-        alerts), then any exhaustion the policy cannot place (a domain's row, an alert)."""
-        found: dict[str, BudgetOut] = {}
-        for view in budget_views(self.summary, self.policy):
-            if view.exhausted is not None and view.exhausted_minute is not None:
-                found[view.name] = BudgetOut(view.name, view.exhausted, view.exhausted_minute)
-        for alert in self.summary.get("alerts") or []:
-            name = str(alert.get("budget"))
-            minute = minute_of(self.summary, str(alert.get("at")))
-            if float(alert.get("threshold", 0)) >= 1.0 and name not in found and minute is not None:
-                found[name] = BudgetOut(name, Exhaustion(str(alert.get("at"))), minute)
-        if not found:
-            for domain, row in self.rows("domains").items():
-                seen = exhaustion(row.get("budget_exhausted_at"))
-                minute = minute_of(self.summary, seen.at) if seen else None
-                if seen is not None and minute is not None:
-                    found[f"{domain}'s budget"] = BudgetOut(f"{domain}'s budget", seen, minute)
-        return sorted(found.values(), key=lambda b: b.minute)
+    def longest_wait(self, domains: list[str]) -> float:
+        """The longest any served request of ``domains`` queued (seconds; 0: none waited)."""
+        return max((self.value("domains", d, "wait_max_s") for d in domains), default=0.0)
 
     def cost_per_day(self) -> float:
         """Total cost scaled to 24 hours of traffic (USD)."""

@@ -1,92 +1,166 @@
-"""The headline: five numbers per variant and the answer in a paragraph.
+"""The headline: the numbers that decide, a column per option, and for a single option the
+answer in a paragraph.
 
-The five numbers: the p95 wait of the most urgent class, upstream 429s, rejections, cost per day
-and the first budget to run out. The paragraph is built from the same numbers: which variant
-serves the day best and what goes wrong in the others. Nothing here is fixed text about a
-particular policy; every name and number comes from the summaries.
+The numbers: critical requests refused, requests refused, the worst p99 wait against its
+max_wait, upstream 429s (when any), cost per served request and per month, the shortest budget
+runway, headroom. Stars follow :mod:`keypolicy.report.measures`, the rules the decision uses.
+Nothing here is fixed text about a particular policy; every name and number comes from the
+summaries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from keypolicy.report.facts import Variant
+from keypolicy.report.measures import CRITERIA, Criterion, Value, equal, worst_wait
+from keypolicy.report.runway import runways, shortest
+from keypolicy.report.sensitivity import headroom_cell, headroom_of
+from keypolicy.report.tables import Cell, Row, Table
 from keypolicy.report.values import count, interval, money, percent, seconds
+from keypolicy.summary import DAYS_A_MONTH
 
-__all__ = ["Number", "answer", "headline_numbers", "problems", "rank"]
-
-
-@dataclass(frozen=True, slots=True)
-class Number:
-    """One headline number: its text, a line of detail, and a score (lower is better)."""
-
-    key: str
-    label: str
-    text: str
-    detail: str
-    score: float
+__all__ = ["answer", "headline_table", "problems"]
 
 
-def _pm(text: str, ci: float, fmt: Callable[[float], str]) -> str:
-    """``text`` with its 95% interval when there is one."""
-    return f"{text} ± {fmt(ci)}" if ci else text
-
-
-def headline_numbers(v: Variant) -> list[Number]:
-    """The five numbers of one variant."""
-    p95, ci, domains = v.critical_p95()
-    top = v.top_class
-    wait_label = f"{top.capitalize()} p95 wait" if domains and top else "p95 wait, all requests"
-    wait_detail = f"worst of {', '.join(domains)}" if domains else "no priority classes known"
-    requests = v.total("requests")
-    rejected = v.total("rejected")
-    errors = v.total("upstream_429")
-    retries = v.total("retries")
-    out = v.budgets_out()
-    if out:
-        first = out[0]
-        runs = f", in {first.when.runs} of {first.when.of} runs" if first.when.of > 1 else ""
-        budget = Number(
-            "budget",
-            "First budget out",
-            first.when.clock,
-            f"{first.name}{runs}",
-            1e7 - first.minute,
-        )
-    else:
-        budget = Number("budget", "First budget out", "none", "no budget ran out", 0.0)
-    hours = float(v.summary.get("about", {}).get("duration_s") or 86400.0) / 3600
-    totals = v.summary.get("totals", {})
-    scale = v.cost_per_day() / v.total("cost_usd") if v.total("cost_usd") else 1.0
+def _cells(
+    variants: list[Variant],
+    c: Criterion,
+    cell: Callable[[Variant, Value], Cell],
+) -> list[Cell]:
+    """A headline row of criterion ``c``: each option's cell, the best starred where the options
+    differ beyond rounding and noise (the decision's own rule, so the two never disagree)."""
+    values = [c.of(v) for v in variants]
+    cells = [cell(v, x) for v, x in zip(variants, values, strict=True)]
+    if len(variants) < 2:
+        return cells
+    best = min(values, key=lambda x: x.mean)
+    if all(equal(c, x, best) for x in values):
+        return cells
     return [
-        Number("wait", wait_label, _pm(seconds(p95), ci, seconds), wait_detail, round(p95, 2)),
-        Number(
-            "429",
-            "Upstream 429s",
-            _pm(count(errors), interval(totals.get("upstream_429")), count),
-            f"{count(retries)} retries",
-            errors,
-        ),
-        Number(
-            "rejected",
-            "Rejected",
-            _pm(count(rejected), interval(totals.get("rejected")), count),
-            f"{percent(rejected / requests) if requests else '0%'} of {count(requests)} requests",
-            rejected,
-        ),
-        Number(
-            "cost",
-            "Cost per day",
-            _pm(money(v.cost_per_day()), interval(totals.get("cost_usd")) * scale, money),
-            f"{money(v.total('cost_usd'))} over {hours:g} h "
-            + (
-                "recorded" if v.summary.get("about", {}).get("source") == "records" else "simulated"
-            ),
-            round(v.cost_per_day(), 2),
-        ),
-        budget,
+        Cell(one.text, one.sub, equal(c, x, best), one.warn, one.ci)
+        for one, x in zip(cells, values, strict=True)
     ]
+
+
+def _pm(value: Value, fmt: Callable[[float], str]) -> str:
+    """The 95% interval beside a value ("" for one run)."""
+    return f"± {fmt(value.ci)}" if value.ci else ""
+
+
+def _critical(v: Variant, x: Value) -> Cell:
+    domains = v.critical_domains()
+    if not domains:
+        return Cell("–", "no priority classes known")
+    asked = sum(v.value("domains", d, "requests") for d in domains)
+    hit = [f"{d} {count(n)}" for d in domains if (n := v.value("domains", d, "rejected")) >= 0.5]
+    sub = (
+        f"of {count(asked)} ({', '.join(hit)})"
+        if hit
+        else f"of {count(asked)} ({', '.join(domains)})"
+    )
+    return Cell(count(x.mean), sub, warn=x.mean >= 0.5, ci=_pm(x, count))
+
+
+def _refused(v: Variant, x: Value) -> Cell:
+    requests = v.total("requests")
+    share = percent(x.mean / requests) if requests else "0%"
+    return Cell(count(x.mean), f"{share} of {count(requests)}", ci=_pm(x, count))
+
+
+def _wait(v: Variant, x: Value) -> Cell:
+    worst = worst_wait(v)
+    if worst is None:
+        return Cell("–", "no max_wait known")
+    if worst.p99 < 0.005:
+        return Cell("0 s", "no function waits at p99")
+    return Cell(
+        f"{seconds(worst.p99)} of {seconds(worst.max_wait)}",
+        f"{worst.domain}, {percent(worst.share)} of its max_wait",
+        warn=worst.share > 1.0,
+        ci=f"± {seconds(worst.ci)}" if worst.ci else "",
+    )
+
+
+def _errors(v: Variant, x: Value) -> Cell:
+    return Cell(count(x.mean), f"{count(v.total('retries'))} retries", ci=_pm(x, count))
+
+
+def _per_served(v: Variant, x: Value) -> Cell:
+    def per_k(usd: float) -> str:
+        return money(usd * 1000)
+
+    return Cell(per_k(x.mean), f"{count(v.total('ok'))} served", ci=_pm(x, per_k))
+
+
+def _dollars(usd: float) -> str:
+    """Whole dollars: a month's spend is not known to the cent."""
+    return f"${usd:,.0f}"
+
+
+def _month(v: Variant) -> Cell:
+    per_day = v.cost_per_day()
+    totals = v.summary.get("totals") or {}
+    total = v.total("cost_usd")
+    ci = interval(totals.get("cost_usd")) * (per_day / total if total else 1.0)
+    month = DAYS_A_MONTH
+    return Cell(
+        _dollars(per_day * month),
+        f"{money(per_day)} a day",
+        ci=f"± {_dollars(ci * month)}" if ci else "",
+    )
+
+
+def _runway(v: Variant) -> Cell:
+    found = shortest(v)
+    if found is None:
+        return Cell("–", "no budget in the policy" if v.policy is not None else "no policy given")
+    if found.short:
+        return Cell(
+            f"{found.days:.1f} days" if found.days >= 1 else f"{percent(found.share)} of a day",
+            f"{found.budget}: {found.text()}",
+            warn=True,
+        )
+    if found.days == float("inf"):
+        return Cell("lasts", f"{found.budget}: nothing spent")
+    return Cell(
+        f"{found.days:.1f} days", f"{found.budget}, a {found.period_days:g}-day period: lasts"
+    )
+
+
+def headline_table(variants: list[Variant]) -> Table:
+    """The numbers that decide, a column per option: critical refusals, refusals, the worst
+    wait against its max_wait, 429s (when any), cost per served request and per month, the
+    shortest budget runway, headroom."""
+    by_key = {c.key: c for c in CRITERIA}
+    rows = [
+        Row("Critical requests refused", _cells(variants, by_key["critical"], _critical)),
+        Row("Requests refused", _cells(variants, by_key["refused"], _refused)),
+        Row("Worst p99 wait against max_wait", _cells(variants, by_key["wait"], _wait)),
+    ]
+    if any(v.total("upstream_429") >= 0.5 for v in variants):
+        rows.append(Row("Upstream 429s", _cells(variants, by_key["429"], _errors)))
+    rows += [
+        Row("Cost per 1,000 served requests", _cells(variants, by_key["cost"], _per_served)),
+        Row(f"Cost per month ({DAYS_A_MONTH:.0f} days)", [_month(v) for v in variants]),
+        Row("Budget runway (shortest)", [_runway(v) for v in variants]),
+        Row("Headroom", [headroom_cell(v) for v in variants]),
+    ]
+    note = (
+        "Stars mark the best where options differ beyond rounding and the runs' noise. "
+        "Cost per month is not starred: an option that refuses requests spends less by serving "
+        "fewer; cost per served request compares like with like."
+        if len(variants) > 1
+        else ""
+    )
+    if not any(headroom_of(v) for v in variants):
+        note += (
+            " Headroom (how much more traffic before the first critical refusal) is not "
+            "computed for this report: it takes further simulations at higher traffic."
+        )
+    return Table(
+        "headline", "The numbers that decide", ["", *(v.name for v in variants)], rows, note.strip()
+    )
 
 
 def _rejected_by_domain(v: Variant) -> list[tuple[str, float]]:
@@ -107,47 +181,26 @@ def problems(v: Variant) -> list[str]:
     rejected = _rejected_by_domain(v)
     if rejected:
         parts = ", ".join(f"{d} {count(n)}" for d, n in rejected)
-        found.append(f"rejects {count(v.total('rejected'))} requests ({parts})")
+        found.append(f"refuses {count(v.total('rejected'))} requests ({parts})")
     errors = v.total("upstream_429")
     if errors >= 0.5:
         found.append(f"meets {count(errors)} upstream 429s")
     slow = _slowest(v)
     if slow is not None:
         found.append(f"makes {slow[0]} wait {seconds(slow[1])} at p99")
-    for out in v.budgets_out()[:1]:
-        found.append(f"runs out of {out.name} at {out.when.clock}")
+    short = [r for r in runways(v) if r.short]
+    for r in sorted(short, key=lambda r: r.share)[:1]:
+        found.append(f"runs out of budget {r.budget} {r.when()}")
     return found
-
-
-def _key(v: Variant) -> tuple[float, ...]:
-    """Service first (critical rejections, rejections, 429s, critical p95, slowest p99, first
-    budget out), cost last; rounded so that noise does not pick a winner."""
-    critical = sum(v.value("domains", d, "rejected") for d in v.critical_domains())
-    slow = _slowest(v)
-    out = v.budgets_out()
-    return (
-        round(critical),
-        round(v.total("rejected")),
-        round(v.total("upstream_429")),
-        round(v.critical_p95()[0], 1),
-        round(slow[1]) if slow else 0.0,
-        -out[0].minute if out else -1e9,
-        round(v.cost_per_day(), 2),
-    )
-
-
-def rank(variants: list[Variant]) -> list[Variant]:
-    """Variants from the best to the worst: fewest critical rejections, then rejections, 429s,
-    the critical p95 wait, the slowest p99 wait, the first budget out, cost."""
-    return sorted(variants, key=_key)
 
 
 def _clean(v: Variant) -> str:
     p95 = v.critical_p95()[0]
     top = v.top_class or "all"
+    budgets = " and every budget lasting its period" if runways(v) else ""
     return (
-        f"serves all {count(v.total('requests'))} requests with no upstream 429s and no budget "
-        f"running out; {top} requests wait {seconds(p95)} at p95"
+        f"serves all {count(v.total('requests'))} requests with no upstream 429s{budgets}; "
+        f"{top} requests wait {seconds(p95)} at p95"
     )
 
 
@@ -165,58 +218,7 @@ def _join(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _costs(ordered: list[Variant]) -> str:
-    costs = sorted(((v.cost_per_day(), v) for v in ordered), key=lambda c: c[0])
-    low, high = costs[0][0], costs[-1][0]
-    if high - low < 0.005 * max(high, 1.0):
-        return f"The day costs about the same in each: {money(high)}."
-    text = "The day costs " + _join([f"{money(c)} with {v.name}" for c, v in costs])
-    if costs[0][1].total("rejected") > costs[-1][1].total("rejected"):
-        text += f" ({costs[0][1].name} is cheaper because rejected requests cost nothing)"
-    return text + "."
-
-
-def _structure(variants: list[Variant]) -> str:
-    """How variants that serve alike differ in shape: projects (separate limits), pools, keys."""
-    shapes = []
-    for v in variants:
-        if v.policy is None:
-            return ""
-        p = v.policy
-        shapes.append(
-            f"{v.name} has {_n(len(p.projects), 'project')}, {_n(len(p.pools), 'pool')} and "
-            f"{_n(len(p.keys), 'key')}"
-        )
-    if len({s.split(" has ", 1)[1] for s in shapes}) == 1:
-        return ""
-    return f"They differ in shape: {'; '.join(shapes)}."
-
-
-def _n(number: int, word: str) -> str:
-    return f"{number} {word}{'' if number == 1 else 's'}"
-
-
 def answer(variants: list[Variant]) -> str:
-    """The answer in a paragraph: for one variant what it does; for several, which does best."""
-    if len(variants) == 1:
-        return _one(variants[0])
-    ordered = rank(variants)
-    best = ordered[0]
-    twins = [v for v in ordered[1:] if _key(v)[:-1] == _key(best)[:-1]]
-    found = problems(best)
-    what = f"{_join(found)}" if found else _clean(best)
-    if twins:
-        names = _join([best.name, *(t.name for t in twins)])
-        text = [f"{names} do equally well on this day: each {what}."]
-        shape = _structure([best, *twins])
-        if shape:
-            text.append(shape)
-    elif found:
-        text = [f"No variant is free of trouble; {best.name} does best: it {what}."]
-    else:
-        text = [f"{best.name} does best: it {what}."]
-    for v in ordered[1:]:
-        if v not in twins:
-            text.append(f"{v.name} {_join(problems(v)) or _clean(v)}.")
-    text.append(_costs(ordered))
-    return " ".join(text)
+    """What one option does on the day, in a paragraph (several options: see
+    :func:`keypolicy.report.decision.decide`)."""
+    return _one(variants[0])

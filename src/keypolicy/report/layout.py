@@ -1,12 +1,14 @@
-"""How figures are laid out: panels in rows, one column per policy variant.
+"""How figures are laid out: panels in rows, one column per option.
 
-Panels in one row share their scale, so variants compare at a glance. Series are downsampled
-(``STEP`` minutes per point) to keep the file small: the highest minute for demand and waits,
-sums for 429s and cost.
+Panels in one row share their scale, so options compare at a glance; rows line up across
+options. A row with nothing to draw in any option is said in one sentence instead (``notes``).
+Series are downsampled (``STEP`` minutes per point) to keep the file small: the highest minute
+for demand and waits, sums for refusals, 429s and cost.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,12 +18,15 @@ from markupsafe import Markup
 from keypolicy.policy.model import Policy
 from keypolicy.report.budgets import start_minute
 from keypolicy.report.charts import Chart
-from keypolicy.report.palette import domain_colors
+from keypolicy.report.palette import class_colors, domain_colors
 
 __all__ = ["STEP", "Context", "Figure", "Panel", "downsample", "peak"]
 
 STEP = 5
-"""Minutes per point on the line charts."""
+"""Minutes per point on the line charts of a day (more for longer spans: :attr:`Context.step`)."""
+
+TIP_MINUTES = 30
+"""The span of time one tooltip column covers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,8 @@ class Panel:
     caption: str
     svg: Markup
     note: str = ""
+    legend: list[tuple[str, str]] = field(default_factory=list)  # this panel's own series
+    empty: str = ""  # a flat panel, said in a sentence instead of drawn
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,21 +50,14 @@ class Figure:
     variants: list[str]
     rows: list[list[Panel | None]]
     legend: list[tuple[str, str]] = field(default_factory=list)
-    stacked: bool = False  # rows need not line up: each variant's panels are stacked
     message: str = ""  # said instead of the panels when there is nothing to draw
+    summary: bool = False  # one of the key charts, shown before the appendix
+    notes: list[str] = field(default_factory=list)  # rows with nothing to draw, in a sentence
 
     @property
     def panels(self) -> list[Panel]:
         """Every panel, row by row (for one variant: a flowing grid)."""
         return [p for row in self.rows for p in row if p is not None]
-
-    @property
-    def columns(self) -> list[list[Panel]]:
-        """Each variant's panels, top to bottom (for stacked figures)."""
-        return [
-            [panel for row in self.rows if (panel := row[i]) is not None]
-            for i in range(len(self.variants))
-        ]
 
 
 def downsample(
@@ -76,6 +76,26 @@ def peak(values: Sequence[float], start: int, step: int) -> tuple[float, str]:
     return values[top], f"{minute // 60 % 24:02d}:{minute % 60:02d}"
 
 
+def _drawn_minutes(results: dict[str, dict[str, Any]], spend: bool = False) -> int:
+    """The minutes the charts span: the traffic itself, and after it only as far as some series
+    still moves, to the next whole hour; ``spend``: spend too (batches finishing the next day
+    count there, not on the demand or wait charts)."""
+    last = 0
+    for r in results.values():
+        series = r.get("series") or {}
+        duration = float((r.get("about") or {}).get("duration_s") or 0.0)
+        last = max(last, math.ceil(duration / 60))
+        for kind, rows in series.items():
+            if not isinstance(rows, dict):
+                continue
+            for values in rows.values():
+                moving = next((i for i in reversed(range(len(values))) if values[i]), -1)
+                if kind not in ("queued", "spend_usd") or (spend and kind == "spend_usd"):
+                    last = max(last, moving + 1)
+    longest = max(int((r.get("series") or {}).get("minutes", 0)) for r in results.values())
+    return min(math.ceil(last / 60) * 60, longest) if last else longest
+
+
 class Context:
     """What every figure needs: the variants, their policies, the time axis, chart sizes."""
 
@@ -84,12 +104,32 @@ class Context:
         self.policies = policies
         self.names = list(results)
         first = next(iter(results.values()))
-        self.minutes = max(int((r.get("series") or {}).get("minutes", 0)) for r in results.values())
+        self.minutes = _drawn_minutes(results)
+        self.spend_minutes = _drawn_minutes(results, spend=True)
+        self.step = STEP * max(1, math.ceil(self.minutes / 1440))
         self.start = start_minute(first)
         self.width = {1: 600, 2: 560}.get(len(self.names), 420)
         self.height = 210 if len(self.names) == 1 else 190
         self.colors = domain_colors(results)
+        self.classes = self._classes()
+        self.class_colors = class_colors(self.classes)
         self._counter = 0
+
+    def _classes(self) -> list[str]:
+        """Every priority class, the most urgent first (the policies' order; classes known only
+        from a summary after them, by name)."""
+        ordered: list[str] = []
+        for name in self.names:
+            policy = self.policies.get(name)
+            if policy is not None:
+                ordered += [p.name for p in policy.priorities if p.name not in ordered]
+        seen = {
+            c
+            for r in self.results.values()
+            for kind in ("max_wait_s", "queued")
+            for c in (r.get("series") or {}).get(kind, {})
+        }
+        return ordered + sorted(seen - set(ordered))
 
     def chart(
         self,
@@ -101,6 +141,7 @@ class Context:
         unit: float = 1.0,
         *,
         alone: bool = False,
+        minutes: int | None = None,
     ) -> Chart:
         """A chart frame with a fresh id, over the whole simulated time; ticks are round in
         ``unit`` (60 for waits shown in minutes). ``alone``: the figure's only panel, drawn
@@ -110,7 +151,7 @@ class Context:
             f"chart{self._counter}",
             title,
             desc,
-            self.minutes,
+            self.minutes if minutes is None else minutes,
             step,
             self.start,
             y_max,
@@ -118,6 +159,7 @@ class Context:
             1240 if alone and len(self.names) == 1 else self.width,
             240 if alone and len(self.names) == 1 else self.height,
             unit,
+            max(TIP_MINUTES, step),
         )
 
     def series(self, name: str, kind: str) -> dict[str, list[float]]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from keypolicy.report.demand import Use, limit_use
 from keypolicy.report.facts import Variant
-from keypolicy.report.values import count, percent
+from keypolicy.report.values import count, percent, seconds
 
-__all__ = ["limit_findings"]
+__all__ = ["domains_on", "limit_findings"]
 
 FULL = 1.0  # a minute at or above the limit
 IDLE = 0.6  # a sibling that never passes this share has room to spare
@@ -28,7 +28,8 @@ def _clock(v: Variant, minute: int) -> str:
     return f"{total // 60 % 24:02d}:{total % 60:02d}"
 
 
-def _domains_on(v: Variant, project: str) -> list[str]:
+def domains_on(v: Variant, project: str) -> list[str]:
+    """The domains whose pool draws on a key of ``project`` (none without a policy)."""
     if v.policy is None:
         return []
     keys = {k for k, key in v.policy.keys.items() if key.project == project}
@@ -40,14 +41,28 @@ def _domains_on(v: Variant, project: str) -> list[str]:
 
 
 def _consequence(v: Variant, project: str) -> str:
-    domains = _domains_on(v, project)
+    """What the full minutes did: requests rejected, requests queued, or nothing at all."""
+    domains = domains_on(v, project)
     if not domains:
         return ""
     rejected = sum(v.value("domains", d, "rejected") for d in domains)
     which = "" if set(domains) == set(v.rows("domains")) else f" of {', '.join(domains)}"
     if rejected >= 0.5:
         return f"; {count(rejected)} requests{which} are rejected"
-    return f"; the queue absorbs it: no request{which} is rejected"
+    waited = v.longest_wait(domains)
+    if waited >= 0.005:
+        return (
+            f"; the queue absorbs it: requests{which} wait up to {seconds(waited)}, none rejected"
+        )
+    return (
+        f"; no request{which} waited or was rejected: capacity saved in quieter minutes absorbed it"
+    )
+
+
+def _share_at(use: Use, minute: int) -> float:
+    """Tokens reserved in ``minute`` as a share of the TPM limit."""
+    shares, _ = use.shares()
+    return shares[minute] if 0 <= minute < len(shares) else 0.0
 
 
 def _full(use: Use) -> tuple[int, int, float]:
@@ -76,18 +91,23 @@ def limit_findings(v: Variant) -> list[str]:
             continue
         project, _, model = use.key.partition("/")
         idle = [
-            (u.key, _full(u)[2])
+            (u.key, share)
             for u in projects
-            if u is not use and u.key.endswith(f"/{model}") and _full(u)[2] < IDLE
+            if u is not use
+            and u.key.endswith(f"/{model}")
+            and (share := _share_at(u, first)) < IDLE
         ]
         text = (
-            f"Demand on {use.key} reaches its TPM limit ({use.tpm:,.0f}) in {minutes} "
+            f"Reservations (prompt + max_tokens) on {use.key} reach its TPM limit "
+            f"({use.tpm:,.0f}) in {minutes} "
             f"minute{'' if minutes == 1 else 's'}, "
             f"first at {_clock(v, first)}{_consequence(v, project)}"
         )
         if idle:
             peaks = " and ".join(f"{k} at {percent(s)}" for k, s in idle)
-            text += f"; meanwhile {peaks} of {'their own limits' if len(idle) > 1 else 'its own'}"
+            text += (
+                f"; at that minute {peaks} of {'their own limits' if len(idle) > 1 else 'its own'}"
+            )
             org = orgs.get(model)
             if org is not None and _full(org)[0] == 0:
                 text += (
@@ -100,7 +120,7 @@ def limit_findings(v: Variant) -> list[str]:
         shares, _ = busiest.shares()
         at = max(range(len(shares)), key=lambda i: shares[i]) if shares else 0
         found.append(
-            f"No project reaches a TPM limit; the busiest is {busiest.key} at "
+            f"No project's reservations reach a TPM limit; the busiest is {busiest.key} at "
             f"{percent(_full(busiest)[2])} of its limit ({_clock(v, at)})."
         )
     return found

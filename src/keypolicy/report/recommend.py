@@ -1,7 +1,7 @@
 """Recommendations in plain words, each derived from the numbers of the summaries.
 
 Every sentence names what it rests on (a budget, a domain, a limit, a key) and the number that
-triggered it. With several variants, a finding shared by all is said once ("In every variant,
+triggered it. With several variants, a finding shared by all is said once ("In every option,
 ..."); contrasts between variants (waits, rejections) are said as contrasts.
 """
 
@@ -12,7 +12,9 @@ from collections.abc import Callable
 from keypolicy.report.budgets import BudgetView, budget_views
 from keypolicy.report.burndown import describe_period
 from keypolicy.report.facts import Variant
+from keypolicy.report.governance import shape
 from keypolicy.report.limits import limit_findings
+from keypolicy.report.runway import runways
 from keypolicy.report.values import Exhaustion, count, mean, money, percent, seconds
 
 __all__ = ["recommendations"]
@@ -57,22 +59,24 @@ def _exhausted(v: Variant, view: BudgetView, when: Exhaustion) -> str:
 
 def budget_findings(v: Variant) -> list[str]:
     """Budgets that run out (first), budgets that will not last their period, budgets near
-    their line at the end of the day."""
+    their line at the end of the day; the runway is :func:`keypolicy.report.runway.runways`',
+    the same the headline and the decision read."""
     out, later = [], []
+    lasting = {r.budget: r for r in runways(v)}
     for view in budget_views(v.summary, v.policy):
+        r = lasting[view.name]
         if view.exhausted is not None:
             out.append(_exhausted(v, view, view.exhausted))
-        elif view.daily_share:
-            # The day's spend from the totals (a mean over runs), not the first run's series.
-            spent = sum(v.value("domains", d, "cost_usd") for d in view.domains) * _per_day(v)
-            days = view.budget.usd / spent if spent > 0 else float("inf")
-            if days < view.period_days:
-                later.append(
-                    f"At {money(spent)} a day, {view.name} ({describe_period(view, share=False)})"
-                    f" lasts {days:.0f} of its {view.period_days:g} days: raise it to about "
-                    f"{money(_round(spent * view.period_days))} or cut spend."
-                )
-        elif (spent := max(view.spent, default=0.0)) >= 0.75 * view.line_usd:
+        elif r.short:
+            later.append(
+                f"At {money(r.per_day_usd)} a day, {view.name} "
+                f"({describe_period(view, share=False)}) lasts {r.days:.1f} of its "
+                f"{view.period_days:g} days: raise it to about "
+                f"{money(_round(r.per_day_usd * view.period_days))} or cut spend."
+            )
+        elif not view.daily_share and (spent := max(view.spent, default=0.0)) >= 0.75 * (
+            view.line_usd
+        ):
             later.append(
                 f"{view.name} ends the day at {percent(spent / view.line_usd)} of "
                 f"{money(view.line_usd)}: little margin for a busier day."
@@ -131,7 +135,8 @@ def rate_limit_findings(v: Variant) -> list[str]:
 
 
 def key_findings(v: Variant) -> list[str]:
-    """Which key carries most traffic, or that traffic is spread evenly."""
+    """Which key carries most traffic, and whether a key still stands for one function (the
+    provider's usage pages show spend per key: a key shared by functions hides theirs)."""
     rows = {k: v.value("keys", k, "requests") for k in v.rows("keys")}
     total = sum(rows.values())
     if not rows or total <= 0:
@@ -139,14 +144,21 @@ def key_findings(v: Variant) -> list[str]:
     top = max(rows, key=lambda k: rows[k])
     low = min(rows.values())
     cost = v.value("keys", top, "cost_usd") * _per_day(v)
+    mixed = shape(v.policy).mixed_keys if v.policy is not None else {}
+    hidden = (
+        f" Keys {', '.join(mixed)} each carry several functions: the provider's per-key usage "
+        "no longer shows any one function's spend."
+        if mixed
+        else ""
+    )
     if len(rows) > 1 and low >= 0.95 * rows[top]:
         return [
             f"Traffic is spread evenly over the {len(rows)} keys: about "
-            f"{count(rows[top])} requests each."
+            f"{count(rows[top])} requests each.{hidden}"
         ]
     return [
         f"Key {top} carries most traffic: {count(rows[top])} requests ({percent(rows[top] / total)}"
-        f" of all), {money(cost)} a day."
+        f" of all), {money(cost)} a day.{hidden}"
     ]
 
 
@@ -253,7 +265,7 @@ def contrasts(variants: list[Variant]) -> list[str]:
 
 
 def _lower(sentence: str) -> str:
-    """The sentence to follow "In every variant, ": our own opening words lose their capital."""
+    """The sentence to follow "In every option, ": our own opening words lose their capital."""
     first, _, rest = sentence.partition(" ")
     return f"{first.lower()} {rest}" if first in _OPENINGS else sentence
 
@@ -276,7 +288,7 @@ def recommendations(variants: list[Variant]) -> list[str]:
         for sentence in seen:
             holders = [n for n, s in per.items() if sentence in s]
             if len(holders) == len(variants):
-                found.append(f"In every variant, {_lower(sentence)}")
+                found.append(f"In every option, {_lower(sentence)}")
             else:
                 found.append(f"{', '.join(holders)}: {sentence}")
     return found

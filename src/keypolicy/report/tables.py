@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keypolicy.report.facts import Variant
-from keypolicy.report.headline import headline_numbers
+from keypolicy.report.governance import shape
 from keypolicy.report.values import count, exhaustion, interval, mean, money, seconds
 
-__all__ = ["Cell", "Column", "Row", "Table", "compare_tables", "variant_tables"]
+__all__ = ["Cell", "Column", "Row", "Table", "compare_table", "domain_order", "variant_tables"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,9 @@ class Cell:
     text: str
     sub: str = ""
     best: bool = False
+    warn: bool = False  # a value that calls for attention (a refusal, a budget running out)
+    ci: str = ""  # "± 34": the 95% interval, shown beside the value
+    muted: bool = False  # not a measured value ("not computed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,37 +88,95 @@ def _cell(value: Any, column: Column) -> Cell:
     return Cell(column.fmt(mean(value)), f"± {column.fmt(ci)}" if ci else "")
 
 
+def domain_order(v: Variant, names: list[str]) -> list[str]:
+    """Domains by priority (the most urgent class first), then by cost (the dearest first)."""
+    order = [p.name for p in v.policy.priorities] if v.policy is not None else []
+    order += list(v.summary.get("priority_order") or [])
+
+    def key(domain: str) -> tuple[int, float, str]:
+        cls = v.priority_of(domain)
+        rank = order.index(cls) if cls in order else len(order)
+        return rank, -v.value("domains", domain, "cost_usd"), domain
+
+    return sorted(names, key=key)
+
+
+def _nonzero(columns: list[Column], rows: list[dict[str, Any]]) -> list[Column]:
+    """The columns with a value other than zero somewhere (requests and cost always)."""
+    return [
+        c
+        for c in columns
+        if c.field in ("requests", "cost_usd")
+        or any(mean(r.get(c.field)) for r in rows)
+        or (c.field == "budget_exhausted_at" and any(r.get(c.field) for r in rows))
+    ]
+
+
+def _one_each(v: Variant, section: str) -> bool:
+    """Whether every pool (project, key) of the option carries exactly one domain, its rows
+    then repeating the domain table under other names."""
+    if v.policy is None:
+        return False
+    s = shape(v.policy)
+    groups = {
+        "pools": {
+            p: [d for d, spec in v.policy.domains.items() if spec.pool == p] for p in v.policy.pools
+        },
+        "projects": s.domains_by_project,
+        "keys": s.domains_by_key,
+    }[section]
+    return all(len(domains) == 1 for domains in groups.values())
+
+
 def variant_tables(v: Variant) -> list[Table]:
-    """Per domain (with the total), pool, project and key tables of one variant."""
+    """Per domain (with the total), pool, project and key tables of one variant; rows by
+    priority and cost, columns zero everywhere left out (named in the note). A pool, project or
+    key table that would repeat the domain table (one domain each) is left out."""
     tables = []
-    head = [c.head for c in COLUMNS]
     for section, label in (
         ("domains", "domain"),
         ("pools", "pool"),
         ("projects", "project"),
         ("keys", "key"),
     ):
-        rows = [
-            Row(name, [_cell(row.get(c.field), c) for c in COLUMNS])
-            for name, row in v.rows(section).items()
-        ]
+        if section != "domains" and _one_each(v, section):
+            continue
+        data = v.rows(section)
+        names = (
+            domain_order(v, list(data))
+            if section == "domains"
+            else sorted(data, key=lambda n: -mean(data[n].get("cost_usd")))
+        )
+        shown = [*data.values(), *([v.summary.get("totals", {})] if section == "domains" else [])]
+        columns = _nonzero(COLUMNS, shown)
+        rows = [Row(n, [_cell(data[n].get(c.field), c) for c in columns]) for n in names]
         if section == "domains":
             totals = v.summary.get("totals", {})
-            rows.append(Row("all", [_cell(totals.get(c.field), c) for c in COLUMNS], total=True))
-        note = ""
+            rows.append(Row("all", [_cell(totals.get(c.field), c) for c in columns], total=True))
+        notes = []
         if section in ("projects", "keys"):
-            note = "Requests rejected before a key was chosen count for their domain and pool only."
-        tables.append(Table(f"{v.name}-{section}", f"By {label}", [label, *head], rows, note))
+            notes.append(
+                "Requests rejected before a key was chosen count for their domain and pool only."
+            )
+        zero = [c.head for c in COLUMNS if c not in columns]
+        if zero:
+            notes.append(f"Zero throughout, left out: {', '.join(zero)}.")
+        head = [label, *(c.head for c in columns)]
+        tables.append(Table(f"{v.name}-{section}", f"By {label}", head, rows, " ".join(notes)))
     return tables
 
 
-def _marked(values: list[float], texts: list[Cell], better: str) -> list[Cell]:
-    """Mark the best cells of a row (all of them when tied), unless every value is the same."""
-    if not better or len(values) < 2 or max(values) - min(values) < 1e-9:
-        return texts
-    target = min(values) if better == "low" else max(values)
-    tol = max(abs(target) * 1e-3, 1e-9)
-    return [Cell(c.text, c.sub, abs(x - target) <= tol) for x, c in zip(values, texts, strict=True)]
+def _marked(cells: list[Cell], values: list[float], cis: list[float], better: str) -> list[Cell]:
+    """Star the best cells of a row, only where the options differ beyond rounding (the texts
+    differ) and beyond noise (more than the two extremes' 95% intervals added)."""
+    if not better or len(values) < 2 or len({c.text for c in cells}) == 1:
+        return cells
+    pick = min if better == "low" else max
+    best = pick(range(len(values)), key=lambda i: values[i] if better == "low" else -values[i])
+    worst = max(range(len(values)), key=lambda i: abs(values[i] - values[best]))
+    if abs(values[worst] - values[best]) <= cis[best] + cis[worst]:
+        return cells
+    return [Cell(c.text, c.sub, c.text == cells[best].text, c.warn) for c in cells]
 
 
 def _row(
@@ -127,7 +188,8 @@ def _row(
 ) -> Row:
     raw = [get(v) for v in variants]
     cells = [_cell(x, column) for x in raw]
-    return Row(label, _marked([mean(x) for x in raw], cells, column.better), group)
+    marked = _marked(cells, [mean(x) for x in raw], [interval(x) for x in raw], column.better)
+    return Row(label, marked, group)
 
 
 def _getter(domain: str, field: str) -> Callable[[Variant], Any]:
@@ -138,39 +200,35 @@ def _getter(domain: str, field: str) -> Callable[[Variant], Any]:
     return get
 
 
-def compare_tables(variants: list[Variant]) -> list[Table]:
-    """The headline numbers side by side, then each measure per domain side by side."""
+def compare_table(variants: list[Variant]) -> Table:
+    """Each measure per domain side by side: only the rows where the options differ (as shown),
+    domains by priority and cost; measures equal everywhere are named in the note."""
     names = [v.name for v in variants]
-    numbers = [headline_numbers(v) for v in variants]
-    head_rows = []
-    for i, first in enumerate(numbers[0]):
-        cells = [Cell(n[i].text, n[i].detail) for n in numbers]
-        scores = [n[i].score for n in numbers]
-        better = "" if first.key == "cost" and len(set(scores)) == 1 else "low"
-        head_rows.append(Row(first.label, _marked(scores, cells, better)))
-    headline = Table("compare-headline", "The five numbers", ["", *names], head_rows)
-    domains = list(dict.fromkeys(d for v in variants for d in v.rows("domains")))
+    domains = domain_order(
+        variants[0], list(dict.fromkeys(d for v in variants for d in v.rows("domains")))
+    )
     rows: list[Row] = []
     same: list[str] = []
     for column in COLUMNS:
         if column.field in ("requests", "batch", "budget_exhausted_at", "wait_p50_s"):
             continue
         group = [
-            _row(
-                domain,
-                variants,
-                _getter(domain, column.field),
-                column,
-                column.head if i == 0 else "",
-            )
-            for i, domain in enumerate([*domains, "all"])
+            _row(domain, variants, _getter(domain, column.field), column)
+            for domain in [*domains, "all"]
         ]
-        if column.better and not any(c.best for r in group for c in r.cells):
+        differ = [r for r in group if len({c.text for c in r.cells}) > 1]
+        if not differ:
             same.append(column.head)
             continue
-        rows += group
-    note = "The best value in each row is marked; rows where every variant is equal are not."
+        first = differ[0]
+        rows.append(Row(first.label, first.cells, column.head))
+        rows += differ[1:]
+    note = (
+        "Only the functions where the options differ are shown; the best value in a row is "
+        "starred where it differs beyond rounding and noise."
+    )
     if same:
-        note += f" Equal in every variant, for every domain: {', '.join(same)}."
-    detail = Table("compare-domains", "Per domain, side by side", ["", *names], rows, note)
-    return [headline, detail]
+        note += f" The same in every option, for every function: {', '.join(same)}."
+    return Table(
+        "compare-domains", "Per function, where the options differ", ["", *names], rows, note
+    )

@@ -7,9 +7,11 @@ start in each 5 minutes. 429s and cost: one panel per variant, bars stacked by d
 
 from __future__ import annotations
 
+from markupsafe import Markup
+
 from keypolicy.report.charts import HLine, Series, line_chart, nice_max, stacked_bars
-from keypolicy.report.layout import STEP, Context, Figure, Panel, downsample, peak
-from keypolicy.report.palette import class_color
+from keypolicy.report.layout import Context, Figure, Panel, downsample, peak
+from keypolicy.report.palette import LIMIT
 from keypolicy.report.values import count, mean, money, seconds, tick_seconds
 
 __all__ = ["cost_figure", "queue_figure", "rate_limit_figure", "wait_figure"]
@@ -18,21 +20,10 @@ RATE_LIMIT_STEP = 15
 COST_STEP = 60
 
 
-def _classes(ctx: Context) -> list[str]:
-    """Priority classes with waits, most urgent first."""
-    return _classes_of(ctx, "max_wait_s")
-
-
 def _classes_of(ctx: Context, kind: str) -> list[str]:
-    """Priority classes in series ``kind``, most urgent first (the policies' order; unknown ones
-    after, by name)."""
-    ordered: list[str] = []
-    for name in ctx.names:
-        policy = ctx.policies.get(name)
-        if policy is not None:
-            ordered += [p.name for p in policy.priorities if p.name not in ordered]
+    """Priority classes in series ``kind``, most urgent first."""
     seen = {c for name in ctx.names for c in ctx.series(name, kind)}
-    return [c for c in ordered if c in seen] + sorted(seen - set(ordered))
+    return [c for c in ctx.classes if c in seen]
 
 
 def _max_wait(ctx: Context, name: str, cls: str) -> float | None:
@@ -43,14 +34,25 @@ def _max_wait(ctx: Context, name: str, cls: str) -> float | None:
     return found.max_wait if found is not None else None
 
 
+def _flat(values: list[float]) -> bool:
+    return max(values, default=0.0) < 0.005
+
+
 def wait_figure(ctx: Context) -> Figure:
-    """Longest wait per 5 minutes, a row per priority class, against its max_wait."""
+    """Longest wait per 5 minutes, a row per priority class that waited somewhere, against its
+    max_wait; classes that never waited are said in a sentence."""
     rows: list[list[Panel | None]] = []
     legend = []
-    for rank, cls in enumerate(_classes(ctx)):
-        color = class_color(rank)
+    calm = []
+    for cls in _classes_of(ctx, "max_wait_s"):
+        color = ctx.class_colors[cls]
+        drawn = {
+            n: downsample(ctx.series(n, "max_wait_s").get(cls, []), ctx.step) for n in ctx.names
+        }
+        if all(_flat(v) for v in drawn.values()):
+            calm.append(cls)
+            continue
         legend.append((cls, color))
-        drawn = {n: downsample(ctx.series(n, "max_wait_s").get(cls, []), STEP) for n in ctx.names}
         limits = [w for n in ctx.names if (w := _max_wait(ctx, n, cls)) is not None]
         top = max([max(v, default=0.0) for v in drawn.values()] + limits + [1.0])
         unit = 60.0 if top >= 120 else 1.0
@@ -58,41 +60,51 @@ def wait_figure(ctx: Context) -> Figure:
         row: list[Panel | None] = []
         for name in ctx.names:
             values = drawn[name]
+            limit = _max_wait(ctx, name, cls)
             if cls not in ctx.series(name, "max_wait_s"):
                 row.append(None)
                 continue
-            high, at = peak(values, ctx.start, STEP)
-            limit = _max_wait(ctx, name, cls)
-            note = f"longest {seconds(high)}" + (f" at {at}" if high > 0 else "")
+            if _flat(values):
+                row.append(Panel(cls, Markup(""), "", empty=f"No {cls} request waited all day."))
+                continue
+            high, at = peak(values, ctx.start, ctx.step)
+            note = f"longest {seconds(high)} at {at}"
             if limit is not None:
                 note += f" · max_wait {seconds(limit)}"
             chart = ctx.chart(
                 f"{name}: waits of {cls} requests",
                 f"Longest wait of a {cls} request in each 5 minutes; {note}.",
-                STEP,
+                ctx.step,
                 y_max,
                 tick_seconds,
                 unit,
             )
-            refs = [HLine(limit, "max_wait", "#b42318")] if limit is not None else []
+            refs = [HLine(limit, "max_wait", LIMIT)] if limit is not None else []
             svg = line_chart(chart, [Series(cls, values, color)], refs, fill_first=True)
             row.append(Panel(cls, svg, note))
         rows.append(row)
+    notes = [f"No {_names(calm)} request waited in any option: nothing to draw."] if calm else []
     return Figure(
         "waits",
         "Waits by priority over the day",
-        "The longest time a request of each class queued before it went out, in each 5 minutes "
-        "(served requests), against the class's max_wait. A row per class, most urgent first; "
-        "panels in a row share their scale.",
+        "The longest time a served request of each class queued before it went out, in each "
+        "5 minutes, against the class's max_wait (dashed black). A row per class that waited, "
+        "most urgent first; panels in a row share their scale.",
         ctx.names,
         rows,
         legend,
+        message="No request waited in any option." if not rows and calm else "",
+        notes=notes if rows else [],
     )
 
 
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
 def queue_figure(ctx: Context) -> Figure | None:
-    """Requests waiting for capacity per 5 minutes, a row per priority class; ``None`` when no
-    variant ever had a request waiting (a flat line says nothing)."""
+    """Requests waiting for capacity per 5 minutes, a row per priority class that ever queued;
+    ``None`` when no option ever had a request waiting (a flat line says nothing)."""
     queued = {n: ctx.series(n, "queued") for n in ctx.names}
     classes = [
         c
@@ -103,23 +115,26 @@ def queue_figure(ctx: Context) -> Figure | None:
         return None
     rows: list[list[Panel | None]] = []
     legend = []
-    for rank, cls in enumerate(classes):
-        color = class_color(rank)
+    for cls in classes:
+        color = ctx.class_colors[cls]
         legend.append((cls, color))
-        drawn = {n: downsample(queued[n].get(cls, []), STEP) for n in ctx.names}
+        drawn = {n: downsample(queued[n].get(cls, []), ctx.step) for n in ctx.names}
         y_max = nice_max(max([max(v, default=0.0) for v in drawn.values()] + [5.0]))
         row: list[Panel | None] = []
         for name in ctx.names:
             if cls not in queued[name]:
                 row.append(None)
                 continue
-            high, at = peak(drawn[name], ctx.start, STEP)
-            note = f"at most {count(high)} waiting" + (f" at {at}" if high > 0 else "")
+            if _flat(drawn[name]):
+                row.append(Panel(cls, Markup(""), "", empty=f"No {cls} request queued."))
+                continue
+            high, at = peak(drawn[name], ctx.start, ctx.step)
+            note = f"at most {count(high)} waiting at {at}"
             chart = ctx.chart(
                 f"{name}: {cls} requests waiting",
                 f"Most {cls} requests queued for capacity at a minute's start, per 5 minutes; "
                 f"{note}.",
-                STEP,
+                ctx.step,
                 y_max,
                 count,
             )
@@ -151,6 +166,7 @@ def _stacked(ctx: Context, kind: str, step: int) -> tuple[dict[str, list[Series]
         layers[name] = [
             Series(d, downsample(v, step, sum), ctx.colors.get(d, "#999999"))
             for d, v in sorted(data.items())
+            if any(v)
         ]
         top = max([top, *_totals(layers[name])])
     return layers, top
@@ -160,7 +176,7 @@ def rate_limit_figure(ctx: Context) -> Figure:
     """Upstream 429s per 15 minutes, stacked by domain; one panel per variant."""
     layers, top = _stacked(ctx, "rate_limited", RATE_LIMIT_STEP)
     if top <= 0:
-        some = "any variant" if len(ctx.names) > 1 else ctx.names[0]
+        some = "any option" if len(ctx.names) > 1 else ctx.names[0]
         counted = any(mean(r.get("totals", {}).get("upstream_429")) for r in ctx.results.values())
         return Figure(
             "ratelimits",
@@ -179,8 +195,7 @@ def rate_limit_figure(ctx: Context) -> Figure:
         worst = max(layers[name], key=lambda s: sum(s.values), default=None)
         high, at = peak(_totals(layers[name]), ctx.start, RATE_LIMIT_STEP)
         note = (
-            f"{count(total)} in all; most in {worst.label}; "
-            f"busiest quarter hour {at} ({count(high)})"
+            f"most in {worst.label}; busiest quarter hour {at} ({count(high)})"
             if total and worst is not None
             else "no 429s from the provider"
         )
@@ -212,9 +227,8 @@ def cost_figure(ctx: Context) -> Figure:
     y_max = nice_max(max(top, 0.01))
     row: list[Panel | None] = []
     for name in ctx.names:
-        total = sum(sum(s.values) for s in layers[name])
         high, at = peak(_totals(layers[name]), ctx.start, COST_STEP)
-        note = f"{money(total)} in all; the dearest hour starts {at} ({money(high)})"
+        note = f"the dearest hour starts {at} ({money(high)})"
         chart = ctx.chart(
             f"{name}: cost per hour by domain",
             f"US dollars spent per hour, stacked by domain; {note}.",
@@ -222,6 +236,7 @@ def cost_figure(ctx: Context) -> Figure:
             y_max,
             money,
             alone=True,
+            minutes=ctx.spend_minutes,
         )
         row.append(Panel("USD per hour", stacked_bars(chart, layers[name]), note))
     return Figure(

@@ -6,6 +6,7 @@ Errors meant for people go to stderr without a traceback and exit with status 2.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -30,6 +31,7 @@ from keypolicy.policy.summary import summarize
 from keypolicy.policy.units import parse_duration
 from keypolicy.records import RecordWriter
 from keypolicy.report import records_summary, render_report
+from keypolicy.sim.cluster import ClusterError
 from keypolicy.sim.console import comparison_tables, progress_bar, summary_tables
 from keypolicy.sim.ranges import Assumptions
 from keypolicy.sim.run import simulate_variants
@@ -400,6 +402,7 @@ def _run_all(
     factor: float = 1.0,
     jobs: int = 0,
     assume: Assumptions | None = None,
+    cluster: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     console = Console(stderr=True)
     names = [p.name for p in policies]
@@ -425,10 +428,18 @@ def _run_all(
                 on_progress=update,
                 provider_factor=factor,
                 assume=assume,
+                cluster=cluster,
             )
             for index, result in enumerate(results.values()):
                 if not result["partial"]:
                     update(index, result["runs"] - 1, traffic.duration_s)
+    except ClusterError as exc:  # checked before any run: nothing was written
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                Path(str(records)).unlink()  # opened empty: nothing half-written is left
+        _err(f"--cluster: {exc}")
+        raise typer.Exit(EXIT_INVALID) from None
     except OSError as exc:  # the records could not be written (a full disk, say)
         if writer is None:
             raise
@@ -445,10 +456,13 @@ def _run_all(
 
 
 def _render(
-    results: dict[str, dict[str, Any]], out: Path, policies: dict[str, Policy] | None
+    results: dict[str, dict[str, Any]],
+    out: Path,
+    policies: dict[str, Policy] | None,
+    prefer: str | None = None,
 ) -> None:
     try:
-        render_report(results, out, policies=policies)
+        render_report(results, out, policies=policies, prefer=prefer)
     except (OSError, ValueError) as exc:
         _err(f"cannot write the report {out}: {redact(str(exc))}")
         raise typer.Exit(EXIT_INVALID) from None
@@ -520,6 +534,10 @@ def simulate(
     assume: AssumeOpt = None,
     out: OutOpt = None,
     jobs: JobsOpt = 0,
+    cluster: Annotated[
+        str | None,
+        typer.Option(metavar="ADDRESS", help="Run on this Dask scheduler (keypolicy[cluster])."),
+    ] = None,
 ) -> None:
     """Replay traffic through a policy and predict 429s, waits, deferrals and cost."""
     _check_outputs(json=json_out, records=records, out=out)
@@ -529,7 +547,9 @@ def simulate(
         domain, column, skip_bad_rows, time_unit, time_zone, model, max_tokens, speedup
     )
     source = _load_traffic(traffic, trace, opts)
-    results = _run_all([loaded], source, seed, runs, records, provider_factor, jobs, assumptions)
+    results = _run_all(
+        [loaded], source, seed, runs, records, provider_factor, jobs, assumptions, cluster
+    )
     summary = results[loaded.name]
     if json_out is not None:
         _write_json(json_out, summary)
@@ -559,24 +579,99 @@ def compare(
     assume: AssumeOpt = None,
     out: OutOpt = None,
     jobs: JobsOpt = 0,
+    cluster: Annotated[
+        str | None,
+        typer.Option(metavar="ADDRESS", help="Run on this Dask scheduler (keypolicy[cluster])."),
+    ] = None,
+    prefer: Annotated[
+        str | None,
+        typer.Option(
+            metavar="POLICY",
+            help="The option that wins a tie in the report's decision (default: the one that "
+            "puts fewer priority classes in one project, then the order given).",
+        ),
+    ] = None,
+    with_headroom: Annotated[
+        bool,
+        typer.Option(
+            "--headroom",
+            help="Also find each option's headroom (traffic growth and limit cuts before the "
+            "first critical refusal) and a sensitivity table (+25%, +50% traffic, -20% limits)"
+            ": many more simulations.",
+        ),
+    ] = False,
 ) -> None:
     """Simulate policy variants on the same arrivals and show them side by side."""
     _check_outputs(json=json_out, out=out)
     assumptions = _assumptions(assume)
     loaded = _load_policies(policies)
+    names = [p.name for p in loaded]
+    if prefer is not None and prefer not in names:
+        _err(f"--prefer {prefer!r}: not one of the policies compared ({', '.join(names)})")
+        raise typer.Exit(EXIT_INVALID)
     opts = _TraceOptions(
         domain, column, skip_bad_rows, time_unit, time_zone, model, max_tokens, speedup
     )
     source = _load_traffic(traffic, trace, opts)
     results = _run_all(
-        loaded, source, seed, runs, factor=provider_factor, jobs=jobs, assume=assumptions
+        loaded,
+        source,
+        seed,
+        runs,
+        factor=provider_factor,
+        jobs=jobs,
+        assume=assumptions,
+        cluster=cluster,
     )
+    if with_headroom and not any(r["partial"] for r in results.values()):
+        _add_headroom(loaded, source, seed, runs, results, provider_factor, jobs, assumptions)
     if json_out is not None:
         _write_json(json_out, {"variants": results})
     _show(results)
     if out is not None:
-        _render(results, out, {p.name: p for p in loaded})
+        _render(results, out, {p.name: p for p in loaded}, prefer)
     _exit_if_partial(results)
+
+
+# What --headroom simulates besides: (label, traffic factor, limits factor).
+SENSITIVITY = (("Traffic +25%", 1.25, 1.0), ("Traffic +50%", 1.5, 1.0), ("Limits -20%", 1.0, 0.8))
+
+
+def _add_headroom(
+    loaded: list[Policy],
+    source: Traffic,
+    seed: int,
+    runs: int,
+    results: dict[str, dict[str, Any]],
+    factor: float,
+    jobs: int,
+    assume: Assumptions | None,
+) -> None:
+    """Put each option's headroom and its sensitivity scenarios in ``results`` (the report's
+    headroom row and sensitivity table; ``keypolicy.report.sensitivity``)."""
+    from keypolicy.sim.headroom import GrownTraffic, headroom  # noqa: PLC0415
+
+    seeds = list(range(seed, seed + runs))
+    for label, grow, cut in SENSITIVITY:
+        _err(f"sensitivity: {label}")
+        traffic = GrownTraffic(source, grow) if grow != 1.0 else source
+        more = _run_all(loaded, traffic, seed, runs, factor=factor * cut, jobs=jobs, assume=assume)
+        for name, result in more.items():
+            results[name].setdefault("sensitivity", []).append(
+                {
+                    "label": label,
+                    "traffic": grow,
+                    "limits": cut,
+                    "domains": result["domains"],
+                    "totals": result["totals"],
+                }
+            )
+    for policy in loaded:
+        _err(f"headroom: {policy.name} (a search over traffic and limit factors)")
+        found = headroom(
+            policy, source, seeds, precision=0.1, max_steps=6, jobs=max(jobs, os.cpu_count() or 1)
+        )
+        results[policy.name]["headroom"] = dataclasses.asdict(found)
 
 
 def _exit_if_partial(results: dict[str, dict[str, Any]]) -> None:
@@ -808,6 +903,301 @@ def mock_server(
     except (ValueError, OSError) as exc:
         _err(f"mock-server: {redact(str(exc))}")
         raise typer.Exit(EXIT_INVALID) from None
+
+
+@app.command()
+def replay(
+    policy: Annotated[Path, typer.Argument(help="The policy the runtime enforces.")],
+    against: Annotated[
+        str, typer.Option(help="The provider's URL: a `keypolicy mock-server` at the same --speed.")
+    ],
+    traffic: TrafficOpt = None,
+    trace: TraceOpt = None,
+    domain: DomainOpt = None,
+    column: ColumnOpt = None,
+    time_unit: TimeUnitOpt = "auto",
+    time_zone: TimeZoneOpt = "UTC",
+    model: ModelOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    speed: Annotated[
+        float, typer.Option(min=0.001, help="Model seconds per wall second (the mock's --speed).")
+    ] = 1.0,
+    ledger: Annotated[
+        Path, typer.Option(help="The runtime's usage ledger (.jsonl, .csv, .sqlite); must be new.")
+    ] = Path("replay-ledger.jsonl"),
+    seed: SeedOpt = 0,
+    window: Annotated[
+        str | None,
+        typer.Option(help="Replay only START-END of the traffic, from its start (6h45m-7h30m)."),
+    ] = None,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Replay only this domain's arrivals; repeatable.")
+    ] = None,
+    predict: Annotated[
+        Path | None,
+        typer.Option(help="Also simulate the same arrivals and write the simulator's records."),
+    ] = None,
+    threads: Annotated[int, typer.Option(min=1, help="Callers on threads (sync client).")] = 16,
+    chars_per_token: Annotated[
+        float, typer.Option(min=1.0, help="Prompt text's characters per exact token.")
+    ] = 4.0,
+    env_file: Annotated[Path | None, typer.Option(help="A .env file with the keys.")] = None,
+) -> None:
+    """Send traffic at its times through the live runtime (real openai clients), writing its
+    ledger: what the simulator predicts, done for real. Compare with `keypolicy fidelity`."""
+    from keypolicy.fidelity.commands import parse_window, replay_command, windowed  # noqa: PLC0415
+    from keypolicy.fidelity.replay import ReplaySettings  # noqa: PLC0415
+
+    _check_outputs(ledger=ledger, predict=predict)
+    for path in (ledger, predict):
+        if path is not None and path.exists():
+            _err(f"{path}: exists; a replay writes a new file (remove it or name another)")
+            raise typer.Exit(EXIT_INVALID)
+    try:
+        cut = parse_window(window) if window is not None else None
+    except ValueError as exc:
+        _err(str(exc))
+        raise typer.Exit(EXIT_INVALID) from None
+    (loaded,) = _load_policies([policy])
+    opts = _TraceOptions(domain, column, False, time_unit, time_zone, model, max_tokens)
+    source = _load_traffic(traffic, trace, opts)
+    unknown = sorted(set(only or ()) - source.domains())
+    if unknown:
+        known = ", ".join(sorted(source.domains()))
+        _err(f"--only {', '.join(unknown)}: not a domain of the traffic (it has: {known})")
+        raise typer.Exit(EXIT_INVALID)
+    source = windowed(source, cut, set(only or ()))
+    _check_fits([loaded], source)
+    settings = ReplaySettings(
+        speed=speed, seed=seed, threads=threads, default_chars_per_token=chars_per_token
+    )
+    code = replay_command(
+        loaded, source, against, ledger, settings, env_file=env_file, predicted=predict
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def fidelity(
+    predicted: Annotated[Path, typer.Argument(help="The simulator's records or summary JSON.")],
+    observed: Annotated[Path, typer.Argument(help="The runtime's ledger (or records).")],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the table as JSON.")
+    ] = None,
+) -> None:
+    """Compare what the simulator predicted with what the runtime did, per domain and in total:
+    outcomes, upstream 429s, deferrals, wait p50/p95, cost, each with its relative error."""
+    from keypolicy.fidelity.commands import fidelity_command  # noqa: PLC0415
+
+    _check_outputs(json=json_out)
+    raise typer.Exit(fidelity_command(predicted, observed, json_out))
+
+
+@app.command()
+def advise(
+    policy: Annotated[Path, typer.Argument(help="The base policy whose domains are regrouped.")],
+    traffic: TrafficOpt = None,
+    trace: TraceOpt = None,
+    domain: DomainOpt = None,
+    column: ColumnOpt = None,
+    seed: SeedOpt = 0,
+    runs: Annotated[
+        int, typer.Option(min=1, help="Seeds per candidate (same arrivals for every one).")
+    ] = 3,
+    apart: Annotated[
+        list[str] | None,
+        typer.Option(metavar="A,B", help="Domains never in one pool; repeatable."),
+    ] = None,
+    together: Annotated[
+        list[str] | None,
+        typer.Option(metavar="A,B", help="Domains always in one pool; repeatable."),
+    ] = None,
+    max_pools: Annotated[int | None, typer.Option(min=1, help="At most this many pools.")] = None,
+    rule: Annotated[
+        str,
+        typer.Option(
+            help="A pool's project limits: sum (the replaced projects' added up, capped by the "
+            "organization's) or organization (the organization's)."
+        ),
+    ] = "sum",
+    rank: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SCORES",
+            help="What matters, most first, comma-separated (default: critical, wait, cost, "
+            "blast, projects, refused, late, throttled, keys; scores left out follow in that "
+            "order).",
+        ),
+    ] = None,
+    objectives: Annotated[
+        str | None,
+        typer.Option(metavar="SCORES", help="The scores the front is made of (default: all)."),
+    ] = None,
+    critical: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CLASSES",
+            help="Priority classes whose refusals count as critical (default: the most urgent "
+            "and every class with a reserve).",
+        ),
+    ] = None,
+    screen: Annotated[
+        bool,
+        typer.Option(
+            "--screen/--no-screen",
+            help="Screen candidates by simulating their parts that share no limit apart (the "
+            "front is still simulated in full).",
+        ),
+    ] = True,
+    headroom: Annotated[
+        bool, typer.Option("--headroom/--no-headroom", help="Search the front's headroom.")
+    ] = True,
+    max_candidates: Annotated[
+        int, typer.Option(min=1, help="Refuse a search of more groupings than this.")
+    ] = 1000,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the advice as JSON.")
+    ] = None,
+    out: OutOpt = None,
+    write_policy: Annotated[
+        Path | None,
+        typer.Option(help="Write the recommended grouping as a policy extending POLICY."),
+    ] = None,
+    jobs: JobsOpt = 0,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Run the simulations on this Dask scheduler (tcp://HOST:8786; needs "
+            "keypolicy[cluster]); the results are the same as here.",
+        ),
+    ] = None,
+) -> None:
+    """Every grouping of the policy's domains into pools, simulated: the ones nobody beats,
+    ranked, with their headroom; writes the best as a policy."""
+    from keypolicy.advise import BaseError, ConstraintError, SearchTooLargeError  # noqa: PLC0415
+    from keypolicy.advise import command as advising  # noqa: PLC0415 - only advise needs it
+
+    _check_outputs(json=json_out, out=out, write_policy=write_policy)
+    if rule not in ("sum", "organization"):
+        _err(f"--rule {rule!r}: sum or organization")
+        raise typer.Exit(EXIT_INVALID)
+    (loaded,) = _load_policies([policy])
+    source = _load_traffic(traffic, trace, _TraceOptions(domain, column))
+    _check_fits([loaded], source)
+    try:
+        settings = advising.settings(
+            apart=apart,
+            together=together,
+            max_pools=max_pools,
+            rule="sum" if rule == "sum" else "organization",
+            rank=rank,
+            objectives=objectives,
+            critical=critical,
+            screen=screen,
+            headroom=headroom,
+            max_candidates=max_candidates,
+        )
+        request = advising.Request(
+            loaded,
+            policy,
+            source,
+            list(range(seed, seed + runs)),
+            settings,
+            jobs if jobs >= 1 else os.cpu_count() or 1,
+            cluster,
+            json_out,
+            out,
+            write_policy,
+        )
+        advice, written = advising.run(request, Console(stderr=True))
+    except (BaseError, ConstraintError, SearchTooLargeError, ClusterError, ValueError) as exc:
+        _err(f"advise: {redact(str(exc))}")
+        raise typer.Exit(EXIT_INVALID) from None
+    except KeyboardInterrupt:
+        _err("interrupted: nothing written (the search's results need every run)")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    print("\n".join(advising.report_lines(advice)))
+    for path in written:
+        _err(f"written: {path}")
+
+
+@app.command()
+def worker(
+    policy: Annotated[Path, typer.Argument(help="The policy whose deferred jobs to run.")],
+    ledger: Annotated[
+        str | None,
+        typer.Option(
+            help="The ledger whose job queue to run (.sqlite, a postgresql:// URL); by default "
+            "$KEYPOLICY_LEDGER or ./keypolicy-usage.sqlite: the one the services write."
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="The provider's URL (else the policy's, else $OPENAI_BASE_URL)."),
+    ] = None,
+    env_file: Annotated[
+        Path | None, typer.Option(help="A .env file to read the keys' variables from.")
+    ] = None,
+    gather: Annotated[
+        str, typer.Option(help="How long a batch file waits for more jobs (60s, 5m).")
+    ] = "60s",
+    poll: Annotated[
+        str, typer.Option(help="First pause before a batch is polled; doubles up to 10m.")
+    ] = "30s",
+) -> None:
+    """Run the policy's deferred jobs (rt.defer) for services that should not: live jobs in
+    their windows, batch jobs through the Batch API. Ctrl-C or SIGTERM stops it cleanly: jobs
+    not sent wait for the next worker, calls in flight get 10 s to end."""
+    from keypolicy.jobs import JobSettings  # noqa: PLC0415 - the runtime loads only here
+    from keypolicy.jobs.commands import err, run_worker  # noqa: PLC0415
+
+    settings = JobSettings(
+        gather_s=_seconds(gather, "--gather"),
+        poll_s=_seconds(poll, "--poll"),
+        poll_max_s=max(600.0, _seconds(poll, "--poll")),
+    )
+    try:
+        code = run_worker(
+            policy, ledger=ledger, base_url=base_url, env_file=env_file, settings=settings, say=err
+        )
+    except PolicyError as exc:
+        _err(f"{policy}: invalid")
+        for issue in exc.issues:
+            _err(f"  {issue.severity}: {issue}")
+        raise typer.Exit(EXIT_INVALID) from None
+    except (ValueError, OSError) as exc:
+        _err(f"worker: {redact(str(exc))}")
+        raise typer.Exit(EXIT_INVALID) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def jobs(
+    ledger: Annotated[
+        str,
+        typer.Argument(help="The ledger whose job queue to show (.sqlite, a postgresql:// URL)."),
+    ],
+    status: Annotated[
+        list[str] | None,
+        typer.Option(help="Only jobs of this status (waiting, running, done, failed, expired)."),
+    ] = None,
+    domain: Annotated[str | None, typer.Option(help="Only jobs of this domain.")] = None,
+    output: Annotated[
+        Literal["table", "csv", "json"],
+        typer.Option("--format", help="table (for people), csv or json."),
+    ] = "table",
+) -> None:
+    """Deferred jobs: what is waiting, running, done, failed or expired, with ages (since
+    deferred), how long they ran, attempts, costs and why."""
+    from keypolicy.jobs.commands import jobs_rows, jobs_table  # noqa: PLC0415
+
+    try:
+        rows = jobs_rows(ledger, status, domain, time.time())
+    except ValueError as exc:
+        _err(f"jobs: {redact(str(exc))}")
+        raise typer.Exit(EXIT_INVALID) from None
+    typer.echo(jobs_table(rows, output))
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ def test_one_variant_in_full(clinic: dict[str, Policy]) -> None:
         "scheduling queues for spare capacity: p99 wait 2 min, within its max_wait of 15 min; "
         "deferral works.",
         "financial defers to the Batch API: all 800 requests at half price ($4.00 for the "
-        "day), none left undone.",
+        "day, $4.00 less than at real-time prices), none left undone.",
         "No upstream 429s: the policy keeps every project within its limits.",
         "Key chat carries most traffic: 2,000 requests (32% of all), $40.00 a day.",
     ]
@@ -77,7 +77,7 @@ def test_comparison_says_contrasts_and_shared_findings_once(clinic: dict[str, Po
     ) in found
     assert (
         "In every option, financial defers to the Batch API: all 800 requests at half price "
-        "($4.00 for the day), none left undone."
+        "($4.00 for the day, $4.00 less than at real-time prices), none left undone."
     ) in found
     assert (
         "clinic-separate: Key chat carries most traffic: 2,000 requests (32% of all), $40.00 a day."
@@ -217,5 +217,19 @@ def test_deferral_that_does_not_keep_up(clinic: dict[str, Policy]) -> None:
     ) in found
     assert (
         "financial defers to the Batch API: 700 of 800 requests at half price ($4.00 for the "
-        "day), 100 still waiting at the end."
+        "day, $4.00 less than at real-time prices), 100 still waiting at the end."
     ) in found
+
+
+def test_batch_findings_say_what_expired_only_when_something_did() -> None:
+    day = troubled_day()
+    financial = day["domains"]["financial"]
+    financial["reasons"] = {"batch_expired": 6}
+    found = recommendations([Variant("clinic-separate", day, None)])
+    assert any(
+        "none left undone; 6 ran past the 24 h window and expired (batch_expired)." in f
+        for f in found
+    ), found
+    financial["reasons"] = {}
+    found = recommendations([Variant("clinic-separate", day, None)])
+    assert not any("expired" in f for f in found if f.startswith("financial"))

@@ -3,6 +3,10 @@
 A tier-1 organization may hold 90,000 gpt-4o prompt tokens enqueued in the Batch API
 (``keypolicy.catalog.TIERS``): requests of 20,000 tokens fit four at a time, and the rest end as
 errors the summary counts by reason (``batch_queue_full``, ``batch_expired``).
+
+Each request here is a batch of its own (``batch_gathering=None``): the provider model's rules
+one by one. The simulator's default gathers requests into files and holds them until the queue
+has room, as the runtime's worker does (``tests/jobs/test_sim_batches.py``).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ def simulate(
         seed,
         provider_settings=ProviderSettings(batch=batch or BatchSettings()),
         on_record=records.append,
+        batch_gathering=None,
     )
     summary = sim.run().summary()
     return summary["domains"]["nightly"], records

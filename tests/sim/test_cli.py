@@ -231,3 +231,33 @@ def test_a_traffic_the_policy_cannot_take_leaves_no_records_file(tmp_path: Path)
     assert result.returncode == 2
     assert "the traffic has domains the policy 'clinic-merged' does not: nobody" in result.stderr
     assert not records.exists()
+
+
+def test_compare_headroom_and_prefer(tiny: Path, tmp_path: Path) -> None:
+    out, html = tmp_path / "c.json", tmp_path / "c.html"
+    result = run_keypolicy(
+        "compare", *POLICIES[1:], "--traffic", tiny, "--runs", "1", "--headroom",
+        "--prefer", "clinic-single", "--json", out, "--out", html,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    variants = json.loads(out.read_text())["variants"]
+    for v in variants.values():
+        assert [s["label"] for s in v["sensitivity"]] == [
+            "Traffic +25%",
+            "Traffic +50%",
+            "Limits -20%",
+        ]
+        assert v["headroom"]["growth"] is None or v["headroom"]["growth"] > 0
+        assert v["headroom"]["seeds"] == [0]
+    assert "clinic-single (the option preferred for this report)" in html.read_text()
+
+
+def test_compare_refuses_to_prefer_an_option_it_does_not_compare(
+    tiny: Path, tmp_path: Path
+) -> None:
+    result = run_keypolicy(
+        "compare", *POLICIES[1:], "--traffic", tiny, "--runs", "1", "--prefer", "clinic-x"
+    )
+    assert result.returncode == 2
+    assert "--prefer 'clinic-x': not one of the policies compared" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -42,6 +42,7 @@ ROUTES = [
     Route("/v1/files/{file_id}", batch_api.get_file, methods=["GET"]),
     Route("/v1/files/{file_id}/content", batch_api.file_content, methods=["GET"]),
     Route("/v1/batches", batch_api.create_batch, methods=["POST"]),
+    Route("/v1/batches", batch_api.list_batches, methods=["GET"]),
     Route("/v1/batches/{batch_id}", batch_api.get_batch, methods=["GET"]),
     Route("/v1/batches/{batch_id}/cancel", batch_api.cancel_batch, methods=["POST"]),
 ]

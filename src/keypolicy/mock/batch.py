@@ -245,6 +245,18 @@ class BatchStore:
             self._finish(job)
         return job
 
+    def listed(self, project: str, after: str | None, limit: int, now: float) -> list[BatchJob]:
+        """Up to ``limit + 1`` of ``project``'s batches, newest first, after batch ``after``
+        (the one more says whether there are more), as they stand at ``now``."""
+        mine = [job for job in reversed(self._jobs.values()) if job.project == project]
+        if after is not None:
+            ids = [job.id for job in mine]
+            mine = mine[ids.index(after) + 1 :] if after in ids else []
+        page = mine[: limit + 1]
+        for job in page:
+            self.get(project, job.id, now)  # brought up to date
+        return page
+
     def cancel(self, project: str, batch_id: str, now: float) -> BatchJob | None:
         """Cancel a batch still in progress at ``now``."""
         job = self.get(project, batch_id, now)

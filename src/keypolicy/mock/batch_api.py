@@ -11,7 +11,15 @@ from keypolicy.mock.models_api import authenticated, read_json
 from keypolicy.mock.state import MockState, json_response
 from keypolicy.upstream import errors
 
-__all__ = ["cancel_batch", "create_batch", "create_file", "file_content", "get_batch", "get_file"]
+__all__ = [
+    "cancel_batch",
+    "create_batch",
+    "create_file",
+    "file_content",
+    "get_batch",
+    "get_file",
+    "list_batches",
+]
 
 
 def _bad(state: MockState, message: str, param: str | None = None) -> Response:
@@ -91,3 +99,27 @@ async def cancel_batch(request: Request, state: MockState, caller: Caller) -> Re
     if job is None:
         return _missing(state, f"No batch found with id '{batch_id}'.")
     return json_response(200, job.view(), state.common_headers(0.0))
+
+
+@authenticated
+async def list_batches(request: Request, state: MockState, caller: Caller) -> Response:
+    """GET /v1/batches: the project's batches, newest first (``limit``, 1 to 100, default 20;
+    ``after``: a batch id, to page on), as a list object with ``has_more``."""
+    try:
+        limit = int(request.query_params.get("limit", "20"))
+    except ValueError:
+        return _bad(state, "Invalid 'limit': expected an integer.", "limit")
+    if not 1 <= limit <= 100:
+        return _bad(state, "Invalid 'limit': expected a value between 1 and 100.", "limit")
+    page = state.batches.listed(
+        caller.project, request.query_params.get("after"), limit, state.clock.now()
+    )
+    data = [job.view() for job in page[:limit]]
+    body = {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(page) > limit,
+    }
+    return json_response(200, body, state.common_headers(0.0))

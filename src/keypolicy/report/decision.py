@@ -55,7 +55,7 @@ def tie_rule(prefer: str | None) -> str:
         "1% of cost) or within the runs' 95% intervals "
         f"count as ties. A tie is broken by {first}the option that puts fewer functions of "
         "different priority classes in one project, then the order the options were given in. "
-        "Pass another preference to decide ties differently (prefer=NAME)."
+        "Pass another preference to decide ties differently (keypolicy compare --prefer NAME)."
     )
 
 

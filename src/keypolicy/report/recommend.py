@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from keypolicy.catalog import BATCH_DISCOUNT
 from keypolicy.report.budgets import BudgetView, budget_views
 from keypolicy.report.burndown import describe_period
 from keypolicy.report.facts import Variant
@@ -178,10 +179,20 @@ def deferral_findings(v: Variant) -> list[str]:
                 else "none left undone"
             )
             share = "all" if abs(batch - requests) < 0.5 else f"{count(batch)} of"
+            cost = v.value("domains", domain, "cost_usd")
+            # What the same work would have cost at real-time prices, less what it cost.
+            saved = cost * BATCH_DISCOUNT / (1.0 - BATCH_DISCOUNT)
+            reasons = v.rows("domains")[domain].get("reasons") or {}
+            expired = mean(reasons.get("batch_expired"))
+            lost = (
+                f"; {count(expired)} ran past the 24 h window and expired (batch_expired)"
+                if expired >= 0.5
+                else ""
+            )
             found.append(
                 f"{domain} defers to the Batch API: {share} {count(requests)} requests "
-                f"at half price ({money(v.value('domains', domain, 'cost_usd'))} for the day), "
-                f"{left}."
+                f"at half price ({money(cost)} for the day, {money(saved)} less than at "
+                f"real-time prices), {left}{lost}."
             )
         elif mode == "queue":
             p99 = v.value("domains", domain, "wait_p99_s")

@@ -19,8 +19,9 @@ _HINTS: Final = {
     "prompt plus max_tokens within its context window",
     "model_not_allowed": "call the domain's model, or add this one to domains.{domain}.models",
     "unknown_domain": "use a domain the policy declares",
-    "batch_domain": "keypolicy's deferral API for batch work is not built yet; until it is, set "
-    "domains.{domain}.defer to queue or never to call it through a client",
+    "batch_domain": "hand its work to the Batch API with rt.defer('{domain}', endpoint, body), "
+    "which returns a job to wait on; or set domains.{domain}.defer to queue or never to call it "
+    "through a client",
     "store_error": "check the state store keypolicy uses; the call was not sent",
 }
 

@@ -10,6 +10,7 @@ ends as one usage record in the ledger.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import secrets as _random
@@ -18,7 +19,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx2
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient, DefaultHttpxClient, OpenAI
@@ -37,6 +38,12 @@ from keypolicy.runtime.secrets import PLACEHOLDER, KeyRing, environment
 from keypolicy.runtime.transport import AsyncPolicyTransport, PolicyTransport
 from keypolicy.state import MemoryStore, open_store
 from keypolicy.state.fallback import FallbackStore
+
+if TYPE_CHECKING:
+    from keypolicy.jobs import Job, JobSettings
+    from keypolicy.jobs.handle import Board
+    from keypolicy.jobs.store import JobStore
+    from keypolicy.jobs.worker import Worker
 
 __all__ = ["STATE_ENV", "Runtime", "policy_store"]
 
@@ -117,6 +124,12 @@ class Runtime:
     client's own choice (``$OPENAI_BASE_URL``, else OpenAI). ``clock`` is the wall clock unless a
     test brings a fake one; ``store`` holds the shared counters: by default the one the policy's
     ``state:`` names (:func:`policy_store`), in memory unless it says Redis.
+
+    Deferred jobs (:meth:`defer`, :meth:`jobs`; :mod:`keypolicy.jobs`) queue in the ledger's
+    database and are run by a worker thread of this runtime: started at the first
+    :meth:`defer`, or at once if the queue holds unfinished jobs (a restart), unless
+    ``jobs_worker=False`` (a standalone ``keypolicy worker`` runs them; ``True`` starts it at
+    once). ``job_settings``: the worker's :class:`~keypolicy.jobs.JobSettings`.
     """
 
     def __init__(
@@ -131,6 +144,8 @@ class Runtime:
         store: Store | None = None,
         seed: int = 0,
         prometheus: Any = None,
+        jobs_worker: bool | None = None,
+        job_settings: JobSettings | None = None,
     ) -> None:
         self.policy = policy
         env = environ if environ is not None else environment(env_file)
@@ -168,6 +183,16 @@ class Runtime:
         self.records_lost = 0
         """Records the ledger failed to take (each one logged as an error)."""
         self._conductor.start()
+        # Deferred jobs (rt.defer): the queue opens, and the worker starts, when first needed;
+        # at once if asked (jobs_worker=True), or if jobs are left unfinished in the queue.
+        self._jobs_worker = jobs_worker
+        self._job_settings = job_settings
+        self._job_store: JobStore | None = None
+        self._job_board: Board | None = None
+        self._worker: Worker | None = None
+        self._jobs_lock = threading.Lock()
+        if jobs_worker or (jobs_worker is None and self._jobs_left()):
+            self._start_worker()
 
     @classmethod
     def from_file(cls, path: str | Path, **options: Any) -> Runtime:
@@ -240,6 +265,146 @@ class Runtime:
         wait for 0 before it closes the runtime)."""
         return self._context.open_calls.count
 
+    # ------------------------------------------------------------------ deferred jobs
+
+    def defer(
+        self, domain: str, endpoint: str, body: dict[str, Any], key: str | None = None
+    ) -> Job:
+        """Queue a job for ``domain`` (a ``defer: queue`` or ``defer: batch`` domain): a call
+        of ``endpoint`` (``chat.completions``, ``responses``, ``embeddings``) with the JSON
+        ``body`` the openai client would send (``model`` defaults to the domain's). It runs
+        when the policy says (see README, "Work that can wait"), and survives restarts.
+
+        ``key``: an idempotency key: deferring again with the same key returns the job
+        already queued with it (``ValueError`` if its domain, endpoint or body differ).
+        Raises ``PolicyRejected`` (reason ``invalid_request`` or ``model_not_allowed``, with
+        the API's reason) for a body the endpoint would refuse, ``ValueError`` for a domain
+        that does not defer."""
+        from keypolicy.jobs.handle import Job  # noqa: PLC0415 - jobs load when used
+        from keypolicy.jobs.model import JobRecord  # noqa: PLC0415
+        from keypolicy.jobs.validate import check_job  # noqa: PLC0415
+
+        self._check(domain)
+        config = self.engine.config
+        checked = check_job(config, domain, endpoint, body)
+        spec = config.domains[domain]
+        now = self.clock.now()
+        record = JobRecord(
+            # Ids sort in the order jobs were made (the queue lists them so): the real time in
+            # ns, then random bits.
+            id=f"job_{time.time_ns():016x}{_random.token_hex(4)}",
+            key=key,
+            domain=domain,
+            endpoint=endpoint,
+            mode="batch" if spec.defer == "batch" else "queue",
+            model=str(checked.body["model"]),
+            body=checked.body,
+            status="waiting",
+            created=now,
+            deadline=now + spec.defer_deadline,
+            not_before=now,
+            prompt_tokens=checked.estimate.prompt_tokens,
+        )
+        store, board = self._jobs_queue()
+        found, new = store.add(record)
+        if not new and (found.domain, found.endpoint, found.body) != (
+            domain,
+            endpoint,
+            checked.body,
+        ):
+            raise ValueError(
+                f"idempotency key {key!r} was used for job {found.id} of domain "
+                f"{found.domain!r} with another body: give this job a key of its own"
+            )
+        worker = self._start_worker()
+        if worker is not None:
+            worker.poke()
+        return Job(found, store, board)
+
+    def jobs(
+        self,
+        status: str | list[str] | None = None,
+        domain: str | None = None,
+        limit: int | None = None,
+    ) -> list[Job]:
+        """Jobs in the queue, oldest first: of ``status`` (one, or a list; all if ``None``),
+        of ``domain``, at most ``limit``. They outlive the process that deferred them."""
+        from keypolicy.jobs.handle import Job  # noqa: PLC0415
+        from keypolicy.jobs.model import STATUSES  # noqa: PLC0415
+
+        statuses = [status] if isinstance(status, str) else status
+        for name in statuses or ():
+            if name not in STATUSES:
+                raise ValueError(f"no job status {name!r}: one of {', '.join(STATUSES)}")
+        store, board = self._jobs_queue()
+        return [Job(r, store, board) for r in store.find(statuses, domain, limit)]
+
+    def job(self, job_id: str) -> Job | None:
+        """The job ``job_id``, if the queue has it."""
+        from keypolicy.jobs.handle import Job  # noqa: PLC0415
+
+        store, board = self._jobs_queue()
+        record = store.get(job_id)
+        return None if record is None else Job(record, store, board)
+
+    def _jobs_queue(self) -> tuple[JobStore, Board]:
+        """The job queue in the ledger's database (opened on first use)."""
+        from keypolicy.jobs.handle import Board  # noqa: PLC0415
+        from keypolicy.jobs.store import open_job_store  # noqa: PLC0415
+
+        if self.closed:
+            raise RuntimeError("this keypolicy Runtime is closed")
+        with self._jobs_lock:
+            if self._job_store is None:
+                self._job_store = open_job_store(self.ledger.path)
+                self._job_board = Board()
+            assert self._job_board is not None
+            return self._job_store, self._job_board
+
+    def _jobs_left(self) -> bool:
+        """Whether the policy defers and its queue holds unfinished jobs (a restart)."""
+        from keypolicy.jobs.store import unfinished_jobs  # noqa: PLC0415
+
+        defers = any(d.defer.mode != "never" for d in self.policy.domains.values())
+        return defers and unfinished_jobs(self.ledger.path) > 0
+
+    def _start_worker(self) -> Worker | None:
+        """The in-process worker, started if it is not (unless ``jobs_worker=False``)."""
+        from keypolicy.jobs.settings import RuntimeParts  # noqa: PLC0415
+        from keypolicy.jobs.worker import Worker  # noqa: PLC0415
+
+        if self._jobs_worker is False:
+            return None
+        store, board = self._jobs_queue()
+        with self._jobs_lock:
+            if self._worker is None:
+                parts = RuntimeParts(
+                    policy=self.policy,
+                    config=self.engine.config,
+                    conductor=self._conductor,
+                    clock=self.clock,
+                    keys=self._keys,
+                    base_url=self.base_url,
+                    ledger=self.ledger,
+                    call_transport=self._job_transport,
+                    write=self._write,
+                )
+                self._worker = Worker(parts, store, board, self._job_settings)
+                self._worker.start()
+            return self._worker
+
+    def _job_transport(
+        self, domain: str, inner: httpx2.AsyncBaseTransport, write: Any
+    ) -> httpx2.AsyncBaseTransport:
+        """The policy's asyncio transport for a job's call of ``domain``: a live call's path,
+        its record handed to ``write`` (the job's end writes it)."""
+        return AsyncPolicyTransport(dataclasses.replace(self._context, write=write), domain, inner)
+
+    def _stop_worker(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop()
+
     # ------------------------------------------------------------------ what calls report
 
     def _write(self, record: UsageRecord) -> None:
@@ -291,7 +456,9 @@ class Runtime:
         calls queued or parked are refused (reason ``cancelled``); calls in flight get up to
         ``drain_s`` seconds (real time) to end and be recorded, and are not retried; then the
         timer stops and the ledger is flushed and closed. From an event loop, ``await
-        rt.aclose()`` instead, which lets the loop's own calls finish meanwhile."""
+        rt.aclose()`` instead, which lets the loop's own calls finish meanwhile. The jobs
+        worker stops first: jobs not sent wait in the queue for the next worker."""
+        self._stop_worker()
         if not self._begin_close():
             return
         deadline = time.monotonic() + drain_s
@@ -301,6 +468,7 @@ class Runtime:
 
     async def aclose(self, drain_s: float = 10.0) -> None:
         """:meth:`close` for asyncio: waits for calls in flight without blocking the loop."""
+        await asyncio.to_thread(self._stop_worker)
         if not self._begin_close():
             return
         deadline = time.monotonic() + drain_s
@@ -324,6 +492,8 @@ class Runtime:
             self.ledger.close()
         finally:
             self._http.close()
+            if self._job_store is not None:
+                self._job_store.close()
             close_store = getattr(self._own_store, "close", None)
             if close_store is not None:  # a Redis store's connections
                 close_store()

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import simpy
 from simpy.events import Timeout
@@ -45,13 +45,20 @@ from keypolicy.policy.model import Policy
 from keypolicy.records import Outcome as RecordOutcome
 from keypolicy.records import UsageRecord, outcome_of
 from keypolicy.sim.arrival import Arrival
+from keypolicy.sim.batching import GATHERING, BatchGatherer, Gathering
+from keypolicy.sim.transit import Transit
 from keypolicy.state import MemoryStore
 from keypolicy.upstream import Provider, ProviderLimits, ProviderSettings, UpstreamRequest
 from keypolicy.upstream.batches import QueueFull, batch_expired
 from keypolicy.upstream.errors import insufficient_quota
-from keypolicy.upstream.outcome import Outcome, RateLimitNumbers
+from keypolicy.upstream.outcome import Outcome, RateLimitNumbers, Usage
 
-__all__ = ["Simulation"]
+__all__ = ["Simulation", "char_estimate"]
+
+RUNTIME_CHARS_PER_TOKEN: Final = 4.0
+"""The runtime's character estimate: one token per this many characters
+(``keypolicy.estimate.CHARS_PER_TOKEN``, held equal by tests/fidelity/test_sim_estimate.py; not
+imported: that module loads the tokenizer's package, 0.4 s more for every simulation)."""
 
 
 @dataclass(init=False)
@@ -117,9 +124,12 @@ class _Life:
         self.outcome = None
 
 
-def _request(arrival: Arrival, project: str, model: str) -> UpstreamRequest:
-    """The provider's view of an arrival sent on ``project`` for ``model``. Its shared prefix
-    is named by its domain: every request of a domain starts with the same system prompt."""
+def _request(
+    arrival: Arrival, project: str, model: str, rate_prompt: int | None = None
+) -> UpstreamRequest:
+    """The provider's view of an arrival sent on ``project`` for ``model``, its limiter charging
+    ``rate_prompt`` tokens for the prompt (``None``: the exact count). Its shared prefix is named
+    by its domain: every request of a domain starts with the same system prompt."""
     return UpstreamRequest(
         project,
         model,
@@ -128,7 +138,15 @@ def _request(arrival: Arrival, project: str, model: str) -> UpstreamRequest:
         completion_tokens=arrival.completion_tokens,
         shared_prefix=arrival.domain,
         shared_prefix_tokens=arrival.shared_prefix,
+        rate_prompt_tokens=rate_prompt,
     )
+
+
+def char_estimate(prompt_tokens: int, text_chars_per_token: float, divisor: float) -> int:
+    """The character estimate of a prompt of ``prompt_tokens`` exact tokens whose text has
+    ``text_chars_per_token`` characters per token, by a limiter counting one token per
+    ``divisor`` characters (rounded up, as both the provider and the runtime do)."""
+    return math.ceil(prompt_tokens * text_chars_per_token / divisor)
 
 
 def _read(numbers: RateLimitNumbers | None) -> RateLimitHeaders | None:
@@ -141,7 +159,15 @@ def _read(numbers: RateLimitNumbers | None) -> RateLimitHeaders | None:
 
 
 class Simulation:
-    """One run: one policy, one traffic, one seed. ``run()`` returns its :class:`Metrics`."""
+    """One run: one policy, one traffic, one seed. ``run()`` returns its :class:`Metrics`.
+
+    ``chars_per_token`` gives, by domain, how many characters of prompt text an exact token
+    stands for: the engine is then told the runtime's character estimate of each prompt
+    (``Submit.rate_prompt_tokens``) and the provider charges its own, as the live ones do
+    (a domain absent: both charge the exact count, as before). ``transit``: how long requests
+    take to reach the provider and their answers to come back (:mod:`keypolicy.sim.transit`;
+    ``None``: no time at all, as before).
+    """
 
     def __init__(
         self,
@@ -154,8 +180,14 @@ class Simulation:
         provider_limits: ProviderLimits | None = None,
         on_record: Callable[[UsageRecord], None] | None = None,
         on_progress: Callable[[float], None] | None = None,
+        chars_per_token: Mapping[str, float] | None = None,
+        transit: Transit | None = None,
+        batch_gathering: Gathering | None = GATHERING,
     ) -> None:
         self.env = simpy.Environment()
+        self._chars_per_token = dict(chars_per_token or {})
+        self._transit = transit
+        self._transit_rng = random.Random(seed + 2_000_003)  # its own: other draws unchanged
         self.start = start
         self.engine = Engine(compile_policy(policy), MemoryStore(), seed)
         limits = provider_limits or ProviderLimits.from_policy(policy)
@@ -167,6 +199,15 @@ class Simulation:
             origin=start,
         )
         self._arrivals = arrivals
+        # Batch requests gathered into files as the runtime's job worker does, by default with
+        # its settings (None: a batch of its own per request): sim/batching.py.
+        self._gatherer = (
+            None
+            if batch_gathering is None
+            else BatchGatherer(
+                self.env, self.provider, batch_gathering, self._batch_done, self._batch_failed
+            )
+        )
         self._lives: dict[str, _Life] = {}
         self._wake_at = float("inf")
         self._wake_token = 0
@@ -235,6 +276,7 @@ class Simulation:
         now = self.start + self._t
         self._lives[rid] = _Life(arrival, now)
         self.metrics.arrival(arrival.domain, now)
+        ratio = self._chars_per_token.get(arrival.domain)
         self._handle(
             Submit(
                 rid,
@@ -244,8 +286,18 @@ class Simulation:
                 arrival.max_output_tokens,
                 1,
                 arrival.model,
+                None
+                if ratio is None
+                else char_estimate(arrival.prompt_tokens, ratio, RUNTIME_CHARS_PER_TOKEN),
             )
         )
+
+    def _rate_prompt(self, arrival: Arrival) -> int | None:
+        """What the provider's limiter charges for ``arrival``'s prompt (``None``: exact)."""
+        ratio = self._chars_per_token.get(arrival.domain)
+        if ratio is None:
+            return None
+        return char_estimate(arrival.prompt_tokens, ratio, self.provider.settings.chars_per_token)
 
     def _sample(self) -> Generator[simpy.Event, Any, None]:
         """Once a simulated minute: queue depth per class, and progress. While no request is
@@ -320,8 +372,25 @@ class Simulation:
             send.model,
         )
         life.attempt = send.attempt
+        if self._transit is None:
+            self._submit(life, send, 0.0)
+            return
+        # In transit: the provider sees it later, and its answer comes back later still.
+        life.send = send
+        there, back = self._transit.draw(self._transit_rng), self._transit.draw(self._transit_rng)
+
+        def arrive(_: simpy.Event) -> None:
+            self._clock()
+            self._submit(life, send, back)
+
+        Timeout(self.env, there).callbacks.append(arrive)
+
+    def _submit(self, life: _Life, send: Send, back: float) -> None:
+        """``send`` reaches the provider now; its answer is back ``back`` seconds after the
+        provider's latency."""
         a = life.arrival
-        outcome = self.provider.submit(_request(a, send.project, send.model), self._t)
+        request = _request(a, send.project, send.model, self._rate_prompt(a))
+        outcome = self.provider.submit(request, self._t)
         self.metrics.admitted(send.project, send.model, send.charge_tokens, self._now())
         life.ticket = outcome.ticket
         if outcome.usage is not None:
@@ -330,7 +399,7 @@ class Simulation:
         if outcome.status == 429:
             self.metrics.rate_limit(a.domain, send.project, self._now())
         life.sim, life.send, life.outcome = self, send, outcome
-        Timeout(self.env, outcome.timing.total).callbacks.append(life)
+        Timeout(self.env, outcome.timing.total + back).callbacks.append(life)
 
     def _answer(self, life: _Life, send: Send, outcome: Outcome) -> None:
         """The provider's answer to ``send`` comes back (its latency has passed)."""
@@ -385,6 +454,9 @@ class Simulation:
             refused = insufficient_quota()["error"]
             Timeout(self.env, 0.0).callbacks.append(lambda _: self._batch_failed(rid, refused))
             return
+        if self._gatherer is not None:  # into a file, with others (sim/batching.py)
+            self._gatherer.add(rid, life.key, defer.model, request)
+            return
         batch = self.provider.batches.create({defer.model: request.prompt_tokens}, self._t)
         if isinstance(batch, QueueFull):
             # Refused at creation (the batch comes back failed): the request ends at once,
@@ -408,6 +480,17 @@ class Simulation:
             self._handle(Settled(rid, self._now(), life.prompt, life.completion, life.cached))
 
         Timeout(self.env, batch.ends - self._t).callbacks.append(done)
+
+    def _batch_done(self, rid: str, usage: Usage) -> None:
+        """The batch of request ``rid`` ended and ran it: what it used, to the engine."""
+        life = self._lives[rid]
+        life.prompt, life.completion, life.cached = (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+        )
+        self._clock()
+        self._handle(Settled(rid, self._now(), life.prompt, life.completion, life.cached))
 
     def _batch_failed(self, rid: str, error: dict[str, Any]) -> None:
         """The Batch API failed the batch of request ``rid`` with ``error`` (as its
@@ -498,4 +581,8 @@ class Simulation:
 
     def summary_extra(self) -> dict[str, Any]:
         """Facts of this run the summary reports beside the metrics."""
-        return {"simulated_s": self.env.now}
+        extra: dict[str, Any] = {"simulated_s": self.env.now}
+        if self._gatherer is not None:
+            extra["batch_files"] = self._gatherer.files
+            extra["batch_requests"] = self._gatherer.requests
+        return extra

@@ -22,8 +22,15 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    CancelledError,
+    Future,
+    ProcessPoolExecutor,
+    as_completed,
+    wait,
+)
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +40,7 @@ from keypolicy.records import UsageRecord
 from keypolicy.sim.driver import Simulation
 from keypolicy.sim.ranges import Assumptions, outcome_range, scenarios
 from keypolicy.sim.traffic import Traffic, traffic_warnings
+from keypolicy.sim.transit import Transit
 from keypolicy.summary import about, summary
 from keypolicy.upstream import Accounting, ProviderLimits
 
@@ -86,9 +94,14 @@ def run_once(
     extra_s: float = 26 * 3600.0,
     provider_factor: float = 1.0,
     accounting: Accounting | None = None,
+    chars_per_token: Mapping[str, float] | None = None,
+    transit: Transit | None = None,
 ) -> RunResult:
     """Simulate ``policy`` under ``traffic`` with one seed, the provider counting by
-    ``accounting`` (default: as the policy assumes). Ctrl-C (KeyboardInterrupt) ends the run
+    ``accounting`` (default: as the policy assumes). ``chars_per_token``: characters of prompt
+    text per exact token, by domain, when the limiters' character estimates are to be modelled
+    (:class:`~keypolicy.sim.driver.Simulation`); ``transit``: requests' time on the way to the
+    provider and back (:mod:`keypolicy.sim.transit`). Ctrl-C (KeyboardInterrupt) ends the run
     early, and what was simulated is returned, marked partial."""
     limits = ProviderLimits.from_policy(policy, factor=provider_factor, accounting=accounting)
     sim = Simulation(
@@ -99,6 +112,8 @@ def run_once(
         provider_limits=limits,
         on_record=on_record,
         on_progress=on_progress,
+        chars_per_token=chars_per_token,
+        transit=transit,
     )
     partial = False
     try:
@@ -230,6 +245,7 @@ def simulate_variants(
     extra_s: float = 26 * 3600.0,
     provider_factor: float = 1.0,
     assume: Assumptions | None = None,
+    cluster: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every policy under ``traffic``, once per seed: ``{policy name: result}`` in order.
 
@@ -245,6 +261,10 @@ def simulate_variants(
     ``jobs`` is. ``on_progress(policy_index, run_index, simulated_seconds)``, runs counted over
     the policy's combinations. Ctrl-C stops every run; what was simulated is returned, marked
     partial.
+
+    ``cluster``: the address of a Dask scheduler (:mod:`keypolicy.sim.cluster`); the first run
+    stays here (it writes the records), every other goes to the cluster, ``jobs`` aside. The
+    results are the same as here.
     """
 
     def tick(p: int, r: int, now: float) -> None:
@@ -252,6 +272,11 @@ def simulate_variants(
             on_progress(p, r, now)
 
     cases = _cases(policies, assume)
+    if cluster is not None:
+        done_there = _on_cluster(
+            cluster, policies, cases, traffic, seeds, tick, on_record, extra_s, provider_factor
+        )
+        return _assemble_all(policies, traffic, seeds, cases, done_there, provider_factor)
     done: dict[tuple[int, int], RunResult] = {}
     if jobs <= 1 or len(cases) * len(seeds) <= 1:
         for c, case in enumerate(cases):
@@ -272,6 +297,61 @@ def simulate_variants(
     runs = _Parallel(policies, cases, traffic, seeds, jobs - 1, tick, extra_s, provider_factor)
     runs.run(on_record)
     return _assemble_all(policies, traffic, seeds, cases, runs.done, provider_factor)
+
+
+def _on_cluster(
+    address: str,
+    policies: list[Policy],
+    cases: list[_Case],
+    traffic: Traffic,
+    seeds: list[int],
+    tick: Callable[[int, int, float], None],
+    on_record: Callable[[UsageRecord], None] | None,
+    extra_s: float,
+    provider_factor: float,
+) -> dict[tuple[int, int], RunResult]:
+    """Every run but the first on the Dask cluster at ``address``, the first here; on Ctrl-C,
+    the runs not finished are cancelled and what was done is kept."""
+    from keypolicy.sim.cluster import open_executor  # noqa: PLC0415 - run imports it lazily
+
+    done: dict[tuple[int, int], RunResult] = {}
+    with open_executor(cluster=address) as executor:
+        futures: dict[Future[RunResult], tuple[int, int]] = {}
+        for c, case in enumerate(cases):
+            for r, seed in enumerate(seeds):
+                if (c, r) != (0, 0):
+                    future = executor.submit(
+                        run_once,
+                        policies[case.policy],
+                        traffic,
+                        seed,
+                        extra_s=extra_s,
+                        provider_factor=provider_factor,
+                        accounting=case.accounting,
+                    )
+                    futures[future] = (c, r)
+        try:
+            first = cases[0]
+            done[(0, 0)] = run_once(
+                policies[first.policy],
+                traffic,
+                seeds[0],
+                on_record=on_record,
+                on_progress=functools.partial(tick, first.policy, first.rules * len(seeds)),
+                extra_s=extra_s,
+                provider_factor=provider_factor,
+                accounting=first.accounting,
+            )
+            if done[(0, 0)].partial:
+                raise KeyboardInterrupt
+            for future in as_completed(futures):
+                c, r = futures[future]
+                done[(c, r)] = future.result()
+                tick(cases[c].policy, cases[c].rules * len(seeds) + r, traffic.duration_s)
+        except KeyboardInterrupt:  # keep what is done; the rest is cancelled with the client
+            for future in futures:
+                future.cancel()
+    return done
 
 
 class _Parallel:

@@ -194,13 +194,17 @@ class Provider:
         return len(self._tickets)
 
     def charge(self, request: UpstreamRequest) -> int:
-        """Tokens charged at admission: prompt plus the maximum output of every choice."""
+        """Tokens charged at admission: the prompt (as the limiter counts it:
+        ``rate_prompt_tokens`` where set) plus the maximum output of every choice."""
+        prompt = request.rate_prompt_tokens
+        if prompt is None:
+            prompt = request.prompt_tokens
         if request.endpoint == "embeddings":
-            return request.prompt_tokens
+            return prompt
         most = request.max_output
         if most is None:
             most = self.settings.default_max_output
-        return request.prompt_tokens + most * request.n
+        return prompt + most * request.n
 
     def usage(self, request: UpstreamRequest, now: float) -> Usage:
         """Draw the usage of ``request`` (as :meth:`submit` does for an admitted one).

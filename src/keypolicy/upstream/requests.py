@@ -11,7 +11,10 @@ for the usage the answer reports, since the model has no tokenizer.
 A body may carry exact counts, for replaying a trace: the extension field
 ``"keypolicy": {"prompt_tokens": N, "completion_tokens": M, "cached_tokens": C}`` (each optional).
 It is removed from the body before anything else reads it (with the ``openai`` client:
-``extra_body={"keypolicy": {...}}``). Exact counts replace the estimate at admission and in usage.
+``extra_body={"keypolicy": {...}}``). Exact counts replace the estimate at admission and in usage,
+unless the field also says ``"charge": "estimate"``: then the limiter charges the prompt at the
+character estimate of the text, as OpenAI's does, and the exact count is the usage the answer
+reports (``keypolicy replay`` sends this: real text, exact usage).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class ExactCounts:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached_tokens: int | None = None
+    charge_estimate: bool = False
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -69,6 +73,9 @@ class UpstreamRequest:
     ``shared_prefix_tokens`` tokens, that other requests share (a system prompt): a simulated
     request has no text, so the prompt cache matches it by this name instead
     (:meth:`~keypolicy.upstream.caching.PromptCache.lookup_shared`); 0 tokens: none.
+    ``rate_prompt_tokens``: what the limiter charges for the prompt when that is not
+    ``prompt_tokens`` (OpenAI's character estimate, where the exact count is known apart);
+    ``None``: ``prompt_tokens``.
     """
 
     project: str
@@ -83,6 +90,7 @@ class UpstreamRequest:
     max_output_param: str = ""
     shared_prefix: str = ""
     shared_prefix_tokens: int = 0
+    rate_prompt_tokens: int | None = None
 
     def __init__(
         self,
@@ -98,6 +106,7 @@ class UpstreamRequest:
         max_output_param: str = "",
         shared_prefix: str = "",
         shared_prefix_tokens: int = 0,
+        rate_prompt_tokens: int | None = None,
     ) -> None:
         object.__setattr__(self, "project", project)
         object.__setattr__(self, "model", model)
@@ -111,6 +120,7 @@ class UpstreamRequest:
         object.__setattr__(self, "max_output_param", max_output_param)
         object.__setattr__(self, "shared_prefix", shared_prefix)
         object.__setattr__(self, "shared_prefix_tokens", shared_prefix_tokens)
+        object.__setattr__(self, "rate_prompt_tokens", rate_prompt_tokens)
 
 
 def split_extension(body: Mapping[str, Any]) -> tuple[dict[str, Any], ExactCounts]:
@@ -127,7 +137,10 @@ def split_extension(body: Mapping[str, Any]) -> tuple[dict[str, Any], ExactCount
         return value
 
     return rest, ExactCounts(
-        count("prompt_tokens"), count("completion_tokens"), count("cached_tokens")
+        count("prompt_tokens"),
+        count("completion_tokens"),
+        count("cached_tokens"),
+        ext.get("charge") == "estimate",
     )
 
 
@@ -189,14 +202,14 @@ def request_from_body(
     exact = exact or ExactCounts()
     text = prompt_text(endpoint, body)
     model = str(body.get("model", ""))
-    prompt = exact.prompt_tokens
-    if prompt is None:
-        prompt = estimate_tokens(len(text), chars_per_token)
-        if endpoint == "embeddings":
-            prompt += _embedding_token_arrays(body)
-        else:
-            items = body.get("messages" if endpoint == "chat.completions" else "input")
-            prompt += count_images(model, image_parts(items), assumed_image_size).tokens
+    estimate = estimate_tokens(len(text), chars_per_token)
+    if endpoint == "embeddings":
+        estimate += _embedding_token_arrays(body)
+    else:
+        items = body.get("messages" if endpoint == "chat.completions" else "input")
+        estimate += count_images(model, image_parts(items), assumed_image_size).tokens
+    prompt = estimate if exact.prompt_tokens is None else exact.prompt_tokens
+    charged = estimate if exact.prompt_tokens is not None and exact.charge_estimate else None
     n = body.get("n", 1) if endpoint == "chat.completions" else 1
     max_output, max_output_param = _max_output(endpoint, body)
     return UpstreamRequest(
@@ -210,4 +223,5 @@ def request_from_body(
         cached_tokens=exact.cached_tokens,
         prompt=text,
         max_output_param=max_output_param,
+        rate_prompt_tokens=charged,
     )

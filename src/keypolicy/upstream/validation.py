@@ -67,6 +67,7 @@ def as_family(request: UpstreamRequest) -> UpstreamRequest:
         r.max_output_param,
         r.shared_prefix,
         r.shared_prefix_tokens,
+        r.rate_prompt_tokens,
     )
 
 

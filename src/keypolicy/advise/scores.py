@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from keypolicy.policy.model import Policy
+from keypolicy.sim.run import t95
 
 __all__ = [
     "COST_RESOLUTION_SHARE",
@@ -154,28 +155,6 @@ def merge(parts: Sequence[RunMeasures]) -> RunMeasures:
     return out
 
 
-# Student's t for a two-sided 95% interval, by degrees of freedom.
-_T95: Final = {
-    1: 12.706,
-    2: 4.303,
-    3: 3.182,
-    4: 2.776,
-    5: 2.571,
-    6: 2.447,
-    7: 2.365,
-    8: 2.306,
-    9: 2.262,
-    10: 2.228,
-    15: 2.131,
-    20: 2.086,
-    30: 2.042,
-}
-
-
-def _t95(df: int) -> float:
-    return next((t for d, t in sorted(_T95.items()) if df <= d), 1.96)
-
-
 @dataclass(frozen=True)
 class Estimate:
     """A score over the seeds: mean, half-width of its 95% interval, and each seed's value."""
@@ -189,7 +168,7 @@ class Estimate:
         """The estimate from one value per seed."""
         mean = statistics.fmean(values)
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        half = _t95(len(values) - 1) * spread / math.sqrt(len(values)) if len(values) > 1 else 0.0
+        half = t95(len(values) - 1) * spread / math.sqrt(len(values)) if len(values) > 1 else 0.0
         return cls(mean, half, tuple(values))
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "run_once",
     "simulate_policy",
     "simulate_variants",
+    "t95",
 ]
 
 # Student's t for a two-sided 95% interval, by degrees of freedom (beyond 30: 1.96 is close).
@@ -71,7 +72,9 @@ _T95 = {
 }
 
 
-def _t95(df: int) -> float:
+def t95(df: int) -> float:
+    """Student's t for a two-sided 95% interval with ``df`` degrees of freedom (rounded up to
+    the table's next entry; 1.96 beyond 30)."""
     return next((t for d, t in sorted(_T95.items()) if df <= d), 1.96)
 
 
@@ -625,7 +628,7 @@ def _combine(values: list[Any]) -> Any:
     numbers = [float(v) if isinstance(v, int | float) else 0.0 for v in values]
     mean = statistics.fmean(numbers)
     spread = statistics.stdev(numbers) if len(numbers) > 1 else 0.0
-    half = _t95(len(numbers) - 1) * spread / math.sqrt(len(numbers))
+    half = t95(len(numbers) - 1) * spread / math.sqrt(len(numbers))
     return {
         "mean": round(mean, 6),
         "ci95": round(half, 6),

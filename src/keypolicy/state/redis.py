@@ -187,27 +187,37 @@ end
 # applied first, in order: the last ARGV is their count n, the n keys at the end of KEYS their
 # buckets, and the 5 * n ARGV before the count their kind ('a': adjust, 'c': clamp), now,
 # capacity, rate and value. As ``_ADJUST`` and ``_CLAMP`` below, step for step. Returns n.
-_CARRIED = """
+# ``correct`` is MemoryStore.adjust (kind 'a': add ``value``, up to capacity) and
+# MemoryStore.clamp (kind 'c': lower to ``value``); returns the level.
+_CORRECT = """
+local function correct(key, kind, now, capacity, rate, value, margin, still, longest)
+  local level, at = current(key, capacity, rate, now)
+  if kind == 'a' then
+    level = level + value
+    if not (level < capacity) then level = capacity end
+  elseif value < level then
+    level = value
+  end
+  write(key, level, at, capacity, rate, now, margin, still, longest)
+  return level
+end
+"""
+_CARRIED = (
+    _CORRECT
+    + """
 local function carried(margin, still, longest)
   local n = tonumber(ARGV[#ARGV])
   if n == 0 then return 0 end
   local k0, a0 = #KEYS - n, #ARGV - 1 - 5 * n
   for i = 1, n do
-    local key, j = KEYS[k0 + i], a0 + (i - 1) * 5
-    local now, capacity = tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3])
-    local rate, value = tonumber(ARGV[j + 4]), tonumber(ARGV[j + 5])
-    local level, at = current(key, capacity, rate, now)
-    if ARGV[j + 1] == 'a' then
-      level = level + value
-      if not (level < capacity) then level = capacity end
-    elseif value < level then
-      level = value
-    end
-    write(key, level, at, capacity, rate, now, margin, still, longest)
+    local j = a0 + (i - 1) * 5
+    correct(KEYS[k0 + i], ARGV[j + 1], tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]),
+            tonumber(ARGV[j + 4]), tonumber(ARGV[j + 5]), margin, still, longest)
   end
   return n
 end
 """
+)
 
 # ``take`` is MemoryStore.acquire: KEYS[1..n] are the buckets; ARGV: now, margin, still, longest,
 # then capacity, rate, amount, floor per bucket. Returns the wait (0 when taken).
@@ -388,34 +398,14 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1
 """
 
-# KEYS: the bucket. ARGV: now, margin, still, longest, capacity, rate, delta. Returns the level.
-_ADJUST = (
-    _COMMON
-    + """
-local now = tonumber(ARGV[1])
-local capacity, rate, delta = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local level, at = current(KEYS[1], capacity, rate, now)
-level = level + delta
-if not (level < capacity) then level = capacity end
-local margin, still, longest = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-write(KEYS[1], level, at, capacity, rate, now, margin, still, longest)
-return fmt(level)
+# KEYS: the bucket. ARGV: now, margin, still, longest, capacity, rate, then the delta
+# (``_ADJUST``) or the level to clamp to (``_CLAMP``). Returns the level.
+_ONE_CORRECTION = """
+return fmt(correct(KEYS[1], KIND, tonumber(ARGV[1]), tonumber(ARGV[5]), tonumber(ARGV[6]),
+                   tonumber(ARGV[7]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])))
 """
-)
-
-# KEYS: the bucket. ARGV: now, margin, still, longest, capacity, rate, the level to clamp to.
-_CLAMP = (
-    _COMMON
-    + """
-local now = tonumber(ARGV[1])
-local capacity, rate, to = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local level, at = current(KEYS[1], capacity, rate, now)
-if to < level then level = to end
-local margin, still, longest = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-write(KEYS[1], level, at, capacity, rate, now, margin, still, longest)
-return fmt(level)
-"""
-)
+_ADJUST = _COMMON + _CORRECT + _ONE_CORRECTION.replace("KIND", "'a'")
+_CLAMP = _COMMON + _CORRECT + _ONE_CORRECTION.replace("KIND", "'c'")
 
 # KEYS: the buckets. ARGV: now, then capacity and rate per bucket. Writes nothing.
 _LEVELS = (

@@ -119,6 +119,7 @@ def _until(what: str, done: Any, limit_s: float = 60.0) -> None:
 
 
 def test_four_processes_hold_the_limits_through_a_redis_restart(tmp_path: Path) -> None:
+    begun = time.monotonic()
     redis_server = RedisServer(tmp_path, persist=True)
     redis_server.start()
     policy_path = tmp_path / "fleet.yaml"
@@ -202,8 +203,10 @@ def test_four_processes_hold_the_limits_through_a_redis_restart(tmp_path: Path) 
         store = RedisStore.from_url(redis_server.url, namespace=NAMESPACE)
         try:
             spent = BudgetBook(config.budgets, store).spent(0, time.time())
-            assert BUDGET_USD - estimate - 1e-9 < spent <= BUDGET_USD + 1e-12
-            assert spent_by_ledgers <= spent + 1e-9
+            # The 720 h window forgets spend as the test runs: a few millionths of a dollar.
+            forgotten = BUDGET_USD / (720 * 3600) * (time.monotonic() - begun)
+            assert BUDGET_USD - estimate - forgotten - 1e-9 < spent <= BUDGET_USD + 1e-12
+            assert spent_by_ledgers <= spent + forgotten + 1e-9
             stuck = round((spent - spent_by_ledgers) / estimate)
             assert stuck <= tally["notes refused:store_error"] + PROCESSES * THREADS
         finally:

@@ -17,6 +17,7 @@ on it: a day's limit and a 30-day budget refill next to nothing in the seconds t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -86,10 +87,7 @@ def replica(
 def _replica(
     index: int, policy_path: str, base_url: str, ledger: str, go: Any, ready: Any
 ) -> dict[str, Any]:
-    import openai
-
     from keypolicy.runtime import Runtime
-    from keypolicy.runtime.errors import PolicyRejected
 
     runtime = Runtime.from_file(policy_path, ledger=ledger, environ=KEYS, base_url=base_url)
     clients = {domain: runtime.openai(domain) for domain in ("chat", "notes")}
@@ -99,17 +97,7 @@ def _replica(
     def calls(thread: int) -> None:
         for i in range(CALLS):
             domain = ("chat", "notes")[(thread + i) % 2]
-            try:
-                clients[domain].chat.completions.create(
-                    model="gpt-4o-mini", messages=MESSAGES, max_tokens=1
-                )
-                what = "ok"
-            except PolicyRejected as exc:
-                what = f"refused:{exc.reason}"
-            except openai.RateLimitError:
-                what = "429"
-            except Exception as exc:  # anything else fails the test, by name
-                what = f"error:{type(exc).__name__}: {exc}"
+            what = one_call(clients[domain], "gpt-4o-mini")
             with lock:
                 tally[f"{domain} {what}"] += 1
 
@@ -140,6 +128,46 @@ def namespace() -> Iterator[str]:
     client.close()
 
 
+def one_call(client: Any, model: str) -> str:
+    """Make one chat completion on ``client``; what came of it: ``ok``, ``refused:REASON``
+    (keypolicy refused it), ``429`` (the provider did), or ``error:...`` (anything else: a test
+    fails on it, by name)."""
+    import openai
+
+    from keypolicy.runtime.errors import PolicyRejected
+
+    try:
+        client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=1)
+    except PolicyRejected as exc:
+        return f"refused:{exc.reason}"
+    except openai.RateLimitError:
+        return "429"
+    except Exception as exc:
+        return f"error:{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+@contextlib.contextmanager
+def mock_serving(policy_path: Path, environ: dict[str, str]) -> Iterator[tuple[str, MockLog]]:
+    """The mock server on loopback enforcing ``policy_path``: its base URL, and a count of its
+    answers by status (its log, listened to until it stops)."""
+    mock_log = MockLog()
+    logger = logging.getLogger("keypolicy.mock")
+    level = logger.level
+    logger.addHandler(mock_log)
+    logger.setLevel(logging.INFO)
+    server = MockServer(
+        create_app(policy_path, environ=environ, options=MockOptions(latency=False))
+    )
+    server.start()
+    try:
+        yield server.url + "/v1", mock_log
+    finally:
+        server.stop()
+        logger.removeHandler(mock_log)
+        logger.setLevel(level)
+
+
 class MockLog(logging.Handler):
     """Counts the mock's answers by status (it logs each one: ``... -> 429 rate_limited``)."""
 
@@ -161,37 +189,29 @@ def test_four_processes_hold_the_limits_and_the_budget_together(
     policy_path.write_text(
         POLICY.format(url=REDIS_URL, namespace=namespace, rpd=RPD, usd=BUDGET_USD)
     )
-    mock_log = MockLog()
-    logger = logging.getLogger("keypolicy.mock")
-    level = logger.level
-    logger.addHandler(mock_log)
-    logger.setLevel(logging.INFO)
-    server = MockServer(create_app(policy_path, environ=KEYS, options=MockOptions(latency=False)))
-    server.start()
     spawn = multiprocessing.get_context("spawn")
     go, ready, out = spawn.Event(), spawn.Semaphore(0), spawn.Queue()
     ledgers = [str(tmp_path / f"replica-{i}.sqlite") for i in range(PROCESSES)]
-    url = server.url + "/v1"
-    processes = [
-        spawn.Process(target=replica, args=(i, str(policy_path), url, ledgers[i], go, ready, out))
-        for i in range(PROCESSES)
-    ]
-    try:
-        for process in processes:
-            process.start()
-        for _ in range(PROCESSES):  # every runtime made: all four begin together
-            assert ready.acquire(timeout=25), "a replica did not start"
-        go.set()
-        results = [out.get(timeout=25) for _ in processes]
-        for process in processes:
-            process.join(10)
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-        server.stop()
-        logger.removeHandler(mock_log)
-        logger.setLevel(level)
+    with mock_serving(policy_path, KEYS) as (url, mock_log):
+        processes = [
+            spawn.Process(
+                target=replica, args=(i, str(policy_path), url, ledgers[i], go, ready, out)
+            )
+            for i in range(PROCESSES)
+        ]
+        try:
+            for process in processes:
+                process.start()
+            for _ in range(PROCESSES):  # every runtime made: all four begin together
+                assert ready.acquire(timeout=25), "a replica did not start"
+            go.set()
+            results = [out.get(timeout=25) for _ in processes]
+            for process in processes:
+                process.join(10)
+        finally:
+            for process in processes:
+                if process.is_alive():
+                    process.kill()
     assert not [r["failed"] for r in results if "failed" in r]
 
     tally: Counter[str] = Counter()

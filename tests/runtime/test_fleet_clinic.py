@@ -15,7 +15,6 @@ must end within one call of its limit.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import threading
 import time
@@ -27,11 +26,10 @@ import pytest
 
 from keypolicy.core.budgets import BudgetBook
 from keypolicy.ledger import read_ledger
-from keypolicy.mock import MockOptions, MockServer, create_app
 from keypolicy.policy import load_policy
 from keypolicy.policy.compile import compile_policy
 from keypolicy.state.redis import RedisStore
-from tests.runtime.test_fleet import MESSAGES, REDIS_URL, MockLog, namespace  # noqa: F401
+from tests.runtime.test_fleet import REDIS_URL, mock_serving, namespace, one_call  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES, THREADS, CALLS = 4, 16, 12
@@ -76,10 +74,7 @@ def replica(
 
 
 def _replica(policy_path: str, base_url: str, ledger: str, go: Any, ready: Any) -> dict[str, Any]:
-    import openai
-
     from keypolicy.runtime import Runtime
-    from keypolicy.runtime.errors import PolicyRejected
 
     runtime = Runtime.from_file(policy_path, ledger=ledger, environ=_keys(), base_url=base_url)
     clients = {domain: runtime.openai(domain) for domain in DOMAINS}
@@ -89,17 +84,7 @@ def _replica(policy_path: str, base_url: str, ledger: str, go: Any, ready: Any) 
     def calls(thread: int) -> None:
         for i in range(CALLS):
             domain = DOMAINS[(thread + i) % len(DOMAINS)]
-            try:
-                clients[domain].chat.completions.create(
-                    model=MODELS[domain], messages=MESSAGES, max_tokens=1
-                )
-                what = "ok"
-            except PolicyRejected as exc:
-                what = f"refused:{exc.reason}"
-            except openai.RateLimitError:
-                what = "429"
-            except Exception as exc:  # anything else fails the test, by name
-                what = f"error:{type(exc).__name__}: {exc}"
+            what = one_call(clients[domain], MODELS[domain])
             with lock:
                 tally[f"{domain} {what}"] += 1
 
@@ -125,39 +110,29 @@ def test_the_clinic_policy_holds_across_four_processes(tmp_path: Path, namespace
             usd=CHAT_USD,
         )
     )
-    mock_log = MockLog()
-    logger = logging.getLogger("keypolicy.mock")
-    level = logger.level
-    logger.addHandler(mock_log)
-    logger.setLevel(logging.INFO)
-    server = MockServer(
-        create_app(policy_path, environ=_keys(), options=MockOptions(latency=False))
-    )
-    server.start()
     spawn = multiprocessing.get_context("spawn")
     go, ready, out = spawn.Event(), spawn.Semaphore(0), spawn.Queue()
     ledgers = [str(tmp_path / f"replica-{i}.sqlite") for i in range(PROCESSES)]
-    url = server.url + "/v1"
-    processes = [
-        spawn.Process(target=replica, args=(i, str(policy_path), url, ledgers[i], go, ready, out))
-        for i in range(PROCESSES)
-    ]
-    try:
-        for process in processes:
-            process.start()
-        for _ in range(PROCESSES):
-            assert ready.acquire(timeout=25), "a replica did not start"
-        go.set()
-        results = [out.get(timeout=120) for _ in processes]
-        for process in processes:
-            process.join(10)
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-        server.stop()
-        logger.removeHandler(mock_log)
-        logger.setLevel(level)
+    with mock_serving(policy_path, _keys()) as (url, mock_log):
+        processes = [
+            spawn.Process(
+                target=replica, args=(i, str(policy_path), url, ledgers[i], go, ready, out)
+            )
+            for i in range(PROCESSES)
+        ]
+        try:
+            for process in processes:
+                process.start()
+            for _ in range(PROCESSES):
+                assert ready.acquire(timeout=25), "a replica did not start"
+            go.set()
+            results = [out.get(timeout=120) for _ in processes]
+            for process in processes:
+                process.join(10)
+        finally:
+            for process in processes:
+                if process.is_alive():
+                    process.kill()
     assert not [r["failed"] for r in results if "failed" in r]
     tally: Counter[str] = Counter()
     for result in results:

@@ -19,7 +19,6 @@ and use: run it with an append-only file where budgets matter.)
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import threading
 import time
@@ -31,11 +30,10 @@ import pytest
 
 from keypolicy.core.budgets import BudgetBook
 from keypolicy.ledger import read_ledger
-from keypolicy.mock import MockOptions, MockServer, create_app
 from keypolicy.policy import load_policy
 from keypolicy.policy.compile import compile_policy
 from keypolicy.state.redis import RedisStore
-from tests.runtime.test_fleet import BUDGET_USD, KEYS, MESSAGES, POLICY, RPD, MockLog
+from tests.runtime.test_fleet import BUDGET_USD, KEYS, POLICY, RPD, mock_serving, one_call
 from tests.state.conftest import RedisServer
 
 PROCESSES, THREADS = 4, 16
@@ -57,10 +55,7 @@ def replica(
 def _replica(
     index: int, policy_path: str, base_url: str, ledger: str, shared: Any
 ) -> dict[str, Any]:
-    import openai
-
     from keypolicy.runtime import Runtime
-    from keypolicy.runtime.errors import PolicyRejected
 
     runtime = Runtime.from_file(policy_path, ledger=ledger, environ=KEYS, base_url=base_url)
     clients = {domain: runtime.openai(domain) for domain in ("chat", "notes")}
@@ -75,17 +70,7 @@ def _replica(
             domain = ("chat", "notes")[(thread + i) % 2]
             i += 1
             began = time.monotonic()
-            try:
-                clients[domain].chat.completions.create(
-                    model="gpt-4o-mini", messages=MESSAGES, max_tokens=1
-                )
-                what = "ok"
-            except PolicyRejected as exc:
-                what = f"refused:{exc.reason}"
-            except openai.RateLimitError:
-                what = "429"
-            except Exception as exc:  # anything else fails the test, by name
-                what = f"error:{type(exc).__name__}: {exc}"
+            what = one_call(clients[domain], "gpt-4o-mini")
             took = time.monotonic() - began
             with lock:
                 tally[f"{domain} {what}"] += 1
@@ -126,13 +111,6 @@ def test_four_processes_hold_the_limits_through_a_redis_restart(tmp_path: Path) 
     policy_path.write_text(
         POLICY.format(url=redis_server.url, namespace=NAMESPACE, rpd=RPD, usd=BUDGET_USD)
     )
-    mock_log = MockLog()
-    logger = logging.getLogger("keypolicy.mock")
-    level = logger.level
-    logger.addHandler(mock_log)
-    logger.setLevel(logging.INFO)
-    server = MockServer(create_app(policy_path, environ=KEYS, options=MockOptions(latency=False)))
-    server.start()
     spawn = multiprocessing.get_context("spawn")
     shared = {
         "go": spawn.Event(),
@@ -144,36 +122,36 @@ def test_four_processes_hold_the_limits_through_a_redis_restart(tmp_path: Path) 
     }
     out = spawn.Queue()
     ledgers = [str(tmp_path / f"replica-{i}.sqlite") for i in range(PROCESSES)]
-    url = server.url + "/v1"
-    processes = [
-        spawn.Process(target=replica, args=(i, str(policy_path), url, ledgers[i], shared, out))
-        for i in range(PROCESSES)
-    ]
-    try:
-        for process in processes:
-            process.start()
-        for _ in range(PROCESSES):
-            assert shared["ready"].acquire(timeout=25), "a replica did not start"
-        shared["go"].set()
-        _until("the mock answered 100 calls", lambda: mock_log.statuses["200"] >= 100)
-        redis_server.kill()
-        _until("40 calls were refused for the store", lambda: shared["store_errors"].value >= 40)
-        shared["phase"].value = 3
-        redis_server.start()
-        # Enough calls after the restart for both limits to be reached (600 a replica at most).
-        _until("2,400 calls after the restart", lambda: shared["after"].value >= 2_400)
-        shared["stop"].set()
-        results = [out.get(timeout=60) for _ in processes]
-        for process in processes:
-            process.join(10)
-    finally:
-        shared["stop"].set()
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-        server.stop()
-        logger.removeHandler(mock_log)
-        logger.setLevel(level)
+    with mock_serving(policy_path, KEYS) as (url, mock_log):
+        processes = [
+            spawn.Process(target=replica, args=(i, str(policy_path), url, ledgers[i], shared, out))
+            for i in range(PROCESSES)
+        ]
+        try:
+            for process in processes:
+                process.start()
+            for _ in range(PROCESSES):
+                assert shared["ready"].acquire(timeout=25), "a replica did not start"
+            shared["go"].set()
+            _until("the mock answered 100 calls", lambda: mock_log.statuses["200"] >= 100)
+            redis_server.kill()
+            _until(
+                "40 calls were refused for the store", lambda: shared["store_errors"].value >= 40
+            )
+            shared["phase"].value = 3
+            redis_server.start()
+            # Enough calls after the restart for both limits to be reached (600 a replica at
+            # most).
+            _until("2,400 calls after the restart", lambda: shared["after"].value >= 2_400)
+            shared["stop"].set()
+            results = [out.get(timeout=60) for _ in processes]
+            for process in processes:
+                process.join(10)
+        finally:
+            shared["stop"].set()
+            for process in processes:
+                if process.is_alive():
+                    process.kill()
     try:
         assert not [r["failed"] for r in results if "failed" in r]
         tally: Counter[str] = Counter()
